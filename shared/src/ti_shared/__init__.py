@@ -1,0 +1,1 @@
+"""What the five services of the Territoires d'industrie platform share, written once."""

@@ -1,0 +1,331 @@
+"""The application factory every service uses: one way to wire settings, database, outbox, consumers,
+auth, errors, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ti_shared.auth import TokenVerifier
+from ti_shared.bus import make_publisher, make_source
+from ti_shared.consumer import EventConsumer, EventHandler
+from ti_shared.db import Database
+from ti_shared.events import EventSpec
+from ti_shared.logging import bind_request, configure_logging, get_logger
+from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
+from ti_shared.migrations import upgrade
+from ti_shared.outbox import CloudEvent, OutboxRelay, count_pending, record_event
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
+from ti_shared.settings import ServiceSettings, load_settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer a service runs: its group name and a factory for its handler."""
+
+    name: str
+    handler: Callable[[], EventHandler]
+    rebuild_when_empty: bool = False
+
+
+@dataclass
+class ServiceSpec:
+    """What makes a service: its name, routes, tables, migrations, events and consumers."""
+
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    metadata: sa.MetaData
+    migrations_dir: Path
+    events: Sequence[EventSpec] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    openapi_tags: Sequence[dict[str, Any]] = ()
+    on_startup: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
+    version: str = "1.0.0"
+    #: where the JSON Schemas of this service's events are committed
+    schemas_dir: Path | None = None
+
+    @property
+    def source(self) -> str:
+        return f"/services/{self.name}"
+
+
+@dataclass
+class ServiceContext:
+    """The running service's collaborators, reachable from every request."""
+
+    spec: ServiceSpec
+    settings: ServiceSettings
+    db: Database
+    relay: OutboxRelay
+    consumers: list[EventConsumer] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def consumer(self, name: str) -> EventConsumer:
+        for c in self.consumers:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def get_context(request: Request) -> ServiceContext:
+    ctx = getattr(request.app.state, "ctx", None)
+    if not isinstance(ctx, ServiceContext):
+        raise RuntimeError("service context missing: is the lifespan running?")
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+class UnitOfWork:
+    """One request = one transaction: the changes and their outbox events, committed together."""
+
+    def __init__(self, ctx: ServiceContext, session: AsyncSession) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.now = datetime.now(UTC)
+        self._events = 0
+
+    async def record(
+        self,
+        *,
+        topic: str,
+        type_: str,
+        subject: str,
+        version: int,
+        actor: str,
+        data: dict[str, Any],
+        time: datetime | None = None,
+    ) -> CloudEvent:
+        self._events += 1
+        return await record_event(
+            self.session,
+            topic=topic,
+            source=self.ctx.spec.source,
+            type_=type_,
+            subject=subject,
+            version=version,
+            actor=actor,
+            time=time or self.now,
+            data=data,
+        )
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self._events:
+            self.ctx.relay.notify()
+
+
+async def unit_of_work(ctx: ContextDep) -> AsyncIterator[UnitOfWork]:
+    async with ctx.db.session() as session:
+        yield UnitOfWork(ctx, session)
+
+
+async def read_session(ctx: ContextDep) -> AsyncIterator[AsyncSession]:
+    async with ctx.db.read_session() as session:
+        yield session
+
+
+UowDep = Annotated[UnitOfWork, Depends(unit_of_work)]
+ReadSessionDep = Annotated[AsyncSession, Depends(read_session)]
+
+
+class EdgeMiddleware:
+    """Request id, access log, metrics, and a hard cap on body size (413) before anything is buffered."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        bind_request(request_id[:128])
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._reject_413(send, request_id)
+            status_holder["status"] = 413
+        else:
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        raise Problem(413, f"The body is larger than {self.max_body_bytes} bytes")
+                return message
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = message["status"]
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                await send(message)
+
+            await self.app(scope, limited_receive, send_with_id)
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        route_path = getattr(route, "path", None) or ("/metrics" if scope.get("path") == "/metrics" else "unmatched")
+        HTTP_REQUESTS.labels(self.service, scope["method"], route_path, str(status_holder["status"])).inc()
+        HTTP_LATENCY.labels(self.service, scope["method"], route_path).observe(elapsed)
+
+    async def _reject_413(self, send: Send, request_id: str) -> None:
+        body = Problem(413, f"The body is larger than {self.max_body_bytes} bytes").body()
+        import json
+
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/livez")
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/readyz")
+    async def readyz(ctx: ContextDep) -> JSONResponse:
+        return await readiness(ctx)
+
+    @router.get("/metrics")
+    async def metrics(ctx: ContextDep) -> Response:
+        try:
+            await readiness(ctx)
+        except Exception:  # noqa: BLE001 - metrics still render
+            pass
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def readiness(ctx: ServiceContext) -> JSONResponse:
+    checks: dict[str, str] = {}
+    ok = True
+    pending = 0
+    try:
+        async with asyncio.timeout(3):
+            async with ctx.db.read_session() as session:
+                pending = await count_pending(session)
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported as the failing check
+        ok = False
+        checks["database"] = "unavailable: " + type(exc).__name__
+    OUTBOX_PENDING.labels(service=ctx.spec.name).set(pending)
+    lag = 0
+    for consumer in ctx.consumers:
+        try:
+            async with asyncio.timeout(3):
+                lag += await consumer.lag()
+        except Exception:  # noqa: BLE001
+            lag += 0
+        checks[f"consumer:{consumer.name}"] = "ok" if consumer.bus_ok else f"degraded: {consumer.last_error}"
+    checks["bus"] = "ok" if ctx.relay.bus_ok else f"degraded (events wait in the outbox): {ctx.relay.last_error}"
+    body = {
+        "status": "ready" if ok else "unavailable",
+        "service": ctx.spec.name,
+        "checks": checks,
+        "outbox_pending": pending,
+        "consumer_lag": lag,
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the FastAPI application of ``spec``; its lifespan starts the relay and the consumers."""
+    settings = settings or load_settings(spec.name)
+    platform = settings.platform
+    configure_logging(json=platform.log_json, level=platform.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        if platform.migrate_on_start:
+            await upgrade(db, spec.migrations_dir)
+        relay = OutboxRelay(
+            db,
+            make_publisher(platform, client_id=f"ti-{spec.name}"),
+            service=spec.name,
+            batch_size=platform.relay_batch_size,
+            idle_s=platform.relay_idle_seconds,
+        )
+        ctx = ServiceContext(spec=spec, settings=settings, db=db, relay=relay)
+        for cs in spec.consumers:
+            ctx.consumers.append(
+                EventConsumer(
+                    name=cs.name,
+                    service=spec.name,
+                    db=db,
+                    source=make_source(platform, group=cs.name),
+                    handler=cs.handler(),
+                    batch_size=platform.consumer_batch_size,
+                    rebuild_when_empty=cs.rebuild_when_empty,
+                )
+            )
+        app.state.ctx = ctx
+        for hook in spec.on_startup:
+            await hook(ctx)
+        await relay.start()
+        for consumer in ctx.consumers:
+            await consumer.start()
+        log.info("service started", service=spec.name, database=db.url.split("@")[-1], bus=platform.bus)
+        try:
+            yield
+        finally:
+            for consumer in ctx.consumers:
+                await consumer.stop()
+            await relay.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+        openapi_tags=list(spec.openapi_tags) or None,
+    )
+    app.state.token_verifier = TokenVerifier(platform)
+    app.state.spec = spec
+    install_problem_handlers(app)
+    app.add_middleware(EdgeMiddleware, service=spec.name, max_body_bytes=platform.max_body_bytes)
+    app.include_router(health_router())
+    for router in spec.routers:
+        app.include_router(router)
+    return app

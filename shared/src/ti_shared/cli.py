@@ -1,0 +1,152 @@
+"""The ``ti`` command: tokens, replay and record of event streams, serving; services add their own groups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ti_shared.auth import SCOPES, mint_token
+from ti_shared.events import ALL_TOPICS, DOMAIN_TOPICS, topic_for_type
+from ti_shared.settings import PlatformSettings
+
+app = typer.Typer(help="Territoires d'industrie platform command line", no_args_is_help=True)
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="Who acts (copied into events as tiactor)")],
+    scope: Annotated[list[str], typer.Option(help="Scopes, repeatable or space-separated: " + ", ".join(SCOPES))] = [],  # noqa: B006
+    operator: Annotated[str | None, typer.Option(help="ti_operator, e.g. ADEME")] = None,
+    territory: Annotated[list[str], typer.Option(help="ti_territories entries, repeatable")] = [],  # noqa: B006
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds")] = 3600,
+) -> None:
+    """Mint a local HS256 token signed with TI_JWT_SECRET."""
+    scopes = [s for item in scope for s in item.split()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown scope(s): {', '.join(unknown)}")
+    typer.echo(mint_token(PlatformSettings(), sub=sub, scopes=scopes, operator=operator, territories=territory, ttl_seconds=ttl))
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSON lines, one CloudEvent per line")],
+    bus: Annotated[str | None, typer.Option(help="kafka or local (default: TI_BUS)")] = None,
+) -> None:
+    """Publish a recorded stream, routing each event to its topic by type, keyed by subject."""
+    from ti_shared.bus import OutgoingMessage, make_publisher
+    from ti_shared.events import CONTENT_TYPE
+
+    settings = PlatformSettings(**({"bus": bus} if bus else {}))
+    messages = []
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            topic = topic_for_type(doc["type"])
+            key = doc["subject"]
+        except (ValueError, KeyError, TypeError) as exc:
+            typer.echo(f"line {n}: not a CloudEvent of a known type ({exc})", err=True)
+            raise typer.Exit(2) from exc
+        if topic is None:
+            typer.echo(f"line {n}: unknown event type {doc['type']!r}", err=True)
+            raise typer.Exit(2)
+        messages.append(OutgoingMessage(topic, str(key), line.encode(), (("content-type", CONTENT_TYPE.encode()),)))
+
+    async def _go() -> None:
+        publisher = make_publisher(settings, "ti-replay")
+        await publisher.start()
+        try:
+            for i in range(0, len(messages), 1000):
+                await publisher.publish(messages[i : i + 1000])
+        finally:
+            await publisher.stop()
+
+    asyncio.run(_go())
+    typer.echo(f"published {len(messages)} events")
+
+
+@app.command()
+def record(
+    file: Annotated[Path, typer.Argument(help="Where to write the JSON lines")],
+    topic: Annotated[list[str], typer.Option(help="Topics to record (default: the four domain topics)")] = [],  # noqa: B006
+    bus: Annotated[str | None, typer.Option(help="kafka or local (default: TI_BUS)")] = None,
+) -> None:
+    """Write every event currently on the topics, in log order per partition, one per line."""
+    from ti_shared.bus import make_source
+
+    settings = PlatformSettings(**({"bus": bus} if bus else {}))
+    topics = topic or list(DOMAIN_TOPICS)
+    bad = [t for t in topics if t not in ALL_TOPICS]
+    if bad:
+        raise typer.BadParameter(f"unknown topic(s): {', '.join(bad)}")
+
+    async def _go() -> int:
+        source = make_source(settings, "ti-record")
+        await source.start(topics, {})
+        count = 0
+        with file.open("w", encoding="utf-8") as out:
+            try:
+                while True:
+                    batch = await source.fetch(5000, 1.0)
+                    for m in batch:
+                        out.write(m.value.decode() + "\n")
+                    count += len(batch)
+                    if not batch and await source.lag() == 0:
+                        break
+            finally:
+                await source.stop()
+        return count
+
+    typer.echo(f"recorded {asyncio.run(_go())} events to {file}")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="A service name (territory-registry, …) or 'all' for the embedded mode")] = "all",
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve one service, or all five in one process (embedded mode)."""
+    import uvicorn
+
+    from ti_shared.embedded import create_embedded_app, load_service_app
+
+    application = create_embedded_app() if service == "all" else load_service_app(service)
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+
+
+schemas_app = typer.Typer(help="The committed JSON Schemas of the events")
+app.add_typer(schemas_app, name="schemas")
+
+
+@schemas_app.command("write")
+def schemas_write(service: Annotated[str, typer.Argument(help="e.g. funding-ledger")]) -> None:
+    """Write the JSON Schema of each event type the service publishes into its schemas directory."""
+    from ti_shared.embedded import load_service_spec
+    from ti_shared.events import write_event_schemas
+
+    spec = load_service_spec(service)
+    if spec.schemas_dir is None or not spec.events:
+        typer.echo(f"{service} publishes no events")
+        return
+    for path in write_event_schemas(spec.schemas_dir, list(spec.events)):
+        typer.echo(str(path))
+
+
+def _load_plugins() -> None:
+    for ep in entry_points(group="ti.cli"):
+        sub = ep.load()
+        app.add_typer(sub, name=ep.name)
+
+
+def main() -> None:
+    _load_plugins()
+    app(args=sys.argv[1:])

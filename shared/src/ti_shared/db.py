@@ -1,0 +1,158 @@
+"""Database access for PostgreSQL (asyncpg) and SQLite (aiosqlite), and the shared infrastructure tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+#: BIGINT on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: JSON on both; JSONB on PostgreSQL
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Instant = sa.DateTime(timezone=True)
+
+infra_metadata = sa.MetaData()
+
+outbox_message = sa.Table(
+    "outbox_message",
+    infra_metadata,
+    sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(64), nullable=False),
+    sa.Column("message_key", sa.String(256), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", Instant, nullable=False),
+    sa.Column("sent_at", Instant, nullable=True),
+    sa.Index("ix_outbox_message_pending", "id", postgresql_where=sa.text("sent_at IS NULL"), sqlite_where=sa.text("sent_at IS NULL")),
+)
+
+consumer_offset = sa.Table(
+    "consumer_offset",
+    infra_metadata,
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("partition", sa.Integer(), primary_key=True),
+    sa.Column("next_offset", sa.BigInteger(), nullable=False),
+)
+
+applied_version = sa.Table(
+    "applied_version",
+    infra_metadata,
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(256), primary_key=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+)
+
+idempotency_record = sa.Table(
+    "idempotency_record",
+    infra_metadata,
+    sa.Column("owner", sa.String(256), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("response_body", sa.Text(), nullable=True),
+    sa.Column("response_headers", sa.Text(), nullable=True),
+    sa.Column("locked_at", Instant, nullable=False),
+    sa.Column("completed_at", Instant, nullable=True),
+)
+
+territory_replica = sa.Table(
+    "territory_replica",
+    infra_metadata,
+    sa.Column("territory_id", sa.String(16), primary_key=True),
+    sa.Column("region_code", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+)
+
+
+def is_sqlite_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SAVEPOINT support)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """One service's database: a writer engine and a reader engine (the same on PostgreSQL)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = is_sqlite_url(url)
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, immediate=True)
+            self.read_engine = _sqlite_engine(url, immediate=False)
+        else:
+            self.engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=600
+            )
+            self.read_engine = self.engine
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read-write session; the caller commits."""
+        async with self._writer() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        async with self._reader() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.read_engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def upsert(session_dialect: str, table: sa.Table) -> Any:
+    """``INSERT … ON CONFLICT`` builder for the session's dialect."""
+    if session_dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name

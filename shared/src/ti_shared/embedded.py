@@ -1,0 +1,134 @@
+"""The embedded mode: the five services in one ASGI process, dispatched by their path prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import entry_points
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
+
+
+def load_service_spec(name: str) -> Any:
+    """The ``ServiceSpec`` of a service, found through the ``ti.services`` entry points."""
+    for ep in entry_points(group="ti.services"):
+        if ep.name == name:
+            return ep.load()
+    installed = ", ".join(ep.name for ep in entry_points(group="ti.services"))
+    raise SystemExit(f"unknown service {name!r}; installed: {installed}")
+
+
+def load_service_app(name: str) -> FastAPI:
+    from ti_shared.app import create_service_app
+
+    return create_service_app(load_service_spec(name))
+
+
+class PrefixDispatcher:
+    """Routes each request to the service owning its path prefix (CONTRACT §1)."""
+
+    def __init__(self, apps: dict[str, FastAPI], root: FastAPI) -> None:
+        self.routes: list[tuple[str, ASGIApp]] = []
+        for name, app in apps.items():
+            for prefix in _prefixes(app):
+                self.routes.append((prefix, app))
+            self.routes.append((f"/{name}/", _strip(f"/{name}", app)))
+        self.routes.sort(key=lambda r: -len(r[0]))
+        self.root = root
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for prefix, app in self.routes:
+                if path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/") or path.startswith(prefix):
+                    await app(scope, receive, send)
+                    return
+        await self.root(scope, receive, send)
+
+
+def _prefixes(app: FastAPI) -> set[str]:
+    out = set()
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith("/v1/") or path.startswith("/dashboard"):
+            parts = path.split("/")
+            out.add("/".join(parts[:3]) if path.startswith("/v1/") else "/dashboard")
+    return out
+
+
+def _strip(prefix: str, app: ASGIApp) -> ASGIApp:
+    async def _app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope = dict(scope)
+        scope["path"] = scope["path"][len(prefix) :] or "/"
+        scope["root_path"] = scope.get("root_path", "") + prefix
+        await app(scope, receive, send)
+
+    return _app
+
+
+def create_embedded_app() -> Any:
+    apps = {name: load_service_app(name) for name in SERVICES}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in apps.values():
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    root = FastAPI(title="Territoires d'industrie platform (embedded)", lifespan=lifespan)
+
+    @root.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @root.get("/readyz", include_in_schema=False)
+    async def readyz() -> Any:
+        from fastapi.responses import JSONResponse
+
+        from ti_shared.app import readiness
+
+        pending = lag = 0
+        checks: dict[str, Any] = {}
+        ok = True
+        for name, app in apps.items():
+            response = await readiness(app.state.ctx)
+            import json
+
+            body = json.loads(bytes(response.body))
+            pending += body["outbox_pending"]
+            lag += body["consumer_lag"]
+            checks[name] = body["status"]
+            ok = ok and response.status_code == 200
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "checks": checks, "outbox_pending": pending, "consumer_lag": lag},
+            status_code=200 if ok else 503,
+        )
+
+    @root.get("/", include_in_schema=False)
+    async def index() -> dict[str, Any]:
+        return {
+            "platform": "Territoires d'industrie",
+            "services": {name: {"docs": f"/{name}/docs", "openapi": f"/{name}/openapi.json"} for name in SERVICES},
+            "indicators": "/v1/indicators?scope=national",
+        }
+
+    return _Embedded(PrefixDispatcher(apps, root), root)
+
+
+class _Embedded:
+    """ASGI app whose lifespan is the root's (which starts the five services)."""
+
+    def __init__(self, dispatcher: PrefixDispatcher, root: FastAPI) -> None:
+        self.dispatcher = dispatcher
+        self.root = root
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.root(scope, receive, send)
+            return
+        await self.dispatcher(scope, receive, send)

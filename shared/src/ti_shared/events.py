@@ -1,0 +1,151 @@
+"""The CloudEvents 1.0 envelope of CONTRACT §5, the topics, and the event-type registry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+TOPIC_TERRITORIES = "ti.territories"
+TOPIC_ACTIONS = "ti.actions"
+TOPIC_GRANTS = "ti.grants"
+TOPIC_SITES = "ti.sites"
+TOPIC_DEAD_LETTERS = "ti.dead-letters"
+DOMAIN_TOPICS = (TOPIC_TERRITORIES, TOPIC_ACTIONS, TOPIC_GRANTS, TOPIC_SITES)
+ALL_TOPICS = (*DOMAIN_TOPICS, TOPIC_DEAD_LETTERS)
+
+TYPE_PREFIX = "fr.anct.ti."
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def event_type(entity: str, change: str, version: int = 1) -> str:
+    """``event_type("grant", "committed")`` → ``fr.anct.ti.grant.committed.v1``."""
+    return f"{TYPE_PREFIX}{entity}.{change}.v{version}"
+
+
+#: every event type of the contract, with the topic it travels on
+EVENT_TOPICS: dict[str, str] = {
+    **{event_type("territory", c): TOPIC_TERRITORIES for c in ("registered", "updated", "withdrawn")},
+    **{event_type("action", c): TOPIC_ACTIONS for c in ("created", "updated", "status_changed", "deleted")},
+    **{event_type("grant", c): TOPIC_GRANTS for c in ("committed", "amended", "disbursed", "cancelled")},
+    **{event_type("site", c): TOPIC_SITES for c in ("labelled", "updated", "withdrawn")},
+}
+
+
+def topic_for_type(type_: str) -> str | None:
+    return EVENT_TOPICS.get(type_)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 structured-mode event as published on the platform's topics."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    entityversion: int = Field(ge=1)
+    tiactor: str
+    data: dict[str, Any]
+
+
+def new_event(
+    *,
+    source: str,
+    type_: str,
+    subject: str,
+    time: datetime,
+    version: int,
+    actor: str,
+    data: dict[str, Any],
+) -> CloudEvent:
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source=source,
+        type=type_,
+        subject=subject,
+        time=time.astimezone(UTC),
+        entityversion=version,
+        tiactor=actor,
+        data=data,
+    )
+
+
+def format_instant(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, microseconds kept when present."""
+    text = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def encode_event(event: CloudEvent) -> bytes:
+    doc = event.model_dump(mode="json")
+    doc["time"] = format_instant(event.time)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One event type a service publishes, and the model of its ``data``."""
+
+    type: str
+    topic: str
+    data_model: type[BaseModel]
+    description: str
+
+
+def event_json_schema(spec: EventSpec) -> dict[str, Any]:
+    """The JSON Schema of the whole envelope of ``spec``, with its ``data`` schema inlined."""
+    data_schema = spec.data_model.model_json_schema(mode="serialization", ref_template="#/$defs/{model}")
+    defs = data_schema.pop("$defs", {})
+    envelope = CloudEvent.model_json_schema(mode="serialization")
+    envelope.pop("title", None)
+    props = envelope["properties"]
+    props["type"] = {"const": spec.type, "title": "Type", "type": "string"}
+    props["data"] = data_schema
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:ti:events:{spec.type}",
+        "title": spec.type,
+        "description": spec.description,
+        **envelope,
+    }
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def schema_path(directory: Path, spec: EventSpec) -> Path:
+    return directory / f"{spec.type}.schema.json"
+
+
+def render_schema(spec: EventSpec) -> str:
+    return json.dumps(event_json_schema(spec), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_event_schemas(directory: Path, specs: list[EventSpec]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in specs:
+        path = schema_path(directory, spec)
+        path.write_text(render_schema(spec), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale_event_schemas(directory: Path, specs: list[EventSpec]) -> list[str]:
+    """The event types whose committed schema differs from what the code produces."""
+    stale = []
+    for spec in specs:
+        path = schema_path(directory, spec)
+        if not path.exists() or path.read_text(encoding="utf-8") != render_schema(spec):
+            stale.append(spec.type)
+    return stale

@@ -1,0 +1,20 @@
+"""Prometheus metrics, labelled by service so that the embedded mode can host all five in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter("ti_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "ti_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OUTBOX_PENDING = Gauge("ti_outbox_pending", "Committed events not yet published", ["service"])
+EVENTS_PUBLISHED = Counter("ti_events_published_total", "Events published by the outbox relay", ["service"])
+OUTBOX_PUBLISH_FAILURES = Counter("ti_outbox_publish_failures_total", "Failed publish attempts", ["service"])
+CONSUMER_LAG = Gauge("ti_consumer_lag", "Published events not yet applied", ["service", "consumer"])
+EVENTS_APPLIED = Counter("ti_events_applied_total", "Events applied by a consumer", ["service", "consumer"])
+EVENTS_SKIPPED = Counter("ti_events_skipped_total", "Duplicate or stale events skipped", ["service", "consumer"])
+DEAD_LETTERS = Counter("ti_dead_letters_total", "Events sent to the dead-letter topic", ["service", "consumer"])

@@ -1,0 +1,70 @@
+"""A local replica of the territories, fed by ``ti.territories`` (for services that check territory ids)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ti_shared.consumer import Delivery, EventRejected
+from ti_shared.db import dialect_of, territory_replica, upsert
+from ti_shared.events import TOPIC_TERRITORIES, event_type
+
+TERRITORY_EVENT_TYPES = frozenset(event_type("territory", c) for c in ("registered", "updated", "withdrawn"))
+
+
+class TerritoryReplicaHandler:
+    """Keeps ``territory_replica`` equal to the latest state of every territory."""
+
+    topics: Sequence[str] = (TOPIC_TERRITORIES,)
+
+    def accepts(self, event_type_: str) -> bool:
+        return event_type_ in TERRITORY_EVENT_TYPES
+
+    async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
+        latest: dict[str, dict[str, object]] = {}
+        for d in deliveries:
+            data = d.event.data
+            region = data.get("region_code")
+            status = data.get("status")
+            if not isinstance(region, str) or not isinstance(status, str):
+                raise EventRejected("territory event without region_code or status")
+            latest[d.event.subject] = {
+                "territory_id": d.event.subject,
+                "region_code": region,
+                "status": status,
+                "version": d.event.entityversion,
+                "data": data,
+            }
+        if not latest:
+            return
+        ins = upsert(dialect_of(session), territory_replica)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["territory_id"],
+            set_={k: getattr(ins.excluded, k) for k in ("region_code", "status", "version", "data")},
+        )
+        await session.execute(stmt, list(latest.values()))
+
+    async def is_empty(self, session: AsyncSession) -> bool:
+        row = await session.execute(sa.select(territory_replica.c.territory_id).limit(1))
+        return row.first() is None
+
+
+async def known_territories(session: AsyncSession, ids: set[str]) -> dict[str, str]:
+    """``{territory_id: region_code}`` for those of ``ids`` that the replica knows."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        sa.select(territory_replica.c.territory_id, territory_replica.c.region_code).where(
+            territory_replica.c.territory_id.in_(sorted(ids))
+        )
+    )
+    return {r.territory_id: r.region_code for r in rows}
+
+
+async def territory_ids_in_region(session: AsyncSession, region_code: str) -> list[str]:
+    rows = await session.execute(
+        sa.select(territory_replica.c.territory_id).where(territory_replica.c.region_code == region_code)
+    )
+    return [r.territory_id for r in rows]

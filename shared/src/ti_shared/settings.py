@@ -1,0 +1,90 @@
+"""Configuration: one settings object per service, read from the environment.
+
+Platform-wide values use the ``TI_`` prefix (``TI_ENV``, ``TI_JWT_SECRET``, ``TI_KAFKA_BOOTSTRAP``…);
+service values use ``TI_<SERVICE>_`` (``TI_FUNDING_LEDGER_DATABASE_URL``…).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "ti-development-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+
+Environment = Literal["development", "test", "production"]
+BusKind = Literal["local", "kafka"]
+
+
+class PlatformSettings(BaseSettings):
+    """Values common to every service (prefix ``TI_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TI_", extra="ignore")
+
+    env: Environment = "development"
+    var_dir: Path = Path("var")
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_iss: str = "ti-platform"
+    jwt_aud: str = "ti-platform"
+    jwt_jwks_url: str | None = None
+
+    bus: BusKind = "local"
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    local_bus_path: Path | None = None
+    #: prepended to every topic name on the bus (isolates test runs sharing one Kafka); empty in production
+    topic_prefix: str = ""
+
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    relay_batch_size: int = Field(default=1000, ge=1)
+    relay_idle_seconds: float = Field(default=0.2, gt=0)
+    consumer_batch_size: int = Field(default=2000, ge=1)
+    migrate_on_start: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> PlatformSettings:
+        if self.env == "production":
+            if self.jwt_jwks_url is None and self.jwt_secret == DEFAULT_JWT_SECRET:
+                raise ValueError(
+                    "TI_JWT_SECRET is the development default: set a secret or TI_JWT_JWKS_URL in production"
+                )
+            if len(self.jwt_secret) < 32 and self.jwt_jwks_url is None:
+                raise ValueError("TI_JWT_SECRET must be at least 32 characters in production")
+        return self
+
+    @property
+    def bus_path(self) -> Path:
+        return self.local_bus_path or self.var_dir / "bus.db"
+
+
+class ServiceSettings(BaseModel):
+    """Values of one service (prefix ``TI_<SERVICE>_``) together with the platform's."""
+
+    name: str
+    database_url: str
+    platform: PlatformSettings
+
+
+def env_prefix(service: str) -> str:
+    return "TI_" + service.upper().replace("-", "_") + "_"
+
+
+def load_settings(service: str, **overrides: object) -> ServiceSettings:
+    """Read the settings of ``service`` (e.g. ``funding-ledger``) from the environment."""
+
+    platform = PlatformSettings()
+
+    class _Own(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=env_prefix(service), extra="ignore")
+        database_url: str | None = None
+
+    own = _Own()
+    module = service.replace("-", "_")
+    url = own.database_url or f"sqlite+aiosqlite:///{platform.var_dir / (module + '.db')}"
+    values: dict[str, object] = {"name": service, "database_url": url, "platform": platform}
+    values.update(overrides)
+    return ServiceSettings.model_validate(values)

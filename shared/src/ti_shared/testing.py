@@ -1,0 +1,180 @@
+"""Helpers for the services' integration tests: real PostgreSQL databases and real Kafka topics.
+
+``make test`` starts PostgreSQL and Kafka (``deploy/local/up.sh``) and exports ``TI_KAFKA_BOOTSTRAP``
+and ``TI_TEST_POSTGRES_URL``. Each test gets a fresh database and its own topic prefix, so tests never
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ti_shared.auth import mint_token
+from ti_shared.bus import ensure_kafka_topics
+from ti_shared.events import ALL_TOPICS
+from ti_shared.settings import PlatformSettings, ServiceSettings
+
+DEFAULT_PG = "postgresql+asyncpg://ti:ti@127.0.0.1:54329/postgres"
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("TI_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("TI_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+
+
+async def create_database(prefix: str = "test") -> str:
+    """Create a fresh PostgreSQL database; returns its asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return postgres_admin_url().rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    engine = create_async_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+async def create_topics(prefix: str, partitions: int = 3) -> None:
+    await ensure_kafka_topics(kafka_bootstrap(), [prefix + t for t in ALL_TOPICS], partitions=partitions)
+
+
+def new_topic_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}."
+
+
+def platform_settings(**overrides: Any) -> PlatformSettings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "bus": "kafka",
+        "kafka_bootstrap": kafka_bootstrap(),
+        "relay_idle_seconds": 0.05,
+    }
+    values.update(overrides)
+    return PlatformSettings(**values)
+
+
+def service_settings(service: str, database_url: str, platform: PlatformSettings) -> ServiceSettings:
+    return ServiceSettings(name=service, database_url=database_url, platform=platform)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and give an HTTP client talking to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def bearer(platform: PlatformSettings, sub: str = "tester", *scopes: str, **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": "Bearer " + mint_token(platform, sub=sub, scopes=list(scopes), **kwargs)}
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, interval_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval_s)
+
+
+async def wait_settled(client: httpx.AsyncClient, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Wait until ``/readyz`` reports no pending outbox row and no consumer lag."""
+    last: dict[str, Any] = {}
+
+    async def _settled() -> bool:
+        nonlocal last
+        response = await client.get("/readyz")
+        last = response.json()
+        return response.status_code == 200 and last["outbox_pending"] == 0 and last["consumer_lag"] == 0
+
+    try:
+        await wait_until(_settled, timeout_s)
+    except TimeoutError as exc:
+        raise TimeoutError(f"not settled: {last}") from exc
+    return last
+
+
+async def publish_events(platform: PlatformSettings, events: list[Any]) -> None:
+    """Publish CloudEvents straight to the bus (as another service, or a recorded stream, would)."""
+    from ti_shared.bus import OutgoingMessage, make_publisher
+    from ti_shared.events import CONTENT_TYPE, CloudEvent, encode_event, topic_for_type
+
+    publisher = make_publisher(platform, "ti-test")
+    await publisher.start()
+    try:
+        messages = []
+        for event in events:
+            ev = event if isinstance(event, CloudEvent) else CloudEvent.model_validate(event)
+            topic = topic_for_type(ev.type)
+            assert topic is not None, ev.type
+            messages.append(OutgoingMessage(topic, ev.subject, encode_event(ev), (("content-type", CONTENT_TYPE.encode()),)))
+        await publisher.publish(messages)
+    finally:
+        await publisher.stop()
+
+
+def territory_event(
+    territory_id: str,
+    region_code: str,
+    *,
+    version: int = 1,
+    status: str = "active",
+    departement_codes: list[str] | None = None,
+    change: str | None = None,
+    time: str = "2024-01-15T10:00:00Z",
+    **fields: Any,
+) -> dict[str, Any]:
+    """A ``territory.*`` CloudEvent as territory-registry publishes it (for other services' tests)."""
+    from ti_shared.events import event_type
+
+    data: dict[str, Any] = {
+        "id": territory_id,
+        "name": f"Territoire {territory_id}",
+        "region_code": region_code,
+        "departement_codes": departement_codes or [],
+        "epcis": [],
+        "phase": "temps-2",
+        "labelled_on": "2023-11-09",
+        "project_lead": None,
+        "launch_copil_held_on": None,
+        "status": status,
+        "version": version,
+        "updated_at": time,
+    }
+    data.update(fields)
+    change = change or ("registered" if version == 1 else "withdrawn" if status == "withdrawn" else "updated")
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/services/territory-registry",
+        "type": event_type("territory", change),
+        "subject": territory_id,
+        "time": time,
+        "datacontenttype": "application/json",
+        "entityversion": version,
+        "tiactor": "tester",
+        "data": data,
+    }

@@ -1,0 +1,145 @@
+"""Value types of the contract: money and surfaces as two-decimal strings, codes, identifiers."""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from stdnum import luhn
+from stdnum.exceptions import ValidationError as StdnumError
+from stdnum.fr import siren as fr_siren
+from stdnum.fr import siret as fr_siret
+
+from ti_shared.geo import DEPARTEMENTS, REGIONS, commune_code_problem
+
+TWO = Decimal("0.01")
+MAX_MONEY = Decimal("999999999999.99")  # NUMERIC(14,2)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal string such as \"1500000.00\"")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        raise ValueError("must be a decimal string such as \"1500000.00\", not a JSON number with a fraction")
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+            raise ValueError("must be a decimal string such as \"1500000.00\" (digits, optional '.' and decimals)")
+        try:
+            return Decimal(text)
+        except InvalidOperation as exc:
+            raise ValueError("is not a decimal number") from exc
+    raise ValueError("must be a decimal string such as \"1500000.00\"")
+
+
+def _two_decimals(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value != value.quantize(TWO, rounding=ROUND_HALF_EVEN):
+        raise ValueError("may have at most two decimals")
+    if value > MAX_MONEY:
+        raise ValueError("is too large (at most 999999999999.99)")
+    return value.quantize(TWO)
+
+
+def format_decimal(value: Decimal) -> str:
+    return f"{value.quantize(TWO, rounding=ROUND_HALF_EVEN):f}"
+
+
+_DECIMAL_SCHEMA = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "examples": ["1500000.00"]}
+
+#: a non-negative amount with at most two decimals, given and returned as a string
+Decimal2 = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    AfterValidator(_two_decimals),
+    PlainSerializer(format_decimal, return_type=str, when_used="always"),
+    WithJsonSchema(_DECIMAL_SCHEMA),
+]
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+PositiveDecimal2 = Annotated[Decimal2, AfterValidator(_positive)]
+
+
+def _commune(value: str) -> str:
+    problem = commune_code_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+CommuneCode = Annotated[str, AfterValidator(_commune), WithJsonSchema({"type": "string", "examples": ["71076", "2A004", "97411"]})]
+
+
+def _region(value: str) -> str:
+    if value not in REGIONS:
+        raise ValueError("is not an INSEE region code (" + ", ".join(REGIONS) + ")")
+    return value
+
+
+def _departement(value: str) -> str:
+    if value not in DEPARTEMENTS:
+        raise ValueError("is not an INSEE département code (01…95, 2A, 2B, 971…976)")
+    return value
+
+
+RegionCode = Annotated[str, AfterValidator(_region), WithJsonSchema({"type": "string", "examples": ["84"]})]
+DepartementCode = Annotated[str, AfterValidator(_departement), WithJsonSchema({"type": "string", "examples": ["01", "2A", "974"]})]
+
+
+def siren_problem(value: str) -> str | None:
+    if not re.fullmatch(r"[0-9]{9}", value):
+        return "must be 9 digits"
+    try:
+        fr_siren.validate(value)
+    except StdnumError:
+        return "is not a valid SIREN (Luhn checksum)"
+    return None
+
+
+def siret_problem(value: str) -> str | None:
+    if not re.fullmatch(r"[0-9]{14}", value):
+        return "must be 14 digits"
+    try:
+        fr_siret.validate(value)
+    except StdnumError:
+        return "is not a valid SIRET (checksum)"
+    return None
+
+
+def _siren(value: str) -> str:
+    problem = siren_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _siret(value: str) -> str:
+    problem = siret_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Siren = Annotated[str, AfterValidator(_siren), WithJsonSchema({"type": "string", "pattern": "^[0-9]{9}$", "examples": ["200071751"]})]
+Siret = Annotated[str, AfterValidator(_siret), WithJsonSchema({"type": "string", "pattern": "^[0-9]{14}$", "examples": ["73282932000074"]})]
+
+
+def luhn_complete(prefix: str) -> str:
+    """``prefix`` followed by its Luhn check digit (test and demo data)."""
+    return prefix + luhn.calc_check_digit(prefix)
+
+
+TERRITORY_ID_PATTERN = r"^ti-[0-9]{4}$"
