@@ -20,14 +20,12 @@ import sys
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def produce(bootstrap: str, topic: str, n: int, run_id: str) -> list[str]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", client_id="ti-check"
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", client_id="ti-check")
     await producer.start()
     ids = []
     try:

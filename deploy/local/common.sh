@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (variables used by the scripts that source this file)
 # Shared settings and helpers for the deploy/local scripts (sourced, not run).
 # Everything lives under the repository's var/ directory and binds to 127.0.0.1 only.
 
@@ -54,7 +55,8 @@ pid_alive() {
   [ -s "$pidfile" ] || return 1
   pid="$(cat "$pidfile")"
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker"
+  local cmd; cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$marker"* ]]
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.

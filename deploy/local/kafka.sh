@@ -37,8 +37,9 @@ ensure_libs() {
   log "assembling Kafka jars with Maven into $K_LIBS"
   local tmp="$K_DIR/libs.tmp"
   rm -rf "$tmp"; mkdir -p "$K_DIR"
-  mvn -q -B -Dstyle.color=never -f "$K_POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+  # TI_MAVEN_REPO: another local Maven repository than ~/.m2/repository (e.g. a CI cache).
+  mvn -q -B -Dstyle.color=never ${TI_MAVEN_REPO:+-Dmaven.repo.local="$TI_MAVEN_REPO"} \
+    -f "$K_POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
   echo "$sum" >"$tmp/.pom.cksum"
   rm -rf "$K_LIBS"; mv "$tmp" "$K_LIBS"
 }
@@ -157,7 +158,7 @@ cmd_start() {
     log "starting Kafka on $K_BOOTSTRAP (controller $TI_HOST:$TI_KAFKA_CONTROLLER_PORT)"
     # setsid: detach from the caller's session; the inner shell writes its own pid, then
     # exec's java, so the pid file holds the JVM's pid.
-    # shellcheck disable=SC2086  # K_HEAP holds several options
+    # shellcheck disable=SC2086,SC2016  # K_HEAP holds several options; $$ is the inner shell's
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$K_PID" \
       java $K_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
       -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
@@ -178,12 +179,20 @@ cmd_start() {
   ensure_topics
 }
 
-# Lists the topics (this also proves the broker serves metadata), then creates the missing ones.
+# Creates the missing topics; listing them first also proves that the broker serves metadata.
+# One JVM (EnsureTopics.java, run from source) when a JDK is there; else TopicCommand per topic.
 ensure_topics() {
-  local existing e name parts
+  local specs=() e
+  for e in "${TI_TOPICS[@]}"; do specs+=("$e"); done
+  if command -v javac >/dev/null; then
+    kafka_tool "$TI_LOCAL_DIR/kafka/EnsureTopics.java" "$K_BOOTSTRAP" "${specs[@]}" \
+      || die "could not list or create the topics on $K_BOOTSTRAP"
+    return 0
+  fi
+  local existing name parts
   existing="$(kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$K_BOOTSTRAP" --list)" \
     || die "Kafka metadata request failed"
-  for e in "${TI_TOPICS[@]}"; do
+  for e in "${specs[@]}"; do
     name="${e%%:*}"; parts="${e#*:}"
     if ! grep -qxF "$name" <<<"$existing"; then
       log "creating topic $name ($parts partitions)"

@@ -20,6 +20,13 @@ as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+newest_pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/pg_ctl" ]; then echo "$d"; fi
+  done | sort -V | tail -n 1
+}
+
 # Locate the PostgreSQL binaries (/usr/lib/postgresql/<version>/bin), installing them if absent.
 # Prefers the version the existing cluster was created with.
 find_pg_bin() {
@@ -28,12 +35,12 @@ find_pg_bin() {
   if [ -n "$want" ] && [ -x "/usr/lib/postgresql/$want/bin/pg_ctl" ]; then
     PG_BIN="/usr/lib/postgresql/$want/bin"; return 0
   fi
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  if [ -z "$d" ] || [ ! -x "$d/pg_ctl" ]; then
+  d="$(newest_pg_bin)"
+  if [ -z "$d" ]; then
     apt_install postgresql
-    d="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    d="$(newest_pg_bin)"
   fi
-  [ -x "$d/pg_ctl" ] || die "pg_ctl not found under /usr/lib/postgresql/*/bin"
+  [ -n "$d" ] || die "pg_ctl not found under /usr/lib/postgresql/*/bin"
   PG_BIN="$d"
 }
 

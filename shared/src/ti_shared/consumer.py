@@ -52,6 +52,9 @@ class EventHandler(Protocol):
     async def is_empty(self, session: AsyncSession) -> bool:
         """True when the handler's state is empty (then the consumer replays from the start)."""
 
+    # Optional: ``async def finish(self, session)`` is awaited once per batch transaction, after every
+    # ``apply`` and before the commit (e.g. to recompute aggregates over what the batch changed).
+
 
 class EventRejected(Exception):
     """Raised by a handler for an event that can never be applied (it is dead-lettered)."""
@@ -84,6 +87,7 @@ class EventConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._start_lock = asyncio.Lock()
         self._in_flight = 0
         self._last_lag = 0
         self.bus_ok = False
@@ -128,10 +132,11 @@ class EventConsumer:
             return {(r.topic, r.partition): r.next_offset for r in rows}
 
     async def ensure_started(self) -> None:
-        if not self._started:
-            self._positions = await self._load_positions()
-            await self._source.start(self._handler.topics, dict(self._positions))
-            self._started = True
+        async with self._start_lock:  # /readyz (lag) and the run loop may both get here first
+            if not self._started:
+                self._positions = await self._load_positions()
+                await self._source.start(self._handler.topics, dict(self._positions))
+                self._started = True
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -231,6 +236,9 @@ class EventConsumer:
                 applied[key] = changed[key] = d.event.entityversion
                 applied_n += 1
 
+        finish = getattr(self._handler, "finish", None)
+        if finish is not None:
+            await finish(session)
         await self._store_applied(session, changed)
         for msg, reason in dead:
             await self._dead_letter(session, msg, reason)

@@ -50,10 +50,22 @@ class PrefixDispatcher:
         await self.root(scope, receive, send)
 
 
+def _route_paths(routes: list[Any], prefix: str = "") -> list[str]:
+    """Every route path, including those of routers FastAPI keeps as included-router entries."""
+    paths: list[str] = []
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            context = getattr(route, "include_context", None)
+            paths += _route_paths(list(original.routes), prefix + str(getattr(context, "prefix", "") or ""))
+        else:
+            paths.append(prefix + str(getattr(route, "path", "")))
+    return paths
+
+
 def _prefixes(app: FastAPI) -> set[str]:
     out = set()
-    for route in app.routes:
-        path = getattr(route, "path", "")
+    for path in _route_paths(list(app.routes)):
         if path.startswith("/v1/") or path.startswith("/dashboard"):
             parts = path.split("/")
             out.add("/".join(parts[:3]) if path.startswith("/v1/") else "/dashboard")

@@ -76,15 +76,27 @@ def request_fingerprint(method: str, path: str, body: bytes, content_type: str) 
     return digest.hexdigest()
 
 
-async def claim(db: Database, request: Request, owner: str, key: str | None) -> IdempotentRequest | None:
-    """Claim ``key`` for this request; returns None without a key. ``.replay`` is set for a repeat."""
+async def claim(
+    db: Database,
+    request: Request,
+    owner: str,
+    key: str | None,
+    *,
+    content: bytes | None = None,
+    content_type: str | None = None,
+) -> IdempotentRequest | None:
+    """Claim ``key`` for this request; returns None without a key. ``.replay`` is set for a repeat.
+
+    ``content``/``content_type`` replace the raw body in the fingerprint when the body is not the
+    content itself (a multipart upload: its boundary changes on every retry, the file does not).
+    """
     if key is None:
         return None
     key = key.strip()
     if not key:
         raise field_problem(["header", "Idempotency-Key"], "must not be empty")
-    body = await request.body()
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body() if content is None else content
+    media = content_type if content_type is not None else request.headers.get("content-type", "").split(";")[0].strip().lower()
     fingerprint = request_fingerprint(request.method, request.url.path, body, media)
     now = datetime.now(UTC)
     async with db.session() as session:

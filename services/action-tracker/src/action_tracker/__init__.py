@@ -1,0 +1,1 @@
+"""The action-tracker service: the territories' action plans."""

@@ -1,0 +1,4 @@
+from funding_ledger.tables import metadata
+from ti_shared.migrations import run_env
+
+run_env(metadata)

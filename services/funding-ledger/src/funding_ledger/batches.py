@@ -1,0 +1,269 @@
+"""Batches of grants: validate every row, apply them in order, write everything with a few bulk statements."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from ti_shared.auth import Principal
+from ti_shared.events import encode_event, new_event
+from ti_shared.http import check_not_before
+from ti_shared.problems import Problem, clean_pydantic_errors
+from ti_shared.replica import known_territories
+from ti_shared.tabular import read_csv
+
+from funding_ledger import repository as repo
+from funding_ledger.domain import DomainError, GrantWrite, cross_field_errors, plan_grant_write
+from funding_ledger.events import GRANT_EVENTS
+from funding_ledger.scdl import ParsedRow, csv_loc, item_from_csv_row
+from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchCounts, BatchRow, Grant, GrantBatch, GrantBody
+
+MAX_ITEMS = 10_000
+BATCH_KEYS = {"items", "mode"}
+
+_ref_re = re.compile(OPERATOR_REF_PATTERN)
+
+
+def parse_json_batch(body: bytes) -> tuple[list[ParsedRow], str]:
+    """The items of a JSON batch and its mode (413 beyond :data:`MAX_ITEMS`)."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Problem(422, "The body is not valid JSON", title="Malformed JSON", kind="malformed-json") from exc
+    if not isinstance(doc, dict):
+        raise Problem(
+            422, "body: must be an object {items, mode}", errors=[{"loc": ["body"], "msg": "must be an object"}]
+        )
+    errors: list[dict[str, Any]] = [
+        {"loc": ["body", k], "msg": "is not a field of a batch"} for k in sorted(set(doc) - BATCH_KEYS)
+    ]
+    mode = doc.get("mode", "partial")
+    if mode not in ("partial", "atomic"):
+        errors.append({"loc": ["body", "mode"], "msg": "must be partial or atomic"})
+    items = doc.get("items")
+    if not isinstance(items, list):
+        errors.append({"loc": ["body", "items"], "msg": "is required: a list of grants"})
+    if errors:
+        raise Problem(
+            422,
+            "; ".join(".".join(map(str, e["loc"])) + ": " + e["msg"] for e in errors),
+            title="Invalid content",
+            errors=errors,
+        )
+    assert isinstance(items, list)
+    check_size(len(items))
+    rows = []
+    for i, item in enumerate(items, 1):
+        if isinstance(item, dict):
+            rows.append(ParsedRow(i, item))
+        else:
+            rows.append(ParsedRow(i, None, [{"loc": [], "msg": "must be an object"}]))
+    return rows, str(mode)
+
+
+def parse_csv_batch(body: bytes, default_operator: str | None) -> list[ParsedRow]:
+    records = read_csv(body)
+    check_size(len(records))
+    return [item_from_csv_row(i, cells, default_operator) for i, cells in enumerate(records, 1)]
+
+
+def check_size(count: int) -> None:
+    if count == 0:
+        raise Problem(
+            422,
+            "body.items: the batch is empty",
+            title="Invalid content",
+            errors=[{"loc": ["body", "items"], "msg": "is empty"}],
+        )
+    if count > MAX_ITEMS:
+        raise Problem(413, f"A batch holds at most {MAX_ITEMS} grants ({count} given); split it")
+
+
+@dataclass
+class _Valid:
+    row: ParsedRow
+    operator: str
+    operator_ref: str
+    body: GrantBody
+
+
+def _validate_item(
+    parsed: ParsedRow,
+    principal: Principal,
+    runners: dict[str, list[str]],
+    operators: set[str],
+    today: date,
+    *,
+    csv_locs: bool,
+) -> _Valid | None:
+    if parsed.item is None:
+        return None
+    item = dict(parsed.item)
+    operator, operator_ref = item.pop("operator", None), item.pop("operator_ref", None)
+    errors = parsed.errors
+    if not isinstance(operator, str) or operator not in operators:
+        errors.append({"loc": ["operator"], "msg": "is not a registered operator"})
+    elif not principal.is_admin and operator != principal.operator:
+        errors.append({"loc": ["operator"], "msg": f"this token may not write grants of operator '{operator}'"})
+    if not isinstance(operator_ref, str) or not _ref_re.match(operator_ref):
+        errors.append({"loc": ["operator_ref"], "msg": "must match " + OPERATOR_REF_PATTERN})
+    try:
+        body = GrantBody.model_validate(item)
+    except ValidationError as exc:
+        for e in clean_pydantic_errors(exc.errors()):
+            errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
+        return None
+    for e in cross_field_errors(body, today):
+        errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
+    if body.programme not in runners:
+        errors.append({"loc": ["programme"], "msg": f"unknown programme '{body.programme}'"})
+    elif isinstance(operator, str) and operator not in runners[body.programme]:
+        errors.append({"loc": ["programme"], "msg": f"is not run by operator '{operator}'"})
+    if errors:
+        return None
+    assert isinstance(operator, str) and isinstance(operator_ref, str)
+    return _Valid(parsed, operator, operator_ref, body)
+
+
+async def run_batch(
+    session: AsyncSession,
+    *,
+    rows: list[ParsedRow],
+    mode: str,
+    principal: Principal,
+    now: datetime,
+    effective_at: datetime | None,
+    today: date,
+    source: str,
+    csv_locs: bool,
+) -> tuple[GrantBatch, list[Grant], list[Grant], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate and apply ``rows`` in memory: the report, then what to insert, update, ledger and publish."""
+    runners = await repo.programme_runners(session)
+    operators = await repo.known_operators(session, {str(r.item.get("operator")) for r in rows if r.item})
+    valid = [_validate_item(r, principal, runners, operators, today, csv_locs=csv_locs) for r in rows]
+    territories = {v.body.territory_id for v in valid if v is not None and v.body.territory_id}
+    known = await known_territories(session, territories)  # type: ignore[arg-type]
+    existing = await repo.load_grants(session, [(v.operator, v.operator_ref) for v in valid if v], for_update=True)
+    state: dict[tuple[str, str], Grant] = dict(existing)
+    at = effective_at or now
+    report: list[BatchRow] = []
+    steps: list[tuple[GrantWrite, ParsedRow]] = []
+    for parsed, v in zip(rows, valid, strict=True):
+        if v is not None and v.body.territory_id and v.body.territory_id not in known:
+            parsed.errors.append({"loc": ["territory_id"], "msg": f"unknown territory '{v.body.territory_id}'"})
+            v = None
+        write: GrantWrite | None = None
+        if v is not None:
+            key = (v.operator, v.operator_ref)
+            current = state.get(key)
+            try:
+                if effective_at is not None and current is not None:
+                    check_not_before(effective_at, current.updated_at)
+                write = plan_grant_write(current, v.body, operator=v.operator, operator_ref=v.operator_ref, now=at)
+            except DomainError as exc:
+                parsed.errors.append({"loc": csv_loc(exc.loc) if csv_locs else exc.loc, "msg": exc.msg})
+            except Problem as exc:
+                parsed.errors.append({"loc": ["updated_at"], "msg": exc.detail})
+        item = parsed.item or {}
+        op = v.operator if v else (item.get("operator") if isinstance(item.get("operator"), str) else None)
+        ref = v.operator_ref if v else (item.get("operator_ref") if isinstance(item.get("operator_ref"), str) else None)
+        if write is None or v is None:
+            report.append(
+                BatchRow.model_validate(
+                    {
+                        "row": parsed.row,
+                        "operator": op,
+                        "operator_ref": ref,
+                        "outcome": "rejected",
+                        "errors": parsed.errors,
+                        "warnings": parsed.warnings,
+                    }
+                )
+            )
+            continue
+        if write.grant is not None:
+            state[(v.operator, v.operator_ref)] = write.grant
+            steps.append((write, parsed))
+        version = state[(v.operator, v.operator_ref)].version
+        report.append(
+            BatchRow.model_validate(
+                {
+                    "row": parsed.row,
+                    "operator": op,
+                    "operator_ref": ref,
+                    "outcome": write.outcome,
+                    "version": version,
+                    "warnings": parsed.warnings,
+                }
+            )
+        )
+
+    counts = {k: 0 for k in ("created", "updated", "unchanged", "rejected")}
+    for r in report:
+        counts[r.outcome] += 1
+    rejected = counts["rejected"] > 0
+    status = "rejected" if rejected and mode == "atomic" else "completed_with_errors" if rejected else "completed"
+    batch = GrantBatch(
+        id=str(uuid.uuid4()),
+        status=status,  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]
+        received_at=now,
+        counts=BatchCounts(total=len(report), warnings=sum(len(r.warnings) for r in report), **counts),
+        rows=report,
+    )
+    if status == "rejected":
+        return batch, [], [], [], []
+    inserts = [g for k, g in state.items() if k not in existing]
+    updates = [g for k, g in state.items() if k in existing and g.version != existing[k].version]
+    entries: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for write, _ in steps:
+        g = write.grant
+        assert g is not None and write.change is not None
+        entries.extend(repo.entry_rows(g, write.entries, actor=principal.sub))
+        spec = GRANT_EVENTS[write.change]
+        event = new_event(
+            source=source,
+            type_=spec.type,
+            subject=g.id,
+            time=at,
+            version=g.version,
+            actor=principal.sub,
+            data=g.model_dump(mode="json"),
+        )
+        outbox.append(
+            {
+                "topic": spec.topic,
+                "message_key": g.id,
+                "event_id": event.id,
+                "event_type": spec.type,
+                "payload": encode_event(event).decode(),
+            }
+        )
+    return batch, inserts, updates, entries, outbox
+
+
+def batch_problem_body(batch: GrantBatch, location: str) -> dict[str, Any]:
+    """The 422 problem document of an atomic batch that was refused, with its whole report."""
+    errors = [
+        {"loc": ["items", r.row - 1, *e.loc], "msg": e.msg}
+        for r in batch.rows
+        if r.outcome == "rejected"
+        for e in r.errors
+    ]
+    shown = "; ".join(".".join(map(str, e["loc"])) + ": " + str(e["msg"]) for e in errors[:5])
+    return {
+        "type": "https://ti.anct.gouv.fr/problems/batch-rejected",
+        "title": "Batch rejected",
+        "status": 422,
+        "detail": f"{batch.counts.rejected} of {batch.counts.total} rows are invalid; nothing was written (atomic mode): {shown}",
+        "instance": location,
+        "errors": errors,
+        "batch": batch.model_dump(mode="json"),
+    }

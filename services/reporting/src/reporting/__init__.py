@@ -1,0 +1,1 @@
+"""The reporting service: projections of the domain streams and materialised indicators."""

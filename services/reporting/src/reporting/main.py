@@ -1,0 +1,55 @@
+"""The reporting service: projections of the four domain topics and materialised indicators."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+from ti_shared.app import ConsumerSpec, ServiceContext, ServiceSpec, create_service_app
+from ti_shared.settings import ServiceSettings
+
+from reporting import repository
+from reporting.api import router
+from reporting.events import EVENTS
+from reporting.projection import ReportingProjection
+from reporting.rebuild import LIVE_CONSUMER
+from reporting.tables import metadata
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def close_interrupted_rebuilds(ctx: ServiceContext) -> None:
+    """A rebuild left running by a stopped process will never finish: mark it failed."""
+    async with ctx.db.session() as session:
+        run = await repository.latest_run(session)
+        if run is not None and run["state"] == "running":
+            await repository.update_run(
+                session, run["generation"], state="failed", finished_at=datetime.now(UTC), error="interrupted"
+            )
+            await repository.forget_consumer(session, f"reporting-rebuild-{run['generation']}")
+            await repository.delete_generation(session, run["generation"])
+            await session.commit()
+
+
+SPEC = ServiceSpec(
+    name="reporting",
+    title="Territoires d'industrie — reporting",
+    description=(
+        "National, regional and per-territory indicators of the programme, computed continuously from the "
+        "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
+        "past date; exports; rebuild from the event log."
+    ),
+    routers=[router],
+    metadata=metadata,
+    migrations_dir=_ROOT / "migrations",
+    events=EVENTS,
+    consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection)],
+    openapi_tags=[{"name": "indicators", "description": "Indicators of CONTRACT §6"}],
+    on_startup=[close_interrupted_rebuilds],
+    schemas_dir=_ROOT / "events",
+)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    return create_service_app(SPEC, settings)

@@ -1,0 +1,68 @@
+"""Pydantic models of the reporting API's responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IndicatorsDocument(BaseModel):
+    """The indicators of one scope, current or as of a past instant."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scope": "region:84",
+                    "as_of": None,
+                    "generated_at": "2026-01-05T08:00:00Z",
+                    "indicators": {
+                        "territories.count": 27,
+                        "actions.count": 412,
+                        "actions.by_status": {"amont": 40, "en_cours": 150},
+                        "grants.amount_eur": "12345678.00",
+                        "sites.workshop_held_share": 0.875,
+                    },
+                }
+            ]
+        }
+    )
+
+    scope: str = Field(description="national, region:<code> or territory:<id>")
+    as_of: str | None = Field(description="The as_of asked for (a date or a UTC instant), null for the current figures")
+    generated_at: datetime = Field(description="When these figures were computed")
+    indicators: dict[str, Any] = Field(description="Indicator code → value (CONTRACT §6)")
+
+
+class IndicatorDefinitionOut(BaseModel):
+    code: str = Field(examples=["grants.amount_eur"])
+    label: str = Field(examples=["Montant des subventions engagées"])
+    unit: str = Field(examples=["EUR"])
+    definition: str
+    breakdown: list[str] = Field(description="Keys of the breakdown map (empty for a plain value)")
+
+
+class Catalogue(BaseModel):
+    items: list[IndicatorDefinitionOut]
+
+
+class RebuildStatus(BaseModel):
+    """A rebuild: every topic replayed from offset 0 into a fresh generation, swapped in when caught up."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"generation": 2, "state": "running", "started_at": "2026-01-05T08:00:00Z", "finished_at": None,
+                 "events_applied": 12000, "error": None}
+            ]
+        }
+    )
+
+    generation: int
+    state: Literal["running", "done", "failed"]
+    started_at: datetime
+    finished_at: datetime | None
+    events_applied: int
+    error: str | None = None

@@ -1,0 +1,389 @@
+"""The reporting service end to end: generated streams on real Kafka, projections on real PostgreSQL.
+
+Expected figures are computed here, independently, from the final entity states of each stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from reporting.main import create_app
+from ti_shared.geo import DEPARTEMENTS, REGIONS
+from ti_shared.streams import events_until, final_states, generate_stream
+from ti_shared.testing import (
+    bearer,
+    create_database,
+    create_topics,
+    drop_database,
+    new_topic_prefix,
+    platform_settings,
+    publish_events,
+    running,
+    service_settings,
+    wait_settled,
+)
+
+pytestmark = pytest.mark.integration
+
+AXES = ["competences_attractivite", "foncier", "innovation", "transition_ecologique", "autre"]
+STATUSES = ["amont", "etude_prealable", "en_cours", "en_pause", "realise", "abandonne", "non_renseigne"]
+THEMES = [
+    "valorisation_industrie", "nouvelles_formations", "rh_marque_employeur", "besoin_formation", "aide_installation",
+    "transition_energetique", "ecologie_industrielle_territoriale", "gestion_eau", "infrastructures_numeriques",
+    "usages_numeriques", "tiers_lieux", "ecosysteme_innovation_recherche", "sites_cles_en_main",
+    "requalification_friche", "optimisation_densification_fonciere",
+]
+PROGRAMMES = ["fonds_vert_ti_te", "rebond_industriel", "ingenierie_anct", "ingenierie_rebond",
+              "cofinancement_chef_projet", "fabriques_prospectives"]
+OBJECTIVES = ["climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity"]
+CHAINS = ["economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre"]
+
+
+# --- the independent computation ------------------------------------------------------------------
+
+
+def _share(n: int, d: int) -> float | None:
+    return None if d == 0 else float(round(Decimal(n) / Decimal(d), 6))
+
+
+def _eur(values: list[Decimal]) -> str:
+    return str(sum(values, Decimal("0.00")).quantize(Decimal("0.01")))
+
+
+def _dep(commune: str | None) -> str | None:
+    if not commune:
+        return None
+    return commune[:3] if commune.startswith("97") else commune[:2]
+
+
+def expected_indicators(events: list[dict[str, Any]], scope: str) -> dict[str, Any]:
+    states = final_states(events)
+    territories = {s: e["data"] for s, e in states["territory"].items()}
+    region_of = {tid: t["region_code"] for tid, t in territories.items()}
+    kind, _, code = scope.partition(":")
+
+    def inside(region: str | None, territory: str | None) -> bool:
+        if kind == "national":
+            return True
+        if kind == "region":
+            return region == code
+        return territory == code and territory in region_of
+
+    ts = [t for tid, t in territories.items() if t["status"] == "active" and inside(t["region_code"], tid)]
+    acts = []
+    for e in states["action"].values():
+        a = e["data"]
+        if a.get("deleted") or e["type"].endswith("deleted.v1"):
+            continue
+        if inside(region_of.get(a["territory_id"]), a["territory_id"]):
+            acts.append(a)
+    grants = []
+    for e in states["grant"].values():
+        g = e["data"]
+        if g["status"] != "committed":
+            continue
+        dep = _dep(g["commune_insee"])
+        region = DEPARTEMENTS[dep][1] if dep else region_of.get(g["territory_id"])
+        if inside(region, g["territory_id"]):
+            grants.append({**g, "_dep": dep})
+    sites = [e["data"] for e in states["site"].values()
+             if e["data"]["status"] == "labelled" and inside(DEPARTEMENTS[_dep(e["data"]["commune_insee"])][1], e["data"]["territory_id"])]
+
+    out: dict[str, Any] = {
+        "territories.count": len(ts),
+        "territories.epci_count": len({x["siren"] for t in ts for x in t["epcis"]}),
+        "territories.region_count": len({t["region_code"] for t in ts}),
+        "territories.project_leads_in_post": len([t for t in ts if t["project_lead"] and t["project_lead"]["in_post"]]),
+        "territories.project_leads_cofinanced": len([t for t in ts if t["project_lead"] and t["project_lead"]["cofinanced"]]),
+        "territories.launch_copil_held": len([t for t in ts if t["launch_copil_held_on"]]),
+    }
+    n = len(acts)
+    by_axis = {a: len([x for x in acts if x["axis"] == a]) for a in AXES}
+    by_status = {s: len([x for x in acts if x["status"] == s]) for s in STATUSES}
+    out["actions.count"] = n
+    out["actions.by_axis"] = by_axis
+    out["actions.by_status"] = by_status
+    out["actions.by_theme"] = {th: len([x for x in acts if th in x["themes"]]) for th in THEMES}
+    out["actions.by_axis_share"] = {k: _share(v, n) for k, v in by_axis.items()}
+    out["actions.by_status_share"] = {k: _share(v, n) for k, v in by_status.items()}
+    if kind == "national":
+        table = {r: dict.fromkeys(STATUSES, 0) for r in REGIONS}
+        for x in acts:
+            region = region_of.get(x["territory_id"])
+            if region:
+                table[region][x["status"]] += 1
+        out["actions.by_region_status"] = table
+
+    def programme_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        k = len(rows)
+        return {
+            "count": k,
+            "amount_eur": _eur([Decimal(g["amount_eur"]) for g in rows]),
+            "investment_eur": _eur([Decimal(g["investment_eur"] or 0) for g in rows]),
+            "jobs_forecast": sum(g["jobs_forecast"] or 0 for g in rows),
+            "jobs_conditional": sum(g["jobs_conditional"] or 0 for g in rows),
+            "territory_count": len({g["territory_id"] for g in rows if g["territory_id"]}),
+            "departement_count": len({g["_dep"] for g in rows if g["_dep"]}),
+            "contribution_share": {o: _share(len([g for g in rows if o in g["contributions"]]), k) for o in OBJECTIVES},
+            "value_chain_share": {c: _share(len([g for g in rows if g["value_chain"] == c]), k) for c in CHAINS},
+        }
+
+    out["grants.count"] = len(grants)
+    out["grants.jobs_forecast"] = sum(g["jobs_forecast"] or 0 for g in grants)
+    out["grants.jobs_conditional"] = sum(g["jobs_conditional"] or 0 for g in grants)
+    out["grants.amount_eur"] = _eur([Decimal(g["amount_eur"]) for g in grants])
+    out["grants.investment_eur"] = _eur([Decimal(g["investment_eur"] or 0) for g in grants])
+    out["grants.disbursed_eur"] = _eur([Decimal(g["disbursed_eur"]) for g in grants])
+    out["grants.territory_count"] = len({g["territory_id"] for g in grants if g["territory_id"]})
+    out["grants.departement_count"] = len({g["_dep"] for g in grants if g["_dep"]})
+    seen = sorted({e["data"]["programme"] for e in states["grant"].values()} - set(PROGRAMMES))
+    out["grants.by_programme"] = {p: programme_block([g for g in grants if g["programme"] == p]) for p in PROGRAMMES + seen}
+
+    areas = sorted(Decimal(s["area_ha"]) for s in sites)
+    if areas:
+        mean = str((sum(areas) / len(areas)).quantize(Decimal("0.01")))
+        mid = len(areas) // 2
+        median = areas[mid] if len(areas) % 2 == 1 else (areas[mid - 1] + areas[mid]) / 2
+        median_text = str(median.quantize(Decimal("0.01")))
+    else:
+        mean = median_text = None
+    out["sites.count"] = len(sites)
+    out["sites.land_recycling_count"] = len([s for s in sites if s["land_recycling"]])
+    out["sites.roadmap_delivered_count"] = len([s for s in sites if s["roadmap_delivered"]])
+    out["sites.area_ha_total"] = _eur(areas)
+    out["sites.area_ha_mean"] = mean
+    out["sites.area_ha_median"] = median_text
+    out["sites.land_recycling_area_ha"] = _eur([Decimal(s["area_ha"]) for s in sites if s["land_recycling"]])
+    out["sites.by_maturity"] = {m: len([s for s in sites if s["maturity"] == m]) for m in ("ready", "short_term", "before_2030")}
+    out["sites.workshop_held_share"] = _share(len([s for s in sites if s["workshop_held"]]), len(sites))
+    return out
+
+
+def all_scopes(events: list[dict[str, Any]]) -> list[str]:
+    territories = sorted(final_states(events)["territory"])
+    return ["national", *(f"region:{r}" for r in REGIONS), *(f"territory:{t}" for t in territories)]
+
+
+# --- harness ----------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def reporting_platform(**overrides: Any) -> AsyncIterator[tuple[str, Any]]:
+    url = await create_database("reporting")
+    prefix = new_topic_prefix()
+    await create_topics(prefix)
+    try:
+        yield url, platform_settings(topic_prefix=prefix, **overrides)
+    finally:
+        await drop_database(url)
+
+
+async def fetch_all(client: httpx.AsyncClient, scopes: list[str], as_of: str | None = None) -> dict[str, Any]:
+    out = {}
+    for scope in scopes:
+        params = {"scope": scope} | ({"as_of": as_of} if as_of else {})
+        response = await client.get("/v1/indicators", params=params)
+        assert response.status_code == 200, (scope, response.text)
+        body = response.json()
+        assert body["scope"] == scope
+        out[scope] = body["indicators"]
+    return out
+
+
+def assert_matches(got: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    for scope, indicators in got.items():
+        expected = expected_indicators(events, scope)
+        assert indicators == expected, scope
+
+
+STREAM_SIZE = {"territories": 45, "actions": 1000, "grants": 200, "sites": 45}
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+async def test_golden_stream_every_scope_matches_the_independent_computation() -> None:
+    events = generate_stream(11, **STREAM_SIZE)
+    assert len(events) >= 3000
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            got = await fetch_all(client, all_scopes(events))
+            assert_matches(got, events)
+            assert got["national"]["actions.count"] > 500
+            assert got["national"]["grants.count"] > 100
+
+            # unknown scopes, bad scopes, conditional requests
+            assert (await client.get("/v1/indicators", params={"scope": "region:99"})).status_code == 404
+            missing = await client.get("/v1/indicators", params={"scope": "territory:ti-9998"})
+            assert missing.status_code == 404
+            assert missing.headers["content-type"].startswith("application/problem+json")
+            for bad in ("nation", "region:", "territory:8402", "departement:01"):
+                response = await client.get("/v1/indicators", params={"scope": bad})
+                assert response.status_code == 422, bad
+                assert response.json()["errors"][0]["loc"] == ["query", "scope"]
+            for bad in ("2024-13-01", "2024-06-30T10:00:00", "yesterday"):
+                response = await client.get("/v1/indicators", params={"scope": "national", "as_of": bad})
+                assert response.status_code == 422, bad
+                assert response.json()["errors"][0]["loc"] == ["query", "as_of"]
+            first = await client.get("/v1/indicators", params={"scope": "region:84"})
+            again = await client.get("/v1/indicators", params={"scope": "region:84"}, headers={"If-None-Match": first.headers["etag"]})
+            assert again.status_code == 304
+            assert again.headers["etag"] == first.headers["etag"]
+
+            catalogue = (await client.get("/v1/indicators/catalogue")).json()["items"]
+            assert {c["code"] for c in catalogue} == set(got["national"])
+            assert all(c["label"] and c["unit"] and c["definition"] for c in catalogue)
+
+            exported = await client.get("/v1/indicators/export.csv", params={"scope": "region:84"})
+            assert exported.status_code == 200
+            rows = list(csv.DictReader(io.StringIO(exported.text)))
+            by_key = {(r["code"], r["key"]): r["value"] for r in rows}
+            assert by_key[("grants.amount_eur", "")] == got["region:84"]["grants.amount_eur"]
+            assert by_key[("actions.by_status", "en_cours")] == str(got["region:84"]["actions.by_status"]["en_cours"])
+            xlsx = await client.get("/v1/indicators/export.xlsx", params={"scope": "national"})
+            assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+
+async def test_duplicates_stale_redeliveries_and_shuffling_change_nothing() -> None:
+    clean = generate_stream(12, **STREAM_SIZE)
+    noisy = generate_stream(12, **STREAM_SIZE, duplicate_rate=0.05, stale_rate=0.03, shuffle=True)
+    assert len(noisy) > len(clean)
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, noisy)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            got = await fetch_all(client, all_scopes(clean))
+    assert_matches(got, clean)
+
+
+async def test_crash_before_commit_and_abrupt_stop_then_restart_give_the_same_figures() -> None:
+    events = generate_stream(13, **STREAM_SIZE, shuffle=True)
+    half = len(events) // 2
+    async with reporting_platform(consumer_batch_size=250) as (url, platform):
+        settings = service_settings("reporting", url, platform)
+        await publish_events(platform, events[:half])
+        app = create_app(settings)
+        crashes = []
+        async with running(app) as client:
+            consumer = app.state.ctx.consumer("reporting")
+
+            async def crash_once() -> None:
+                if not crashes and consumer.applied_count > 0:
+                    crashes.append(consumer.applied_count)
+                    raise ConnectionError("simulated crash before commit")
+
+            consumer.before_commit = crash_once
+            await publish_events(platform, events[half:])
+            deadline = time.monotonic() + 30
+            while consumer.applied_count < 500 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert crashes
+            assert await consumer.lag() > 0  # stopped mid-stream
+        app = create_app(settings)
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            got = await fetch_all(client, all_scopes(events))
+    assert_matches(got, events)
+
+
+async def test_as_of_a_date_gives_the_figures_of_the_events_until_the_end_of_that_day() -> None:
+    events = generate_stream(14, territories=30, actions=400, grants=100, sites=30)
+    cut = datetime(2024, 7, 1, tzinfo=ZoneInfo("Europe/Paris"))
+    first = events_until(events, cut)
+    assert 0 < len(first) < len(events)
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            scopes = all_scopes(events)
+            as_of_date = await fetch_all(client, scopes, as_of="2024-06-30")
+            as_of_instant = await fetch_all(client, ["national", "region:84"], as_of=(cut.astimezone(UTC).isoformat()))
+            later = await fetch_all(client, ["national"], as_of="2030-01-01T00:00:00+01:00")
+            current = await fetch_all(client, ["national"])
+            body = (await client.get("/v1/indicators", params={"scope": "national", "as_of": "2024-06-30"})).json()
+    assert body["as_of"] == "2024-06-30"
+    assert_matches(as_of_date, first)
+    # an instant is inclusive: the first instant of 1 July counts events at exactly that time
+    at_cut = [e for e in events if datetime.fromisoformat(e["time"].replace("Z", "+00:00")) <= cut]
+    assert_matches(as_of_instant, at_cut)
+    assert later["national"] == current["national"]
+
+
+async def test_rebuild_while_queries_run_swaps_in_identical_figures() -> None:
+    events = generate_stream(15, territories=30, actions=500, grants=120, sites=30)
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            scopes = all_scopes(events)
+            before = await fetch_all(client, scopes)
+            assert (await client.post("/v1/indicators/rebuild")).status_code == 401
+            forbidden = await client.post("/v1/indicators/rebuild", headers=bearer(platform, "ops", "actions:write"))
+            assert forbidden.status_code == 403
+            admin = bearer(platform, "ops", "admin")
+            started = await client.post("/v1/indicators/rebuild", headers=admin)
+            assert started.status_code == 202, started.text
+            generation = started.json()["generation"]
+            assert generation == 2
+            failures: list[Any] = []
+            seen: list[dict[str, Any]] = []
+            done = asyncio.Event()
+
+            async def query_meanwhile() -> None:
+                while not done.is_set():
+                    response = await client.get("/v1/indicators", params={"scope": "national"})
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        seen.append(response.json()["indicators"])
+                    await asyncio.sleep(0.01)
+
+            reader = asyncio.create_task(query_meanwhile())
+            deadline = time.monotonic() + 60
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                status = (await client.get("/v1/indicators/rebuild")).json()
+                if status["state"] != "running":
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+            done.set()
+            await reader
+            assert status["state"] == "done", status
+            assert status["events_applied"] > 0
+            assert not failures
+            assert seen and all(s == before["national"] for s in seen)
+            after = await fetch_all(client, scopes)
+            assert after == before
+            # the live consumer goes on from the rebuilt offsets
+            territory = next(iter(final_states(events)["territory"]))
+            extra = {
+                "specversion": "1.0", "id": "after-rebuild-1", "source": "/services/action-tracker",
+                "type": "fr.anct.ti.action.created.v1", "subject": "AFTER-REBUILD-1", "time": "2025-01-02T10:00:00Z",
+                "datacontenttype": "application/json", "entityversion": 1, "tiactor": "tester",
+                "data": {"id": "AFTER-REBUILD-1", "territory_id": territory, "title": "Nouvelle action", "description": "",
+                         "axis": "foncier", "themes": [], "status": "amont", "planned_start": None, "planned_end": None,
+                         "budget_eur": None, "partners": [], "version": 1, "updated_at": "2025-01-02T10:00:00Z"},
+            }
+            await publish_events(platform, [extra])
+            await wait_settled(client, 60)
+            national = (await fetch_all(client, ["national"]))["national"]
+            assert national["actions.count"] == before["national"]["actions.count"] + 1
+            await asyncio.sleep(2.2)  # the previous generation is dropped after a grace period
+    assert_matches(before, events)

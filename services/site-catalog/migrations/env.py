@@ -1,0 +1,4 @@
+from site_catalog.tables import metadata
+from ti_shared.migrations import run_env
+
+run_env(metadata)

@@ -1,0 +1,1 @@
+"""The site-catalog service: the industrial sites (sites clés en main) of the programme."""

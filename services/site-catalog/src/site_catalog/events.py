@@ -1,0 +1,33 @@
+"""The events the site catalogue publishes on ``ti.sites`` (``data`` is the whole site)."""
+
+from __future__ import annotations
+
+from ti_shared.events import TOPIC_SITES, EventSpec, event_type
+
+from site_catalog.schemas import ChangeKind, SiteResource
+
+SITE_LABELLED = EventSpec(
+    type=event_type("site", "labelled"),
+    topic=TOPIC_SITES,
+    data_model=SiteResource,
+    description="A site entered the catalogue (version 1); data is the whole site.",
+)
+SITE_UPDATED = EventSpec(
+    type=event_type("site", "updated"),
+    topic=TOPIC_SITES,
+    data_model=SiteResource,
+    description="A site changed (other than being withdrawn); data is the whole site after the change.",
+)
+SITE_WITHDRAWN = EventSpec(
+    type=event_type("site", "withdrawn"),
+    topic=TOPIC_SITES,
+    data_model=SiteResource,
+    description="A site's status became withdrawn; data is the whole site after the change.",
+)
+
+EVENTS: list[EventSpec] = [SITE_LABELLED, SITE_UPDATED, SITE_WITHDRAWN]
+EVENT_OF_CHANGE: dict[ChangeKind, EventSpec] = {
+    "labelled": SITE_LABELLED,
+    "updated": SITE_UPDATED,
+    "withdrawn": SITE_WITHDRAWN,
+}

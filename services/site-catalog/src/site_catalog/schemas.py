@@ -1,0 +1,172 @@
+"""Pydantic models: the site body of a PUT, the site resource (= the data of every event), reports."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StringConstraints,
+)
+from ti_shared.events import format_instant
+from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, PositiveDecimal2, RegionCode
+
+SITE_ID_PATTERN = r"^[A-Za-z0-9_-]{3,64}$"
+
+Maturity = Literal["ready", "short_term", "before_2030"]
+SiteStatus = Literal["labelled", "withdrawn"]
+OwnerKind = Literal["entreprise", "collectivite", "etablissement_public", "association", "autre"]
+ChangeKind = Literal["labelled", "updated", "withdrawn"]
+Outcome = Literal["created", "updated", "unchanged", "rejected"]
+ImportMode = Literal["atomic", "partial"]
+
+MATURITIES: tuple[str, ...] = ("ready", "short_term", "before_2030")
+STATUSES: tuple[str, ...] = ("labelled", "withdrawn")
+OWNER_KINDS: tuple[str, ...] = ("entreprise", "collectivite", "etablissement_public", "association", "autre")
+
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        return value.strip()
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+Instant = Annotated[AwareDatetime, PlainSerializer(format_instant, return_type=str, when_used="json")]
+SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TerritoryId = Annotated[str, Field(pattern=TERRITORY_ID_PATTERN, examples=["ti-9303"])]
+
+SITE_EXAMPLE: dict[str, Any] = {
+    "name": "Port fluvial d'Arles",
+    "commune_insee": "13004",
+    "territory_id": "ti-9303",
+    "area_ha": "25.00",
+    "maturity": "ready",
+    "land_recycling": True,
+    "labelled_on": "2024-04-15",
+    "workshop_held": True,
+    "roadmap_delivered": False,
+    "owner_kind": "entreprise",
+    "status": "labelled",
+}
+
+
+class SiteBody(BaseModel):
+    """The body of ``PUT /v1/sites/{site_id}`` (CONTRACT §4); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SITE_EXAMPLE]})
+
+    name: SiteName = Field(description="The site's name (1 to 200 characters)")
+    commune_insee: CommuneCode = Field(description="INSEE code of the commune the site lies in")
+    territory_id: TerritoryId | None = Field(
+        default=None, description="The Territoire d'industrie the site belongs to (must be known), or null"
+    )
+    area_ha: PositiveDecimal2 = Field(description="Surface in hectares, a decimal string > 0 with two decimals")
+    maturity: Maturity = Field(description="ready (available now) | short_term | before_2030")
+    land_recycling: StrictBool = Field(description="The site recycles already artificialised land (friche)")
+    labelled_on: IsoDate = Field(description="The day the site was labelled")
+    workshop_held: StrictBool = Field(description="The site workshop (atelier) has been held")
+    roadmap_delivered: StrictBool = Field(description="The site's roadmap (feuille de route) has been delivered")
+    owner_kind: OwnerKind = Field(
+        description="Who owns the land: entreprise | collectivite | etablissement_public | association | autre"
+    )
+    status: SiteStatus = Field(description="labelled | withdrawn")
+
+
+class SiteResource(BaseModel):
+    """A site as ``GET`` returns it and as every ``site.*`` event carries it in ``data``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "13004_SITE-ECO_00001",
+                    **SITE_EXAMPLE,
+                    "departement_code": "13",
+                    "region_code": "93",
+                    "version": 1,
+                    "updated_at": "2024-04-15T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    id: str = Field(pattern=SITE_ID_PATTERN)
+    name: str
+    commune_insee: CommuneCode
+    territory_id: TerritoryId | None
+    area_ha: PositiveDecimal2
+    maturity: Maturity
+    land_recycling: bool
+    labelled_on: date
+    workshop_held: bool
+    roadmap_delivered: bool
+    owner_kind: OwnerKind
+    status: SiteStatus
+    departement_code: DepartementCode = Field(description="Derived from commune_insee (read-only)")
+    region_code: RegionCode = Field(description="Region of the département (read-only)")
+    version: int = Field(ge=1, description="1 on creation, +1 on each real change")
+    updated_at: Instant = Field(description="When the current version took effect")
+
+
+class SiteVersionEntry(BaseModel):
+    """One version of a site: what changed, when, by whom, and the whole state after it."""
+
+    version: int = Field(ge=1)
+    change: ChangeKind = Field(description="The event published for this version (site.<change>)")
+    changed_at: Instant
+    actor: str = Field(description="The token's sub that made the change")
+    site: SiteResource
+
+
+class SiteHistory(BaseModel):
+    items: list[SiteVersionEntry]
+    next_cursor: str | None = None
+
+
+class ImportRowError(BaseModel):
+    column: str | None = Field(description="The CSV column at fault (null for the row as a whole)")
+    field: str | None = Field(description="The site field it maps to")
+    msg: str
+
+
+class ImportRow(BaseModel):
+    row: int = Field(description="Line number in the file (the header is line 1)")
+    site_id: str | None
+    outcome: Outcome
+    version: int | None = Field(description="The site's version after the import (null when rejected)")
+    errors: list[ImportRowError] = Field(default_factory=list)
+
+
+class ImportCounts(BaseModel):
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+class SiteImportReport(BaseModel):
+    """The per-row report of an import of a CNIG « sites économiques » CSV."""
+
+    id: str | None = Field(description="The import's id (null when an atomic import was refused)")
+    mode: ImportMode
+    status: Literal["applied", "refused"] = Field(
+        description="applied: valid rows were written; refused: atomic import with a rejected row, nothing written"
+    )
+    imported_at: Instant
+    actor: str
+    row_count: int
+    counts: ImportCounts
+    rows: list[ImportRow]

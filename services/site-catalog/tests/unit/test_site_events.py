@@ -1,0 +1,17 @@
+from site_catalog.events import EVENTS
+from site_catalog.main import SPEC
+from ti_shared.events import EVENT_TOPICS, stale_event_schemas
+
+
+def test_committed_event_schemas_match_the_code() -> None:
+    assert SPEC.schemas_dir is not None
+    assert stale_event_schemas(SPEC.schemas_dir, list(SPEC.events)) == []
+
+
+def test_events_are_the_contract_ones_on_ti_sites() -> None:
+    assert sorted(e.type for e in EVENTS) == [
+        "fr.anct.ti.site.labelled.v1",
+        "fr.anct.ti.site.updated.v1",
+        "fr.anct.ti.site.withdrawn.v1",
+    ]
+    assert all(EVENT_TOPICS[e.type] == e.topic == "ti.sites" for e in EVENTS)

@@ -1,0 +1,1 @@
+"""The territory registry: reference regions and départements, and the labelled territories."""

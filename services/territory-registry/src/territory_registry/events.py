@@ -1,0 +1,35 @@
+"""The events the registry publishes on ``ti.territories``; ``data`` is the whole territory."""
+
+from __future__ import annotations
+
+from ti_shared.events import TOPIC_TERRITORIES, EventSpec, event_type
+
+from territory_registry.schemas import Territory
+
+TERRITORY_REGISTERED = EventSpec(
+    type=event_type("territory", "registered"),
+    topic=TOPIC_TERRITORIES,
+    data_model=Territory,
+    description="A territory was registered (version 1); data is the territory as GET returns it.",
+)
+TERRITORY_UPDATED = EventSpec(
+    type=event_type("territory", "updated"),
+    topic=TOPIC_TERRITORIES,
+    data_model=Territory,
+    description="A territory changed (a re-activation included); data is its whole state after the change.",
+)
+TERRITORY_WITHDRAWN = EventSpec(
+    type=event_type("territory", "withdrawn"),
+    topic=TOPIC_TERRITORIES,
+    data_model=Territory,
+    description="A territory's status became withdrawn; data is its whole state after the change.",
+)
+
+EVENTS = (TERRITORY_REGISTERED, TERRITORY_UPDATED, TERRITORY_WITHDRAWN)
+
+#: the event type of each kind of change
+TYPE_OF_CHANGE: dict[str, str] = {
+    "registered": TERRITORY_REGISTERED.type,
+    "updated": TERRITORY_UPDATED.type,
+    "withdrawn": TERRITORY_WITHDRAWN.type,
+}

@@ -1,0 +1,271 @@
+"""Reading ANCT's published files into territory states (pure: no I/O).
+
+Two kinds of file, one row per territory or one row per EPCI (see docs/territory-registry.md):
+
+- ``territories``: ``id_ti;lib_ti;code_reg;codes_dep;phase;date_labellisation;statut;…``
+- ``groupements``: ``id_ti;lib_groupement;siren_groupement`` — the EPCIs listed for a territory
+  replace its EPCI list.
+
+Rows are numbered as in a spreadsheet: the header is row 1, the first data row is row 2.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from ti_shared.problems import Problem, clean_pydantic_errors
+
+from territory_registry.domain import state_problems
+from territory_registry.schemas import TerritoryFields
+
+_ID = re.compile(r"^ti-[0-9]{4}$")
+FIRST_DATA_ROW = 2
+
+#: canonical column → accepted header spellings (compared without case or accents)
+TERRITORY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id_ti": ("id_ti",),
+    "lib_ti": ("lib_ti", "nom_ti"),
+    "code_reg": ("code_reg", "insee_reg", "reg"),
+    "codes_dep": ("codes_dep", "code_dep", "insee_dep", "deps"),
+    "phase": ("phase",),
+    "date_labellisation": ("date_labellisation", "date_label"),
+    "statut": ("statut", "status"),
+    "chef_projet_en_poste": ("chef_projet_en_poste", "cp_en_poste"),
+    "chef_projet_cofinance": ("chef_projet_cofinance", "cp_cofinance"),
+    "chef_projet_nom": ("chef_projet_nom", "cp_nom"),
+    "chef_projet_email": ("chef_projet_email", "cp_email"),
+    "date_copil_lancement": ("date_copil_lancement", "date_copil"),
+}
+TERRITORY_REQUIRED = ("id_ti", "lib_ti", "code_reg")
+
+GROUPEMENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id_ti": ("id_ti",),
+    "lib_groupement": ("lib_groupement", "nom_groupement", "lib_epci"),
+    "siren_groupement": ("siren_groupement", "siren_epci", "siren"),
+}
+GROUPEMENT_REQUIRED = ("id_ti", "lib_groupement", "siren_groupement")
+
+#: body field → column of the territories file, for error locations
+_FIELD_COLUMN = {
+    "name": "lib_ti",
+    "region_code": "code_reg",
+    "departement_codes": "codes_dep",
+    "phase": "phase",
+    "labelled_on": "date_labellisation",
+    "status": "statut",
+    "launch_copil_held_on": "date_copil_lancement",
+}
+_LEAD_COLUMN = {
+    "in_post": "chef_projet_en_poste",
+    "cofinanced": "chef_projet_cofinance",
+    "name": "chef_projet_nom",
+    "email": "chef_projet_email",
+}
+_LEAD_COLUMNS = tuple(_LEAD_COLUMN.values())
+
+_TRUE = {"oui", "o", "true", "vrai", "yes", "y", "1", "x"}
+_FALSE = {"non", "n", "false", "faux", "no", "0"}
+_STATUS = {"active": "active", "actif": "active", "withdrawn": "withdrawn", "retire": "withdrawn", "sorti": "withdrawn"}
+_FR_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
+
+
+@dataclass
+class Candidate:
+    """One territory of the file: its new state, or why it is rejected."""
+
+    rows: list[int]
+    territory_id: str | None
+    fields: TerritoryFields | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.strip().lstrip("\ufeff").lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
+
+
+def resolve_columns(
+    header: Sequence[str], columns: Mapping[str, tuple[str, ...]], required: Sequence[str]
+) -> dict[str, str]:
+    """``{canonical column: header as written}``; 422 naming the missing required columns."""
+    folded = {_fold(h): h for h in header}
+    found: dict[str, str] = {}
+    for canonical, spellings in columns.items():
+        for spelling in spellings:
+            if spelling in folded:
+                found[canonical] = folded[spelling]
+                break
+    missing = [c for c in required if c not in found]
+    if missing:
+        errors = [{"loc": ["file", "header"], "msg": f"column '{c}' is missing"} for c in missing]
+        raise Problem(
+            422,
+            "The file lacks the column(s) " + ", ".join(missing) + "; its header is: " + ";".join(header),
+            title="Invalid content",
+            errors=errors,
+        )
+    return found
+
+
+def row_number(index: int) -> int:
+    return index + FIRST_DATA_ROW
+
+
+def file_territory_ids(rows: Sequence[Mapping[str, str]], id_column: str) -> set[str]:
+    return {r.get(id_column, "").strip() for r in rows if _ID.match(r.get(id_column, "").strip())}
+
+
+def _date(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    match = _FR_DATE.match(text)
+    if match:
+        day, month, year = match.groups()
+        return f"{year}-{int(month):02d}-{int(day):02d}"
+    return text
+
+
+def _flag(text: str, column: str, row: int, errors: list[dict[str, Any]]) -> bool:
+    value = _fold(text)
+    if value in _TRUE:
+        return True
+    if value in _FALSE or value == "":
+        return False
+    errors.append({"loc": ["row", row, column], "msg": f"'{text}' is not a yes/no value (oui, non, true, false, 1, 0)"})
+    return False
+
+
+def _codes(text: str) -> list[str]:
+    return [c.strip() for c in re.split(r"[|,;/ ]+", text) if c.strip()]
+
+
+def _field_errors(exc: ValidationError, locate: Any) -> list[dict[str, Any]]:
+    return [{"loc": ["row", *locate(e["loc"])], "msg": e["msg"]} for e in clean_pydantic_errors(exc.errors())]
+
+
+def _territory_loc(row: int, columns: Mapping[str, str]) -> Any:
+    def locate(loc: list[str | int]) -> list[str | int]:
+        head = str(loc[0]) if loc else ""
+        if head == "project_lead" and len(loc) > 1:
+            canonical = _LEAD_COLUMN.get(str(loc[1]), "project_lead")
+        else:
+            canonical = _FIELD_COLUMN.get(head, head)
+        return [row, columns.get(canonical, canonical)]
+
+    return locate
+
+
+def territory_candidates(
+    rows: Sequence[Mapping[str, str]], columns: Mapping[str, str], current: Mapping[str, dict[str, Any]]
+) -> list[Candidate]:
+    """One candidate per row of a territories file.
+
+    A column absent from the file keeps the territory's current value (or the default for a new
+    territory); a present but empty cell clears an optional value.
+    """
+    out: list[Candidate] = []
+    first_row_of: dict[str, int] = {}
+    for index, raw in enumerate(rows):
+        row = row_number(index)
+
+        def cell(canonical: str, raw: Mapping[str, str] = raw) -> str:
+            return raw.get(columns[canonical], "").strip()
+
+        territory_id = cell("id_ti")
+        if not _ID.match(territory_id):
+            msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
+            out.append(Candidate([row], territory_id or None, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
+            continue
+        if territory_id in first_row_of:
+            msg = f"{territory_id} already appears at row {first_row_of[territory_id]}"
+            out.append(Candidate([row], territory_id, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
+            continue
+        first_row_of[territory_id] = row
+        errors: list[dict[str, Any]] = []
+        state: dict[str, Any] = dict(current.get(territory_id) or {"epcis": []})
+        state["name"] = cell("lib_ti")
+        state["region_code"] = cell("code_reg")
+        if "codes_dep" in columns:
+            state["departement_codes"] = _codes(cell("codes_dep"))
+        if "phase" in columns:
+            state["phase"] = cell("phase") or None
+        if "date_labellisation" in columns:
+            state["labelled_on"] = _date(cell("date_labellisation"))
+        if "date_copil_lancement" in columns:
+            state["launch_copil_held_on"] = _date(cell("date_copil_lancement"))
+        if "statut" in columns:
+            status = cell("statut")
+            state["status"] = _STATUS.get(_fold(status), status) if status else "active"
+        if any(c in columns for c in _LEAD_COLUMNS):
+            lead = {key: cell(column) if column in columns else "" for key, column in _LEAD_COLUMN.items()}
+            if any(lead.values()):
+                state["project_lead"] = {
+                    "in_post": _flag(lead["in_post"], columns.get("chef_projet_en_poste", ""), row, errors),
+                    "cofinanced": _flag(lead["cofinanced"], columns.get("chef_projet_cofinance", ""), row, errors),
+                    "name": lead["name"] or None,
+                    "email": lead["email"] or None,
+                }
+            else:
+                state["project_lead"] = None
+        state.pop("id", None)
+        state.pop("version", None)
+        state.pop("updated_at", None)
+        out.append(_validated([row], territory_id, state, errors, _territory_loc(row, columns)))
+    return out
+
+
+def groupement_candidates(
+    rows: Sequence[Mapping[str, str]], columns: Mapping[str, str], current: Mapping[str, dict[str, Any]]
+) -> list[Candidate]:
+    """One candidate per territory of a groupements file: its EPCI list replaced by the file's rows."""
+    bad_rows: list[Candidate] = []
+    groups: dict[str, list[tuple[int, str, str]]] = {}
+    for index, raw in enumerate(rows):
+        row = row_number(index)
+        territory_id = raw.get(columns["id_ti"], "").strip()
+        if not _ID.match(territory_id):
+            msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
+            bad_rows.append(Candidate([row], territory_id or None, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
+            continue
+        siren = re.sub(r"[\s\u00a0\u202f.]", "", raw.get(columns["siren_groupement"], ""))
+        name = raw.get(columns["lib_groupement"], "").strip()
+        groups.setdefault(territory_id, []).append((row, siren, name))
+    out: list[Candidate] = []
+    for territory_id, members in groups.items():
+        row_numbers = [m[0] for m in members]
+        existing = current.get(territory_id)
+        if existing is None:
+            msg = f"territory {territory_id} is not registered: import the territories file first"
+            out.append(Candidate(row_numbers, territory_id, errors=[{"loc": ["row", row_numbers[0], columns["id_ti"]], "msg": msg}]))
+            continue
+        state = {k: v for k, v in existing.items() if k not in ("id", "version", "updated_at")}
+        state["epcis"] = [{"siren": siren, "name": name} for _, siren, name in members]
+
+        def locate(loc: list[str | int], members: list[tuple[int, str, str]] = members) -> list[str | int]:
+            if len(loc) >= 2 and loc[0] == "epcis" and isinstance(loc[1], int) and loc[1] < len(members):
+                column = columns["siren_groupement"] if len(loc) < 3 or loc[2] == "siren" else columns["lib_groupement"]
+                return [members[loc[1]][0], column]
+            return [members[0][0], str(loc[0]) if loc else "row"]
+
+        out.append(_validated(row_numbers, territory_id, state, [], locate))
+    return sorted(bad_rows + out, key=lambda c: c.rows[0])
+
+
+def _validated(
+    rows: list[int], territory_id: str, state: dict[str, Any], errors: list[dict[str, Any]], locate: Any
+) -> Candidate:
+    problems = [{"loc": ["row", *locate(p["loc"])], "msg": p["msg"]} for p in state_problems(state)]
+    try:
+        fields = TerritoryFields.model_validate(state)
+    except ValidationError as exc:
+        return Candidate(rows, territory_id, errors=errors + _field_errors(exc, locate) + problems)
+    errors = errors + problems
+    if errors:
+        return Candidate(rows, territory_id, errors=errors)
+    return Candidate(rows, territory_id, fields=fields)

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from territory_registry.imports import (
+    GROUPEMENT_COLUMNS,
+    GROUPEMENT_REQUIRED,
+    TERRITORY_COLUMNS,
+    TERRITORY_REQUIRED,
+    file_territory_ids,
+    groupement_candidates,
+    resolve_columns,
+    territory_candidates,
+)
+from territory_registry.schemas import TERRITORY_EXAMPLE
+from ti_shared.problems import Problem
+from ti_shared.tabular import read_table
+from ti_shared.types import luhn_complete
+
+
+def territories(text: str, current: dict[str, dict[str, Any]] | None = None, encoding: str = "utf-8") -> list[Any]:
+    rows = read_table(text.encode(encoding))
+    columns = resolve_columns(list(rows[0]), TERRITORY_COLUMNS, TERRITORY_REQUIRED)
+    return territory_candidates(rows, columns, current or {})
+
+
+def groupements(text: str, current: dict[str, dict[str, Any]], encoding: str = "utf-8") -> list[Any]:
+    rows = read_table(text.encode(encoding))
+    columns = resolve_columns(list(rows[0]), GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
+    return groupement_candidates(rows, columns, current)
+
+
+def test_a_latin1_semicolon_row_becomes_a_territory_with_codes_kept_as_strings() -> None:
+    text = (
+        "id_ti;lib_ti;code_reg;codes_dep;phase;date_labellisation;statut;chef_projet_en_poste;"
+        "chef_projet_cofinance;chef_projet_nom;chef_projet_email;date_copil_lancement\n"
+        "ti-0101;Côte-sous-le-Vent;01;971;temps-2;09/11/2023;actif;oui;non;Léa Bérard;lea@example.fr;2024-03-01\n"
+    )
+    [candidate] = territories(text, encoding="latin-1")
+    assert candidate.errors == [] and candidate.rows == [2]
+    state = candidate.fields.model_dump(mode="json")
+    assert state["name"] == "Côte-sous-le-Vent"
+    assert state["region_code"] == "01" and state["departement_codes"] == ["971"]
+    assert state["labelled_on"] == "2023-11-09" and state["launch_copil_held_on"] == "2024-03-01"
+    assert state["project_lead"] == {"in_post": True, "cofinanced": False, "name": "Léa Bérard", "email": "lea@example.fr"}
+    assert state["status"] == "active"
+
+
+def test_header_spellings_are_matched_without_case_or_accents() -> None:
+    [candidate] = territories("ID_TI,Lib_TI,Insee_Reg,Codes_Dep\nti-2801,Vallée de la Bresle,28,76|80\n")
+    assert candidate.fields is not None
+    assert candidate.fields.departement_codes == ["76", "80"]
+
+
+def test_missing_columns_are_a_file_problem() -> None:
+    with pytest.raises(Problem) as info:
+        territories("id_ti;lib_ti\nti-8402;X\n")
+    assert info.value.status == 422
+    assert info.value.errors == [{"loc": ["file", "header"], "msg": "column 'code_reg' is missing"}]
+
+
+def test_absent_columns_keep_current_values_and_empty_cells_clear_them() -> None:
+    current = {"ti-8402": {**TERRITORY_EXAMPLE, "id": "ti-8402", "version": 3, "updated_at": "2024-01-01T00:00:00Z"}}
+    [kept] = territories("id_ti;lib_ti;code_reg\nti-8402;Nouveau nom;84\n", current)
+    assert kept.fields is not None
+    assert kept.fields.epcis[0].siren == "200071751"
+    assert kept.fields.project_lead is not None and kept.fields.phase == "temps-2"
+    [cleared] = territories("id_ti;lib_ti;code_reg;phase;date_copil_lancement\nti-8402;Nom;84;;\n", current)
+    assert cleared.fields is not None
+    assert cleared.fields.phase is None and cleared.fields.launch_copil_held_on is None
+
+
+def test_every_bad_cell_is_reported_with_its_row_and_column() -> None:
+    text = (
+        "id_ti;lib_ti;code_reg;codes_dep;date_labellisation;chef_projet_en_poste;chef_projet_email\n"
+        "ti-8401;Bon;84;01;2023-11-09;oui;a@example.fr\n"
+        "ti-84;Mauvais id;84;01;;;\n"
+        "ti-8403;;99;20|2A;31/02/2023;peut-être;pas-un-mail\n"
+        "ti-8401;Doublon;84;01;;;\n"
+    )
+    good, bad_id, bad_cells, duplicate = territories(text)
+    assert good.fields is not None
+    assert bad_id.fields is None and bad_id.errors[0]["loc"] == ["row", 3, "id_ti"]
+    locs = {tuple(e["loc"]) for e in bad_cells.errors}
+    assert {
+        ("row", 4, "lib_ti"),
+        ("row", 4, "code_reg"),
+        ("row", 4, "codes_dep"),
+        ("row", 4, "date_labellisation"),
+        ("row", 4, "chef_projet_en_poste"),
+        ("row", 4, "chef_projet_email"),
+    } <= locs
+    assert duplicate.fields is None and "row 2" in duplicate.errors[0]["msg"]
+
+
+def test_file_ids_are_the_well_formed_ones() -> None:
+    rows = read_table(b"id_ti;lib_ti;code_reg\nti-8401;A;84\nbad;B;84\n")
+    assert file_territory_ids(rows, "id_ti") == {"ti-8401"}
+
+
+def current_of(*ids: str) -> dict[str, dict[str, Any]]:
+    return {i: {**TERRITORY_EXAMPLE, "id": i, "version": 1, "updated_at": "2024-01-01T00:00:00Z"} for i in ids}
+
+
+def test_groupements_replace_the_epci_list_of_each_territory() -> None:
+    a, b = luhn_complete("24010001"), luhn_complete("24010002")
+    text = (
+        "id_ti;lib_groupement;siren_groupement\n"
+        f"ti-8402;CC de la Plaine de l'Ain;{a}\n"
+        f"ti-8403;CA Annemasse;{b}\n"
+        f"ti-8402;CC Rives de l'Ain;{b[:3]} {b[3:6]} {b[6:]}\n"
+    )
+    first, second = groupements(text, current_of("ti-8402", "ti-8403"), encoding="latin-1")
+    assert first.territory_id == "ti-8402" and first.rows == [2, 4]
+    assert first.fields is not None and [e.siren for e in first.fields.epcis] == [a, b]
+    assert first.fields.name == TERRITORY_EXAMPLE["name"]
+    assert second.rows == [3] and second.fields is not None and second.fields.epcis[0].name == "CA Annemasse"
+
+
+def test_a_bad_groupement_row_rejects_its_territory_and_names_the_row() -> None:
+    a = luhn_complete("24010001")
+    text = (
+        "id_ti;lib_groupement;siren_groupement\n"
+        f"ti-8402;CC A;{a}\n"
+        "ti-8402;CC B;200071752\n"
+        f"ti-8402;CC C;{a}\n"
+        f"ti-9901;CC D;{a}\n"
+        f"ti-9x;CC E;{a}\n"
+        "ti-8403;;200071751\n"
+    )
+    candidates = groupements(text, current_of("ti-8402", "ti-8403"))
+    by_id = {c.territory_id: c for c in candidates}
+    assert by_id["ti-8402"].fields is None
+    assert {tuple(e["loc"]) for e in by_id["ti-8402"].errors} == {("row", 3, "siren_groupement"), ("row", 4, "siren_groupement")}
+    assert by_id["ti-9901"].fields is None and "not registered" in by_id["ti-9901"].errors[0]["msg"]
+    assert by_id["ti-9x"].errors[0]["loc"] == ["row", 6, "id_ti"]
+    assert by_id["ti-8403"].errors[0]["loc"] == ["row", 7, "lib_groupement"]
+    assert [c.rows[0] for c in candidates] == sorted(c.rows[0] for c in candidates)

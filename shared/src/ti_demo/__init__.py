@@ -1,0 +1,1 @@
+"""The demo programme of the Territoires d'industrie platform (``make demo``): generator and loader."""
