@@ -48,7 +48,7 @@ ensure_libs() {
 kafka_tool() {
   java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$K_DIR/tools-log4j2.properties" \
-    -cp "$K_LIBS/*" "$@"
+    -cp "$K_LIBS/*:$K_DIR/classes" "$@"
 }
 
 write_configs() {
@@ -180,12 +180,17 @@ cmd_start() {
 }
 
 # Creates the missing topics; listing them first also proves that the broker serves metadata.
-# One JVM (EnsureTopics.java, run from source) when a JDK is there; else TopicCommand per topic.
+# One JVM (EnsureTopics.java, compiled once into var/kafka/classes) when a JDK is there; else
+# Kafka's TopicCommand, one JVM per topic.
 ensure_topics() {
   local specs=() e
   for e in "${TI_TOPICS[@]}"; do specs+=("$e"); done
+  local src="$TI_LOCAL_DIR/kafka/EnsureTopics.java"
   if command -v javac >/dev/null; then
-    kafka_tool "$TI_LOCAL_DIR/kafka/EnsureTopics.java" "$K_BOOTSTRAP" "${specs[@]}" \
+    if [ ! -f "$K_DIR/classes/EnsureTopics.class" ] || [ "$src" -nt "$K_DIR/classes/EnsureTopics.class" ]; then
+      javac -nowarn -cp "$K_LIBS/*" -d "$K_DIR/classes" "$src"
+    fi
+    kafka_tool EnsureTopics "$K_BOOTSTRAP" "${specs[@]}" \
       || die "could not list or create the topics on $K_BOOTSTRAP"
     return 0
   fi

@@ -57,7 +57,7 @@ prepare_dirs() {
       chown postgres: "$PG_LINK"
       if ! runuser -u postgres -- test -w "$PG_LINK"; then
         local alt
-        alt="/var/tmp/ti-local-pg-$(printf '%s' "$TI_ROOT" | cksum | cut -d' ' -f1)"
+        alt="/var/tmp/ti-local-pg-$(printf '%s' "$TI_VAR" | cksum | cut -d' ' -f1)"
         log "user postgres cannot reach $PG_LINK; using $alt (symlinked from there)"
         rmdir "$PG_LINK" || die "$PG_LINK is not empty; remove it"
         mkdir -p "$alt"; chown postgres: "$alt"; chmod 700 "$alt"

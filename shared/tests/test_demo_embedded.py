@@ -37,7 +37,7 @@ class DemoProcess:
         env.update({"TI_VAR_DIR": str(var_dir), "TI_JWT_SECRET": SECRET, "TI_ENV": "development", "COLUMNS": "200"})
         ti = Path(sys.executable).parent / "ti"
         self.lines: list[str] = []
-        self.process = subprocess.Popen(  # noqa: S603 - our own command line
+        self.process = subprocess.Popen(
             [str(ti), "demo", "run", "--port", str(port)],
             env=env,
             stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ auth, errors, health and metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,11 +25,11 @@ from ti_shared.auth import TokenVerifier
 from ti_shared.bus import make_publisher, make_source
 from ti_shared.consumer import EventConsumer, EventHandler
 from ti_shared.db import Database
-from ti_shared.events import EventSpec
+from ti_shared.events import CloudEvent, EventSpec
 from ti_shared.logging import bind_request, configure_logging, get_logger
 from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
-from ti_shared.outbox import CloudEvent, OutboxRelay, count_pending, record_event
+from ti_shared.outbox import OutboxRelay, count_pending, record_event
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
 from ti_shared.settings import ServiceSettings, load_settings
 
@@ -227,10 +228,8 @@ def health_router() -> APIRouter:
 
     @router.get("/metrics")
     async def metrics(ctx: ContextDep) -> Response:
-        try:
+        with contextlib.suppress(Exception):  # metrics still render
             await readiness(ctx)
-        except Exception:  # noqa: BLE001 - metrics still render
-            pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -7,11 +7,12 @@ offsets and partitions like Kafka's (one partition per topic), so nothing else f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from ti_shared.logging import get_logger
 from ti_shared.settings import PlatformSettings
@@ -113,10 +114,8 @@ class KafkaPublisher:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort on a broken connection
                 await asyncio.wait_for(producer.stop(), 5)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - best effort on a broken connection
-                pass
 
     async def stop(self) -> None:
         await self._reset()
@@ -139,7 +138,8 @@ class KafkaSource:
         await self._ensure()
 
     async def _ensure(self) -> object:
-        from aiokafka import AIOKafkaConsumer, TopicPartition as TP
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka import TopicPartition as TP
 
         if self._consumer is not None:
             return self._consumer
@@ -224,10 +224,8 @@ class KafkaSource:
     async def _drop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort
                 await asyncio.wait_for(consumer.stop(), 5)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
     async def stop(self) -> None:
         await self._drop()
@@ -239,7 +237,7 @@ class KafkaSource:
 class LocalLog:
     """A durable, append-only log in one SQLite file, with a wake-up signal for local readers."""
 
-    _instances: dict[Path, LocalLog] = {}
+    _instances: ClassVar[dict[Path, LocalLog]] = {}
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -285,7 +283,7 @@ class LocalLog:
 
         def _read() -> list[tuple[int, str, str | None, bytes]]:
             cur = self._conn.execute(
-                f"SELECT offset, topic, message_key, value FROM bus_record WHERE {clauses} ORDER BY offset LIMIT ?",  # noqa: S608 - placeholders only
+                f"SELECT offset, topic, message_key, value FROM bus_record WHERE {clauses} ORDER BY offset LIMIT ?",
                 [*params, limit],
             )
             return list(cur.fetchall())

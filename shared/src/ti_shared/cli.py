@@ -34,6 +34,15 @@ def token(
     typer.echo(mint_token(PlatformSettings(), sub=sub, scopes=scopes, operator=operator, territories=territory, ttl_seconds=ttl))
 
 
+def _platform(bus: str | None) -> PlatformSettings:
+    settings = PlatformSettings()
+    if bus is not None:
+        if bus not in ("kafka", "local"):
+            raise typer.BadParameter("--bus is kafka or local")
+        settings = settings.model_copy(update={"bus": bus})
+    return settings
+
+
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="JSON lines, one CloudEvent per line")],
@@ -43,7 +52,7 @@ def replay(
     from ti_shared.bus import OutgoingMessage, make_publisher
     from ti_shared.events import CONTENT_TYPE
 
-    settings = PlatformSettings(**({"bus": bus} if bus else {}))
+    settings = _platform(bus)
     messages = []
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -82,7 +91,7 @@ def record(
     """Write every event currently on the topics, in log order per partition, one per line."""
     from ti_shared.bus import make_source
 
-    settings = PlatformSettings(**({"bus": bus} if bus else {}))
+    settings = _platform(bus)
     topics = topic or list(DOMAIN_TOPICS)
     bad = [t for t in topics if t not in ALL_TOPICS]
     if bad:

@@ -228,7 +228,7 @@ class EventConsumer:
                 try:
                     async with session.begin_nested():
                         await self._handler.apply(session, [d])
-                except Exception as exc:  # noqa: BLE001 - the reason goes to the dead letter
+                except Exception as exc:
                     if _is_infrastructure_error(exc):
                         raise
                     dead.append((d.message, "could not be applied: " + _short(exc)))

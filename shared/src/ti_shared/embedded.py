@@ -121,6 +121,13 @@ def create_embedded_app() -> Any:
             status_code=200 if ok else 503,
         )
 
+    @root.get("/metrics", include_in_schema=False)
+    async def metrics() -> Any:
+        from fastapi.responses import Response
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @root.get("/", include_in_schema=False)
     async def index() -> dict[str, Any]:
         return {

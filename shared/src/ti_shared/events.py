@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class EventSpec:
 
     type: str
     topic: str
-    data_model: type[BaseModel]
+    data_model: builtins.type[BaseModel]
     description: str
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import date, datetime
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 
 from ti_shared.problems import Problem
@@ -48,13 +50,17 @@ def read_csv(data: bytes) -> list[dict[str, str]]:
     if len(set(header)) != len(header):
         raise Problem(422, "The CSV header repeats a column name", title="Invalid content")
     out = []
-    for cells in rows[1:]:
+    for line_no, cells in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
-            extra = cells[len(header) :]
-            if any(c.strip() for c in extra):
-                cells = cells[: len(header)] + [";".join(extra)]
+            if any(c.strip() for c in cells[len(header) :]):
+                raise Problem(
+                    422,
+                    f"Line {line_no} has {len(cells)} cells but the header has {len(header)} columns "
+                    "(a separator inside an unquoted value?)",
+                    title="Invalid content",
+                )
             cells = cells[: len(header)]
         cells = cells + [""] * (len(header) - len(cells))
         out.append({h: c.strip() for h, c in zip(header, cells, strict=True)})
@@ -67,7 +73,7 @@ def read_xlsx(data: bytes) -> list[dict[str, str]]:
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         sheet = workbook.get_sheet_by_index(0).to_python(skip_empty_area=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable workbook is the sender's problem
+    except Exception as exc:
         raise Problem(422, f"The XLSX file could not be read: {exc}", title="Invalid content") from exc
     if not sheet:
         raise Problem(422, "The workbook's first sheet is empty", title="Invalid content")
@@ -86,8 +92,10 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if hasattr(value, "isoformat"):
-        return value.isoformat()[:10] if type(value).__name__ == "date" or str(value).endswith("00:00:00") else value.isoformat()  # type: ignore[union-attr]
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == dt_time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
     return str(value).strip()
 
 

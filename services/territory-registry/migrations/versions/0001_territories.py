@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("updated_at", Instant, nullable=False),
-        sa.Column("updated_by", sa.String(256), nullable=False),
+        sa.Column("updated_by", sa.Text(), nullable=False),
     )
     op.create_index("ix_territory_region_code", "territory", ["region_code", "id"])
     op.create_index("ix_territory_status", "territory", ["status", "id"])
@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.Column("change", sa.String(16), nullable=False),
         sa.Column("changed_fields", JSONType, nullable=False),
         sa.Column("state", JSONType, nullable=False),
-        sa.Column("actor", sa.String(256), nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
         sa.Column("effective_at", Instant, nullable=False),
         sa.Column("recorded_at", Instant, nullable=False),
     )

@@ -60,6 +60,7 @@ from territory_registry.schemas import (
     ImportRowReport,
     Region,
     RowError,
+    RowOutcome,
     Territory,
     TerritoryFields,
     TerritoryStatus,
@@ -290,12 +291,12 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
     return await request.body(), media
 
 
-def _row_report(candidate: Candidate, outcome: str, version: int | None, changed: list[str]) -> ImportRowReport:
+def _row_report(candidate: Candidate, outcome: RowOutcome, version: int | None, changed: list[str]) -> ImportRowReport:
     return ImportRowReport(
         row=candidate.rows[0],
         rows=candidate.rows,
         territory_id=candidate.territory_id,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         version=version,
         changed_fields=changed,
         errors=[RowError.model_validate(e) for e in candidate.errors],
@@ -335,7 +336,9 @@ async def _run_import(
             existing_state = existing.model_dump(mode="json") if existing is not None else None
             planned = plan_change(existing_state, existing.version if existing else None, territory_state(candidate.fields))
             version = existing.version if existing is not None else None
-        outcome = "unchanged" if planned is None else "created" if planned.change == "registered" else "updated"
+        outcome: RowOutcome = (
+            "unchanged" if planned is None else "created" if planned.change == "registered" else "updated"
+        )
         setattr(counts, outcome, getattr(counts, outcome) + 1)
         reports.append(_row_report(candidate, outcome, version, planned.changed_fields if planned else []))
     return ImportReport(kind=kind, mode=mode, imported=imported, counts=counts, rows=reports)
@@ -372,7 +375,7 @@ async def import_territories(
 ) -> Any:
     data, media = await _read_upload(request)
     idem = await claim(
-        ctx.db, request, f"territory-imports:{principal.sub}", idempotency_key, content=data, content_type=media
+        ctx.db, request, f"territory-imports:{principal.sub}"[:256], idempotency_key, content=data, content_type=media
     )
     if idem is not None and idem.replay is not None:
         return idem.replay

@@ -22,7 +22,7 @@ territory = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("updated_at", Instant, nullable=False),
-    sa.Column("updated_by", sa.String(256), nullable=False),
+    sa.Column("updated_by", sa.Text(), nullable=False),
     sa.Index("ix_territory_region_code", "region_code", "id"),
     sa.Index("ix_territory_status", "status", "id"),
 )
@@ -35,7 +35,7 @@ territory_version = sa.Table(
     sa.Column("change", sa.String(16), nullable=False),
     sa.Column("changed_fields", JSONType, nullable=False),
     sa.Column("state", JSONType, nullable=False),
-    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("actor", sa.Text(), nullable=False),
     sa.Column("effective_at", Instant, nullable=False),
     sa.Column("recorded_at", Instant, nullable=False),
 )
