@@ -7,7 +7,6 @@ from pathlib import Path
 import openpyxl
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from ti_shared.events import EventSpec, event_json_schema, stale_event_schemas, write_event_schemas
 from ti_shared.geo import departement_of_commune, region_of_commune
 from ti_shared.http import decode_cursor, encode_cursor

@@ -152,7 +152,11 @@ def schemas_write(service: Annotated[str, typer.Argument(help="e.g. funding-ledg
 
 def _load_plugins() -> None:
     for ep in entry_points(group="ti.cli"):
-        sub = ep.load()
+        try:
+            sub = ep.load()
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not disable the others
+            print(f"ti: the '{ep.name}' commands are unavailable ({exc!r})", file=sys.stderr)
+            continue
         app.add_typer(sub, name=ep.name)
 
 

@@ -390,3 +390,163 @@ def events_until(events: list[dict[str, Any]], instant: datetime) -> list[dict[s
     """The events whose ``time`` is strictly before ``instant``."""
     bound = instant.astimezone(UTC)
     return [e for e in events if datetime.fromisoformat(e["time"].replace("Z", "+00:00")) < bound]
+
+
+# --- HTTP payloads (CONTRACT §4) for end-to-end tests and benchmarks ---------------------------
+#
+# The bodies a client sends to the owning services' write endpoints, deterministic for a seed.
+# Each function returns ``{id: body}`` (grants: ``{(operator, operator_ref): body}``); ids carry a
+# caller-chosen ``tag`` so that several runs on one platform never collide.
+
+
+def territory_payloads(rng: random.Random, region_codes: list[str], per_region: int, *, first_seq: int = 1) -> dict[str, dict[str, Any]]:
+    """``PUT /v1/territories/{id}`` bodies: ``per_region`` territories in each region of ``region_codes``."""
+    out: dict[str, dict[str, Any]] = {}
+    for region in region_codes:
+        deps = sorted(d for d, (_n, r) in DEPARTEMENTS.items() if r == region)
+        for n in range(per_region):
+            tid = f"ti-{region}{first_seq + n:02d}"
+            epcis = []
+            for k in range(rng.randint(1, 3)):
+                siren = luhn_complete(f"2{rng.randint(0, 9999999):07d}")
+                epcis.append({"siren": siren, "name": f"CC {tid} {k + 1}"})
+            in_post = rng.random() < 0.8
+            out[tid] = {
+                "name": f"Territoire d'industrie {tid}",
+                "region_code": region,
+                "departement_codes": sorted(rng.sample(deps, min(len(deps), rng.randint(1, 2)))),
+                "epcis": epcis,
+                "phase": "temps-2",
+                "labelled_on": "2023-11-09",
+                "project_lead": (
+                    {"in_post": in_post, "cofinanced": in_post and rng.random() < 0.7,
+                     "name": f"Cheffe de projet {tid}", "email": f"cdp.{tid}@example.org"}
+                    if rng.random() < 0.9 else None
+                ),
+                "launch_copil_held_on": "2024-03-01" if rng.random() < 0.5 else None,
+                "status": "active",
+            }
+    return out
+
+
+def action_payloads(rng: random.Random, territory_ids: list[str], count: int, *, tag: str) -> dict[str, dict[str, Any]]:
+    """``PUT /v1/actions/{id}`` bodies spread over ``territory_ids``."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(count):
+        aid = f"{tag}-A{i + 1:04d}"
+        out[aid] = {
+            "territory_id": territory_ids[i % len(territory_ids)],
+            "title": f"Action {aid}",
+            "description": "Action du plan de territoire",
+            "axis": rng.choice(AXES),
+            "themes": rng.sample(THEMES, rng.choice((0, 1, 1, 2, 3))),
+            "status": rng.choice(ACTION_STATUSES),
+            "planned_start": "2024-01-15",
+            "planned_end": None,
+            "budget_eur": _money(Decimal(rng.randint(5, 500) * 1000)),
+            "partners": rng.sample(["BPI", "ADEME", "BDT"], rng.randint(0, 2)),
+        }
+    return out
+
+
+def commune_of_region(rng: random.Random, region: str) -> str:
+    """A syntactically valid INSEE commune code in one of ``region``'s départements."""
+    dep = rng.choice(sorted(d for d, (_n, r) in DEPARTEMENTS.items() if r == region))
+    if len(dep) == 3:
+        return dep + f"{rng.randint(1, 60):02d}"
+    return dep + f"{rng.randint(1, 600):03d}"
+
+
+def grant_payloads(
+    rng: random.Random, operator: str, territories: dict[str, str], count: int, *, tag: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``PUT /v1/grants/{operator}/{ref}`` bodies of one operator, on programmes it runs.
+
+    ``territories`` maps territory ids to their region (the commune is drawn in that region)."""
+    programmes = [p for p, ops in PROGRAMMES.items() if operator in ops]
+    tids = sorted(territories)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for i in range(count):
+        ref = f"{tag}-{operator}-{i + 1:04d}"
+        tid = tids[i % len(tids)]
+        amount = Decimal(rng.randint(20, 3000) * 1000) + Decimal(rng.randint(0, 99)) / 100
+        forecast = rng.randint(0, 60) if rng.random() < 0.85 else None
+        out[(operator, ref)] = {
+            "programme": rng.choice(programmes),
+            "beneficiary": {
+                "name": f"Bénéficiaire {ref}",
+                "siret": luhn_complete(f"{rng.randint(100000000, 899999999)}0001"),
+                "rna": None,
+                "kind": rng.choice(BENEFICIARY_KINDS),
+            },
+            "territory_id": tid,
+            "commune_insee": commune_of_region(rng, territories[tid]),
+            "action_id": None,
+            "object": f"Projet industriel {ref}",
+            "amount_eur": _money(amount),
+            "investment_eur": _money(amount * rng.randint(2, 10)) if rng.random() < 0.9 else None,
+            "decision_date": "2024-06-12",
+            "jobs_forecast": forecast,
+            "jobs_conditional": None if forecast is None else rng.randint(0, forecast),
+            "contributions": [o for o in OBJECTIVES if rng.random() < 0.3],
+            "value_chain": rng.choice((*VALUE_CHAINS, None)),
+            "status": "committed",
+        }
+    return out
+
+
+SCDL_COLUMNS = (
+    "nomAttribuant", "idAttribuant", "dateConvention", "referenceDecision", "nomBeneficiaire", "idBeneficiaire",
+    "rnaBeneficiaire", "objet", "montant", "nature", "conditionsVersement", "datesPeriodeVersement", "idRAE",
+    "notificationUE", "pourcentageSubvention", "dispositifAide", "operator", "operator_ref", "programme",
+    "territory_id", "commune_insee", "action_id", "investment_eur", "jobs_forecast", "jobs_conditional",
+    "contributions", "value_chain", "beneficiary_kind", "status",
+)
+
+
+def grants_scdl_csv(grants: dict[tuple[str, str], dict[str, Any]], *, attribuant: str, attribuant_siret: str) -> str:
+    """A ``text/csv`` batch (SCDL « subventions » 2.1.1 columns plus the platform's) of ``grants``."""
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    lines = [";".join(SCDL_COLUMNS)]
+    for (operator, ref), g in grants.items():
+        b = g["beneficiary"]
+        row = {
+            "nomAttribuant": attribuant, "idAttribuant": attribuant_siret, "dateConvention": g["decision_date"],
+            "referenceDecision": ref, "nomBeneficiaire": b["name"], "idBeneficiaire": b["siret"],
+            "rnaBeneficiaire": b["rna"], "objet": g["object"], "montant": g["amount_eur"], "nature": "aide en numéraire",
+            "conditionsVersement": "echelonne", "datesPeriodeVersement": "", "idRAE": "", "notificationUE": "non",
+            "pourcentageSubvention": "", "dispositifAide": g["programme"], "operator": operator, "operator_ref": ref,
+            "programme": g["programme"], "territory_id": g["territory_id"], "commune_insee": g["commune_insee"],
+            "action_id": g["action_id"], "investment_eur": g["investment_eur"], "jobs_forecast": g["jobs_forecast"],
+            "jobs_conditional": g["jobs_conditional"], "contributions": "|".join(g["contributions"]),
+            "value_chain": g["value_chain"], "beneficiary_kind": b["kind"], "status": g["status"],
+        }
+        lines.append(";".join(cell(row[c]).replace(";", ",") for c in SCDL_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def site_payloads(rng: random.Random, territories: dict[str, str], count: int, *, tag: str) -> dict[str, dict[str, Any]]:
+    """``PUT /v1/sites/{id}`` bodies, each in the region of its territory."""
+    tids = sorted(territories)
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(count):
+        tid = tids[i % len(tids)]
+        commune = commune_of_region(rng, territories[tid])
+        sid = f"{commune}_SITE-{tag}_{i + 1:05d}"
+        out[sid] = {
+            "name": f"Site clés en main {tag} {i + 1}",
+            "commune_insee": commune,
+            "territory_id": tid,
+            "area_ha": _money(Decimal(rng.randint(500, 20000)) / 100),
+            "maturity": rng.choice(MATURITIES),
+            "land_recycling": rng.random() < 0.5,
+            "labelled_on": "2024-04-15",
+            "workshop_held": rng.random() < 0.8,
+            "roadmap_delivered": rng.random() < 0.5,
+            "owner_kind": rng.choice(BENEFICIARY_KINDS),
+            "status": "labelled",
+        }
+    return out
