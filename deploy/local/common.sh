@@ -102,3 +102,16 @@ rss_mib() {
 # Milliseconds since the epoch, and a duration in seconds with one decimal since $1 (ms).
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 since() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
+
+# Serialise the scripts (several people or test runs may call up.sh at the same time): the first
+# caller holds var/.infra.lock; scripts it runs inherit TI_INFRA_LOCKED and do not wait for it.
+# Daemons must be started with 9>&- so that they do not keep the lock.
+ti_lock() {
+  [ -n "${TI_INFRA_LOCKED:-}" ] && return 0
+  mkdir -p "$TI_VAR"
+  exec 9>>"$TI_VAR/.infra.lock"
+  if command -v flock >/dev/null; then
+    flock -w 900 9 || die "another deploy/local script holds $TI_VAR/.infra.lock"
+  fi
+  export TI_INFRA_LOCKED=1
+}

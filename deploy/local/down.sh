@@ -4,6 +4,7 @@
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ti_lock
 
 "$TI_LOCAL_DIR/kafka.sh" stop
 "$TI_LOCAL_DIR/pg.sh" stop

@@ -25,7 +25,7 @@ K_HEAP="${TI_KAFKA_HEAP:--Xms256m -Xmx512m}"
 K_STOP_TIMEOUT="${TI_KAFKA_STOP_TIMEOUT:-30}"
 
 ensure_java() {
-  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v java >/dev/null || apt_install openjdk-17-jdk-headless   # javac: see ensure_topics
 }
 
 # Assemble the jars with Maven once; the pom's checksum in libs/.pom.cksum says they are current.
@@ -39,7 +39,8 @@ ensure_libs() {
   rm -rf "$tmp"; mkdir -p "$K_DIR"
   # TI_MAVEN_REPO: another local Maven repository than ~/.m2/repository (e.g. a CI cache).
   mvn -q -B -Dstyle.color=never ${TI_MAVEN_REPO:+-Dmaven.repo.local="$TI_MAVEN_REPO"} \
-    -f "$K_POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+    -f "$K_POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+    >"$K_DIR/maven.log" 2>&1 || { cat "$K_DIR/maven.log" >&2; die "Maven could not assemble the jars"; }
   echo "$sum" >"$tmp/.pom.cksum"
   rm -rf "$K_LIBS"; mv "$tmp" "$K_LIBS"
 }
@@ -164,9 +165,9 @@ cmd_start() {
       -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
       -Dkafka.logs.dir="$K_LOGS" -Dlog4j2.configurationFile="$K_DIR/log4j2.properties" \
       -cp "$K_LIBS/*" kafka.Kafka "$K_CONF" \
-      >>"$K_LOGS/kafka.out" 2>&1 </dev/null &
+      >>"$K_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     local i
-    for i in $(seq 1 120); do
+    for i in $(seq 1 240); do
       port_open "$TI_KAFKA_PORT" && break
       if [ "$i" -gt 2 ] && ! is_running; then
         tail -n 30 "$K_LOGS/kafka.out" "$K_LOGS/server.log" >&2 2>/dev/null || true
@@ -174,7 +175,7 @@ cmd_start() {
       fi
       sleep 0.5
     done
-    port_open "$TI_KAFKA_PORT" || die "Kafka not listening on $K_BOOTSTRAP after 60 s"
+    port_open "$TI_KAFKA_PORT" || die "Kafka not listening on $K_BOOTSTRAP after 120 s"
   fi
   ensure_topics
 }
@@ -246,11 +247,11 @@ cmd_reset() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
+  start) ti_lock; cmd_start ;;
+  stop) ti_lock; cmd_stop ;;
   status) cmd_status ;;
-  reset) cmd_reset ;;
-  topics) ensure_libs; ensure_topics ;;
-  run) ensure_libs; shift; [ -f "$K_DIR/tools-log4j2.properties" ] || write_configs; kafka_tool "$@" ;;
+  reset) ti_lock; cmd_reset ;;
+  topics) ti_lock; ensure_libs; ensure_topics ;;
+  run) (ti_lock; ensure_libs);  shift; [ -f "$K_DIR/tools-log4j2.properties" ] || write_configs; kafka_tool "$@" ;;
   *) echo "usage: $0 start|stop|status|reset|topics|run CLASS [ARGS...]" >&2; exit 2 ;;
 esac

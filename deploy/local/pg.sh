@@ -132,7 +132,7 @@ cmd_start() {
     write_conf
     reserve_ports "$TI_PG_PORT"
     log "starting PostgreSQL ($PG_BIN) on $TI_HOST:$TI_PG_PORT"
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 120 start >/dev/null 9>&- \
       || { tail -n 20 "$PG_LOG" >&2; die "PostgreSQL did not start"; }
   fi
   "$PG_BIN/pg_isready" -q -t 30 || die "PostgreSQL not accepting connections on $TI_PG_PORT"
@@ -170,10 +170,10 @@ cmd_reset() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
+  start) ti_lock; cmd_start ;;
+  stop) ti_lock; cmd_stop ;;
   status) cmd_status ;;
-  reset) cmd_reset ;;
+  reset) ti_lock; cmd_reset ;;
   psql) find_pg_bin; shift; exec "$PG_BIN/psql" -d "${1:-postgres}" "${@:2}" ;;
   *) echo "usage: $0 start|stop|status|reset|psql [DB]" >&2; exit 2 ;;
 esac

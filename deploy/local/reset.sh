@@ -4,6 +4,7 @@
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ti_lock
 
 t0="$(now_ms)"
 "$TI_LOCAL_DIR/pg.sh" reset
