@@ -1,10 +1,15 @@
-"""Replay a generated stream through Kafka into the reporting service; report events/s and peak RSS.
+"""Replay a generated stream through Kafka into the reporting service; report events/s and peak RSS,
+then the read path: GETs of one scope's materialised indicators over HTTP, against a constant-JSON
+endpoint served the same way.
 
-    source var/local.env && .venv/bin/python bench/measure_reporting_replay.py [--actions 36000]
+    source var/local.env && .venv/bin/python bench/measure_reporting_replay.py [--events 100000]
+        [--actions 36000 --grants 3000 --sites 2000] [--reads 2000 --concurrency 32 --scope region:84]
 
-The parent generates the stream (≈100,000 events with the defaults), publishes it to fresh topics
-and creates a fresh PostgreSQL database; a child process runs the reporting service, which replays
-everything from offset 0. The child reports the events applied per second and its peak RSS.
+The parent generates the stream (≈100,000 events with the defaults; ``--events N`` scales the
+programme to about N events), publishes it to fresh topics and creates a fresh PostgreSQL database;
+a child process runs the reporting service, which replays everything from offset 0. The child
+reports the events applied per second and its peak RSS, then serves the app with uvicorn on loopback
+and a separate load process measures requests/s and latency percentiles (``--reads 0`` skips it).
 """
 
 from __future__ import annotations
@@ -13,12 +18,113 @@ import argparse
 import asyncio
 import json
 import resource
+import socket
 import subprocess
 import sys
 import time
+from typing import Any
+
+DEFAULT_EVENTS = 100_414  # what the default programme size generates
 
 
-async def _child(url: str, prefix: str, expected: int) -> None:
+async def _serve(app: Any, port: int) -> tuple[Any, asyncio.Task[None]]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                                           access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _load_of(url: str, reads: int, concurrency: int) -> dict[str, Any]:
+    """Run the load generator in another process (so that it does not share the server's loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load", url, str(reads), str(concurrency), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _read_path(app: Any, scope: str, reads: int, concurrency: int) -> dict[str, Any]:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    port = _free_port()
+    server, task = await _serve(app, port)
+    url = f"http://127.0.0.1:{port}/v1/indicators?scope={scope}"
+    try:
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(url)).json()
+        measured = await _load_of(url, reads, concurrency)
+    finally:
+        server.should_exit = True
+        await task
+    constant = FastAPI()
+
+    @constant.get("/constant")
+    async def get_constant() -> JSONResponse:
+        return JSONResponse(body)
+
+    port = _free_port()
+    server, task = await _serve(constant, port)
+    try:
+        reference = await _load_of(f"http://127.0.0.1:{port}/constant", reads, concurrency)
+    finally:
+        server.should_exit = True
+        await task
+    return {
+        "read_scope": scope,
+        "read_rps": measured["rps"],
+        "read_p50_ms": measured["p50_ms"],
+        "read_p99_ms": measured["p99_ms"],
+        "constant_rps": reference["rps"],
+        "constant_p99_ms": reference["p99_ms"],
+        "read_vs_constant": round(measured["rps"] / reference["rps"], 2),
+    }
+
+
+async def _load(url: str, reads: int, concurrency: int) -> None:
+    import httpx
+
+    latencies: list[float] = []
+    remaining = reads
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        for _ in range(min(50, reads)):  # warm up connections and caches
+            (await client.get(url)).raise_for_status()
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                response = await client.get(url)
+                latencies.append(time.perf_counter() - t0)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    print(json.dumps({"requests": len(latencies), "rps": round(len(latencies) / elapsed), "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
+
+
+async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str) -> None:
     from reporting.main import create_app
     from ti_shared.testing import platform_settings, running, service_settings
 
@@ -31,14 +137,17 @@ async def _child(url: str, prefix: str, expected: int) -> None:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
         national = (await client.get("/v1/indicators", params={"scope": "national"})).json()["indicators"]
-    print(json.dumps({
-        "events": expected,
-        "applied": consumer.applied_count,
-        "seconds": round(elapsed, 2),
-        "events_per_s": round(consumer.applied_count / elapsed),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "actions_count": national["actions.count"],
-    }))
+        result: dict[str, Any] = {
+            "events": expected,
+            "applied": consumer.applied_count,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(consumer.applied_count / elapsed),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "actions_count": national["actions.count"],
+        }
+        if reads > 0:
+            result |= await _read_path(app, scope, reads, concurrency)
+    print(json.dumps(result))
 
 
 async def _parent(args: argparse.Namespace) -> int:
@@ -52,6 +161,9 @@ async def _parent(args: argparse.Namespace) -> int:
         publish_events,
     )
 
+    if args.events is not None:
+        factor = args.events / DEFAULT_EVENTS
+        args.actions, args.grants, args.sites = (max(1, round(n * factor)) for n in (36000, 3000, 2000))
     events = generate_stream(2024, territories=183, actions=args.actions, grants=args.grants, sites=args.sites)
     print(f"generated {len(events)} events", file=sys.stderr)
     url = await create_database("bench_reporting")
@@ -61,9 +173,13 @@ async def _parent(args: argparse.Namespace) -> int:
     try:
         for i in range(0, len(events), 20000):
             await publish_events(platform, events[i : i + 20000])
+        count = len(events)
+        del events
         print("published; replaying in a child process", file=sys.stderr)
         proc = subprocess.run(  # noqa: ASYNC221 - the parent only waits
-            [sys.executable, __file__, "--child", url, prefix, str(len(events))], check=False
+            [sys.executable, __file__, "--child", url, prefix, str(count), "--reads", str(args.reads),
+             "--concurrency", str(args.concurrency), "--scope", args.scope],
+            check=False,
         )
         return proc.returncode
     finally:
@@ -72,14 +188,22 @@ async def _parent(args: argparse.Namespace) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=None, help="scale the programme to about this many events")
     parser.add_argument("--actions", type=int, default=36000)
     parser.add_argument("--grants", type=int, default=3000)
     parser.add_argument("--sites", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=2000, help="GETs of the read-path measurement (0: none)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--scope", default="region:84")
     parser.add_argument("--child", nargs=3, metavar=("URL", "PREFIX", "EXPECTED"))
+    parser.add_argument("--load", nargs=3, metavar=("URL", "REQUESTS", "CONCURRENCY"))
     args = parser.parse_args()
+    if args.load:
+        asyncio.run(_load(args.load[0], int(args.load[1]), int(args.load[2])))
+        return
     if args.child:
         url, prefix, expected = args.child
-        asyncio.run(_child(url, prefix, int(expected)))
+        asyncio.run(_child(url, prefix, int(expected), args.reads, args.concurrency, args.scope))
         return
     raise SystemExit(asyncio.run(_parent(args)))
 

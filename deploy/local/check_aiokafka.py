@@ -1,11 +1,13 @@
 """Smoke check of the Python Kafka client (aiokafka) against the local broker.
 
-Produces with the settings the outbox relay uses (idempotent producer, acks=all) to a topic,
-then reads the messages back with a consumer group, commits, and checks the committed offsets.
+Creates a throwaway topic (``ti-check-<run>``, deleted afterwards: the platform's topics are left
+alone, their consumers would dead-letter these messages), produces to it with the settings the
+outbox relay uses (idempotent producer, acks=all), reads the messages back with a consumer group,
+commits, and checks the committed offsets.
 
-    .venv/bin/python deploy/local/check_aiokafka.py [--bootstrap 127.0.0.1:59092] [--topic ti.dead-letters]
-    .venv/bin/python deploy/local/check_aiokafka.py --produce-only N   # append N messages, print ids
-    .venv/bin/python deploy/local/check_aiokafka.py --count-only       # count the messages of --topic
+    .venv/bin/python deploy/local/check_aiokafka.py [--bootstrap 127.0.0.1:59092] [-n 20]
+    .venv/bin/python deploy/local/check_aiokafka.py --topic T --produce-only N   # append N messages to T
+    .venv/bin/python deploy/local/check_aiokafka.py --topic T --count-only       # count the messages of T
 
 Exit status 0 when every produced message was consumed back.
 """
@@ -21,7 +23,7 @@ import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 async def produce(bootstrap: str, topic: str, n: int, run_id: str) -> list[str]:
@@ -90,39 +92,45 @@ async def consume_all(bootstrap: str, topic: str, group: str | None) -> list[dic
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", default=os.environ.get("TI_KAFKA_BOOTSTRAP", "127.0.0.1:59092"))
-    ap.add_argument("--topic", default="ti.dead-letters")
+    ap.add_argument("--topic", help="an existing topic (default: a throwaway topic)")
     ap.add_argument("-n", type=int, default=20)
     ap.add_argument("--produce-only", type=int, metavar="N")
     ap.add_argument("--count-only", action="store_true")
     args = ap.parse_args()
 
-    if args.count_only:
-        print(len(await consume_all(args.bootstrap, args.topic, None)))
-        return 0
     run_id = uuid.uuid4().hex[:8]
-    if args.produce_only is not None:
-        ids = await produce(args.bootstrap, args.topic, args.produce_only, run_id)
-        print(f"produced {len(ids)} messages to {args.topic} (run {run_id})")
+    if args.count_only or args.produce_only is not None:
+        if not args.topic:
+            ap.error("--count-only and --produce-only need --topic")
+        if args.count_only:
+            print(len(await consume_all(args.bootstrap, args.topic, None)))
+        else:
+            ids = await produce(args.bootstrap, args.topic, args.produce_only, run_id)
+            print(f"produced {len(ids)} messages to {args.topic} (run {run_id})")
         return 0
 
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
+    topic = args.topic or f"ti-check-{run_id}"
     try:
         topics = await admin.list_topics()
-        print("topics:", sorted(t for t in topics if not t.startswith("__")))
+        print("platform topics:", sorted(t for t in topics if t.startswith("ti.")))
+        if not args.topic:
+            await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        t0 = time.monotonic()
+        ids = await produce(args.bootstrap, topic, args.n, run_id)
+        t1 = time.monotonic()
+        seen = await consume_all(args.bootstrap, topic, f"ti-check-{run_id}")
+        t2 = time.monotonic()
     finally:
+        if not args.topic:
+            await admin.delete_topics([topic])
         await admin.close()
-
-    t0 = time.monotonic()
-    ids = await produce(args.bootstrap, args.topic, args.n, run_id)
-    t1 = time.monotonic()
-    seen = await consume_all(args.bootstrap, args.topic, f"ti-check-{run_id}")
-    t2 = time.monotonic()
-    got = {str(e["id"]) for e in seen}
+    got = {str(e.get("id")) for e in seen}
     missing = [i for i in ids if i not in got]
     print(
         f"produced {len(ids)} (idempotent, acks=all) in {t1 - t0:.2f}s; "
-        f"consumed {len(seen)} from {args.topic} in {t2 - t1:.2f}s; missing {len(missing)}"
+        f"consumed {len(seen)} from {topic} in {t2 - t1:.2f}s; missing {len(missing)}"
     )
     return 1 if missing else 0
 

@@ -103,6 +103,11 @@ rootLogger.appenderRef.file.ref = FILE
 logger.statechange.name = state.change.logger
 logger.statechange.level = WARN
 EOF
+  write_tools_config
+}
+
+write_tools_config() {
+  mkdir -p "$K_DIR"
   cat >"$K_DIR/tools-log4j2.properties" <<'EOF'
 # Command-line tools: warnings only, on stderr.
 status = warn
@@ -252,6 +257,10 @@ case "${1:-}" in
   status) cmd_status ;;
   reset) ti_lock; cmd_reset ;;
   topics) ti_lock; ensure_libs; ensure_topics ;;
-  run) (ti_lock; ensure_libs);  shift; [ -f "$K_DIR/tools-log4j2.properties" ] || write_configs; kafka_tool "$@" ;;
+  run)
+    shift
+    [ -f "$K_LIBS/.pom.cksum" ] || (ti_lock; ensure_libs)
+    [ -f "$K_DIR/tools-log4j2.properties" ] || write_tools_config
+    kafka_tool "$@" ;;
   *) echo "usage: $0 start|stop|status|reset|topics|run CLASS [ARGS...]" >&2; exit 2 ;;
 esac

@@ -43,6 +43,8 @@ class ConsumerSpec:
     name: str
     handler: Callable[[], EventHandler]
     rebuild_when_empty: bool = False
+    #: events per fetched batch for this consumer; ``PlatformSettings.consumer_batch_size`` when None
+    batch_size: int | None = None
 
 
 @dataclass
@@ -294,7 +296,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
                     db=db,
                     source=make_source(platform, group=cs.name),
                     handler=cs.handler(),
-                    batch_size=platform.consumer_batch_size,
+                    batch_size=cs.batch_size or platform.consumer_batch_size,
                     rebuild_when_empty=cs.rebuild_when_empty,
                 )
             )

@@ -31,8 +31,10 @@ def configure_logging(*, json: bool = False, level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # aiokafka logs every reconnection attempt at ERROR while a broker is down (thousands per second);
+    # the relay and the consumers report the outage themselves, once per retry
     for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -475,7 +475,7 @@ def grant_payloads(
             "programme": rng.choice(programmes),
             "beneficiary": {
                 "name": f"Bénéficiaire {ref}",
-                "siret": luhn_complete(f"{rng.randint(100000000, 899999999)}0001"),
+                "siret": luhn_complete(luhn_complete(f"{rng.randint(10000000, 89999999)}") + "0001"),
                 "rna": None,
                 "kind": rng.choice(BENEFICIARY_KINDS),
             },

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.auth import Principal
-from ti_shared.events import encode_event, new_event
+from ti_shared.events import encode_new_event
 from ti_shared.http import check_not_before
 from ti_shared.problems import Problem, clean_pydantic_errors
 from ti_shared.replica import known_territories
@@ -33,9 +34,12 @@ _ref_re = re.compile(OPERATOR_REF_PATTERN)
 def parse_json_batch(body: bytes) -> tuple[list[ParsedRow], str]:
     """The items of a JSON batch and its mode (413 beyond :data:`MAX_ITEMS`)."""
     try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise Problem(422, "The body is not valid JSON", title="Malformed JSON", kind="malformed-json") from exc
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses and json accepts (NaN, integers beyond 64 bits) is read as before
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise Problem(422, "The body is not valid JSON", title="Malformed JSON", kind="malformed-json") from exc
     if not isinstance(doc, dict):
         raise Problem(
             422, "body: must be an object {items, mode}", errors=[{"loc": ["body"], "msg": "must be an object"}]
@@ -228,7 +232,7 @@ async def run_batch(
         assert g is not None and write.change is not None
         entries.extend(repo.entry_rows(g, write.entries, actor=principal.sub))
         spec = GRANT_EVENTS[write.change]
-        event = new_event(
+        event_id, payload = encode_new_event(
             source=source,
             type_=spec.type,
             subject=g.id,
@@ -241,9 +245,9 @@ async def run_batch(
             {
                 "topic": spec.topic,
                 "message_key": g.id,
-                "event_id": event.id,
+                "event_id": event_id,
                 "event_type": spec.type,
-                "payload": encode_event(event).decode(),
+                "payload": payload.decode(),
             }
         )
     return batch, inserts, updates, entries, outbox

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from openpyxl import Workbook
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ContextDep, ReadSessionDep
 from ti_shared.auth import Principal, scoped
@@ -23,7 +26,7 @@ from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting import repository
 from reporting.catalogue import CATALOGUE, UNITS
-from reporting.domain import AsOf, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
+from reporting.domain import AsOf, Scope, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.schemas import Catalogue, IndicatorDefinitionOut, IndicatorsDocument, RebuildStatus
 
@@ -59,7 +62,19 @@ class _Resolved:
     etag: str
 
 
-async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | None) -> _Resolved:
+_INSTANT = TypeAdapter(datetime)
+
+
+@functools.lru_cache(maxsize=2048)
+def _stored_body(scope: str, generated_at: datetime, document: str) -> bytes:
+    """The response body of a materialised document (the indicators' JSON text is spliced in as is)."""
+    envelope = b'{"scope":%b,"as_of":null,"generated_at":%b,"indicators":' % (
+        orjson.dumps(scope), _INSTANT.dump_json(generated_at)
+    )
+    return envelope + document.encode() + b"}"
+
+
+def _parse(scope_text: str, as_of_text: str | None) -> tuple[Scope, AsOf | None]:
     try:
         scope = parse_scope(scope_text)
     except ValueError as exc:
@@ -72,12 +87,23 @@ async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | Non
             raise field_problem(["query", "as_of"], str(exc)) from exc
     if scope.kind == "region" and scope.code not in REGIONS:
         raise Problem(404, f"Unknown region '{scope.code}' (INSEE codes: {', '.join(REGIONS)})")
+    return scope, as_of
+
+
+def _stored_etag(stored: repository.StoredIndicators) -> str:
+    return f'W/"{stored.generation}-{stored.digest}"'
+
+
+async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | None) -> _Resolved:
+    scope, as_of = _parse(scope_text, as_of_text)
     now = datetime.now(UTC)
     if as_of is None:
         stored = await repository.read_indicators(session, scope.key)
         if stored is not None:
-            doc = IndicatorsDocument(scope=scope.key, as_of=None, generated_at=stored.computed_at, indicators=stored.indicators)
-            return _Resolved(doc, f'W/"{stored.generation}-{stored.digest}"')
+            doc = IndicatorsDocument(
+                scope=scope.key, as_of=None, generated_at=stored.computed_at, indicators=orjson.loads(stored.document)
+            )
+            return _Resolved(doc, _stored_etag(stored))
         if scope.kind == "territory":
             raise Problem(404, f"Unknown territory '{scope.code}'")
         indicators = empty_indicators(scope)
@@ -109,6 +135,16 @@ def _matches(request: Request, etag: str) -> bool:
 async def get_indicators(
     request: Request, session: ReadSessionDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None
 ) -> Response:
+    parsed, as_of_bound = _parse(scope, as_of)
+    if as_of_bound is None:
+        stored = await repository.read_indicators(session, parsed.key)
+        if stored is not None:
+            etag = _stored_etag(stored)
+            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            if _matches(request, etag):
+                return Response(status_code=304, headers=headers)
+            body = _stored_body(parsed.key, stored.computed_at, stored.document)
+            return Response(body, media_type="application/json", headers=headers)
     resolved = await _resolve(session, scope, as_of)
     headers = {"ETag": resolved.etag, "Cache-Control": "no-cache"}
     if _matches(request, resolved.etag):

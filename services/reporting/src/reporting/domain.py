@@ -4,7 +4,7 @@ and the indicators of CONTRACT §6 over a set of entity states (no I/O)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -332,7 +332,7 @@ class _Bucket:
     sites: list[SiteRow] = field(default_factory=list)
 
 
-def grant_region(grant: GrantRow, territory_regions: dict[str, str]) -> str | None:
+def grant_region(grant: GrantRow, territory_regions: Mapping[str, str]) -> str | None:
     """The region of the grant's département, else of its territory."""
     if grant.departement_region is not None:
         return grant.departement_region

@@ -12,7 +12,7 @@ from ti_shared.settings import ServiceSettings
 from reporting import repository
 from reporting.api import router
 from reporting.events import EVENTS
-from reporting.projection import ReportingProjection
+from reporting.projection import BATCH_SIZE, ReportingProjection
 from reporting.rebuild import LIVE_CONSUMER
 from reporting.tables import metadata
 
@@ -44,7 +44,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
-    consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection)],
+    consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE)],
     openapi_tags=[{"name": "indicators", "description": "Indicators of CONTRACT §6"}],
     on_startup=[close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",

@@ -1,9 +1,11 @@
 """The consumer handler: projections of the four domain topics and the materialised indicators.
 
 ``apply`` receives a whole fetched batch: it upserts the entities' current states (a newer version
-only), adds every version to the history and notes the scopes the batch touched (old and new
-placement). ``finish``, called by the consumer base once per transaction before it commits,
-recomputes the indicators of those scopes (national always) from the compact state columns.
+only), adds every version to the history, and adds to the batch's aggregate deltas each changed
+entity's new contribution minus its old one (``reporting.aggregates``). A territory arriving or
+changing region moves the contributions of its actions, grants and sites too. ``finish``, called by
+the consumer base once per transaction before it commits, writes the deltas (bulk upserts), the area
+medians of the scopes whose sites changed, and reassembles the documents of the touched scopes only.
 """
 
 from __future__ import annotations
@@ -11,23 +13,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.consumer import Delivery, EventRejected
 from ti_shared.events import DOMAIN_TOPICS, EVENT_TOPICS
 from ti_shared.geo import REGIONS
 
 from reporting import repository
-from reporting.domain import (
-    NATIONAL,
-    ActionRow,
-    GrantRow,
-    InvalidEventData,
-    Row,
-    SiteRow,
-    TerritoryRow,
-    compute_indicators,
-    row_from_event,
+from reporting.aggregates import (
+    DEPENDENT_ENTITIES,
+    EVERY_SCOPE,
+    PROGRAMME_KIND,
+    Deltas,
+    assemble,
+    batch_deltas,
+    programmes_from,
+    regions_after,
 )
+from reporting.domain import NATIONAL, InvalidEventData, Row, row_from_event
+
+#: events per consumer batch: a batch's cost is its events plus the scopes it touches (at most all)
+BATCH_SIZE = 10_000
 
 
 class ReportingProjection:
@@ -37,9 +43,9 @@ class ReportingProjection:
 
     def __init__(self, generation: int | None = None) -> None:
         self.generation = generation
+        self._session: AsyncSession | None = None
         self._active_generation: int | None = None
-        self._regions: set[str] = set()
-        self._territories: set[str] = set()
+        self._deltas = Deltas()
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TOPICS
@@ -50,11 +56,11 @@ class ReportingProjection:
         return await repository.current_generation(session)
 
     async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
-        generation = await self._generation(session)
-        if self._active_generation != generation:
-            self._regions.clear()
-            self._territories.clear()
-        self._active_generation = generation
+        if self._session is not session:  # a new transaction: what an abandoned one noted is void
+            self._session, self._deltas = session, Deltas()
+            self._active_generation = await self._generation(session)
+        generation = self._active_generation
+        assert generation is not None
         every: dict[str, list[Row]] = {"territory": [], "action": [], "grant": [], "site": []}
         latest: dict[str, dict[str, Row]] = {k: {} for k in every}
         for d in deliveries:
@@ -68,54 +74,65 @@ class ReportingProjection:
             current = latest[entity].get(ev.subject)
             if current is None or row.version > current.version:
                 latest[entity][ev.subject] = row
+        old = {entity: await repository.load_rows(session, generation, entity, rows) for entity, rows in latest.items() if rows}
+        deltas = await self._deltas_of(session, generation, latest, old)
         for entity, rows in latest.items():
-            if not rows:
-                continue
-            old = await repository.load_rows(session, generation, entity, rows)
-            for row in (*old.values(), *rows.values()):
-                self._touch(row)
-            await repository.save_rows(session, generation, entity, list(rows.values()), every[entity])
+            if rows:
+                await repository.save_rows(session, generation, entity, list(rows.values()), every[entity])
+        self._deltas.merge(deltas)
 
-    def _touch(self, row: Row) -> None:
-        if isinstance(row, TerritoryRow):
-            self._regions.add(row.region_code)
-            self._territories.add(row.id)
-        elif isinstance(row, ActionRow):
-            self._territories.add(row.territory_id)
-        elif isinstance(row, GrantRow):
-            if row.departement_region:
-                self._regions.add(row.departement_region)
-            if row.territory_id:
-                self._territories.add(row.territory_id)
-        elif isinstance(row, SiteRow):
-            if row.region_code:
-                self._regions.add(row.region_code)
-            if row.territory_id:
-                self._territories.add(row.territory_id)
+    async def _deltas_of(
+        self, session: AsyncSession, generation: int, latest: dict[str, dict[str, Row]], old: dict[str, dict[str, Row]]
+    ) -> Deltas:
+        """New minus old contributions of the batch's entities, and of the entities of moved territories."""
+        needed = set(latest["territory"])
+        for entity in DEPENDENT_ENTITIES:
+            for row in (*latest[entity].values(), *old.get(entity, {}).values()):
+                tid = getattr(row, "territory_id", None)
+                if tid is not None:
+                    needed.add(tid)
+        before = await repository.territory_regions(session, generation, needed)
+        after = regions_after(latest["territory"], old.get("territory", {}), before)
+        moved = {tid for tid in latest["territory"] if before.get(tid) != after[tid]}
+        dependents: list[Row] = []
+        if moved:
+            for entity in DEPENDENT_ENTITIES:
+                dependents += await repository.rows_of_territories(session, generation, entity, moved)
+        return batch_deltas(latest, old, before, after, dependents)
 
     async def finish(self, session: AsyncSession) -> None:
-        """Recompute the indicators of the touched scopes, in the batch's transaction."""
-        generation = self._active_generation
+        """Write the batch's aggregate deltas and reassemble the touched scopes, in the batch's transaction."""
+        generation, deltas = self._active_generation, self._deltas
+        self._session, self._active_generation, self._deltas = None, None, Deltas()
         if generation is None:
             return
-        regions, territories = set(self._regions), set(self._territories)
-        states = await repository.load_states(session, generation)
-        known = {t.id: t.region_code for t in states.territories}
-        scopes = {NATIONAL}
+        counters, refs = deltas.nonzero()
+        scopes = set(deltas.scopes) | {NATIONAL}
+        programme_deltas = {v: n for (s, k, v), n in refs.items() if s == EVERY_SCOPE and k == PROGRAMME_KIND}
+        before = await repository.programme_refs(session, generation) if programme_deltas else {}
+        await repository.add_counters(session, generation, counters)
+        await repository.add_refs(session, generation, refs)
+        if deltas.site_scopes:
+            await repository.update_medians(session, generation, deltas.site_scopes)
+        after = await repository.programme_refs(session, generation)
+        if programme_deltas and programmes_from(before) != programmes_from(after):
+            scopes |= {"region:" + r for r in REGIONS}
+            scopes |= {"territory:" + t for t in await repository.known_territories(session, generation)}
         if not await repository.scope_digests(session, generation, [NATIONAL]):
-            regions |= set(REGIONS)
-        for tid in territories:
-            if tid in known:
-                scopes.add("territory:" + tid)
-                regions.add(known[tid])
-        scopes |= {"region:" + r for r in regions if r in REGIONS}
-        docs = compute_indicators(states, scopes)
+            scopes |= {"region:" + r for r in REGIONS}
+        scopes = {s for s in scopes if not s.startswith("region:") or s.removeprefix("region:") in REGIONS}
+        await self._write_documents(session, generation, scopes, programmes_from(after))
+
+    async def _write_documents(self, session: AsyncSession, generation: int, scopes: set[str], programmes: list[str]) -> None:
+        counters = await repository.load_counters(session, generation, scopes)
+        distinct = await repository.load_distinct_counts(session, generation, scopes)
         stored = await repository.scope_digests(session, generation, scopes)
-        changed = {s: doc for s, doc in docs.items() if stored.get(s) != repository.digest_of(doc)}
-        await repository.write_indicators(session, generation, changed, datetime.now(UTC))
-        self._regions.clear()
-        self._territories.clear()
-        self._active_generation = None
+        changed: dict[str, bytes] = {}
+        for scope in scopes:
+            document = orjson.dumps(assemble(scope, counters.get(scope, {}), distinct.get(scope, {}), programmes))
+            if stored.get(scope) != repository.digest_of_document(document):
+                changed[scope] = document
+        await repository.write_documents(session, generation, changed, datetime.now(UTC))
 
     async def is_empty(self, session: AsyncSession) -> bool:
         generation = await self._generation(session)

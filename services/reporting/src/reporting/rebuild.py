@@ -17,7 +17,7 @@ from ti_shared.logging import get_logger
 from ti_shared.settings import PlatformSettings
 
 from reporting import repository
-from reporting.projection import ReportingProjection
+from reporting.projection import BATCH_SIZE, ReportingProjection
 
 log = get_logger(__name__)
 
@@ -70,7 +70,7 @@ async def run_rebuild(
         db=db,
         source=make_source(platform, group=name),
         handler=ReportingProjection(generation=generation),
-        batch_size=platform.consumer_batch_size,
+        batch_size=BATCH_SIZE,
     )
     paused = False
     try:

@@ -13,11 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.db import applied_version, consumer_offset, dialect_of, upsert
 
-from reporting.domain import ActionRow, AsOf, GrantRow, Row, SiteRow, States, TerritoryRow
+from reporting.aggregates import EVERY_SCOPE, MEDIAN_NAME, PROGRAMME_KIND, CounterKey, RefKey, cents, median_twice
+from reporting.domain import NATIONAL, ActionRow, AsOf, GrantRow, Row, SiteRow, States, TerritoryRow
 from reporting.tables import (
     ENTITY_TABLES,
+    indicator_counter,
+    indicator_ref,
     indicator_scope,
-    indicator_value,
     metadata,
     rebuild_run,
     reporting_generation,
@@ -125,6 +127,36 @@ async def load_rows(session: AsyncSession, generation: int, entity: str, ids: It
     return out
 
 
+async def territory_regions(session: AsyncSession, generation: int, ids: Iterable[str]) -> dict[str, str]:
+    """The region of each of the given territories that is known."""
+    state, _ = ENTITY_TABLES["territory"]
+    out: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        result = await session.execute(
+            sa.select(state.c.id, state.c.region_code).where(state.c.generation == generation, state.c.id.in_(chunk))
+        )
+        out.update({r.id: r.region_code for r in result})
+    return out
+
+
+async def known_territories(session: AsyncSession, generation: int) -> list[str]:
+    state, _ = ENTITY_TABLES["territory"]
+    result = await session.execute(sa.select(state.c.id).where(state.c.generation == generation))
+    return [r.id for r in result]
+
+
+async def rows_of_territories(session: AsyncSession, generation: int, entity: str, territory_ids: Iterable[str]) -> list[Row]:
+    """The current states of the actions, grants or sites carrying one of the given territories."""
+    state, _ = ENTITY_TABLES[entity]
+    out: list[Row] = []
+    for chunk in _chunks(sorted(set(territory_ids))):
+        result = await session.execute(
+            sa.select(state).where(state.c.generation == generation, state.c.territory_id.in_(chunk))
+        )
+        out.extend(_from_record(entity, r) for r in result)
+    return out
+
+
 async def save_rows(session: AsyncSession, generation: int, entity: str, latest: list[Row], every: list[Row]) -> None:
     """Upsert the current states (a newer version only) and add every version to the history."""
     state, history = ENTITY_TABLES[entity]
@@ -177,11 +209,166 @@ async def load_states_as_of(session: AsyncSession, generation: int, as_of: AsOf)
     return states
 
 
+# --- aggregates -------------------------------------------------------------------------------
+
+
+async def add_counters(session: AsyncSession, generation: int, deltas: dict[CounterKey, int]) -> None:
+    """Add signed deltas to the counters (one bulk upsert)."""
+    if not deltas:
+        return
+    keys = sorted(deltas)
+    if dialect_of(session) == "postgresql":
+        stmt = sa.text(
+            "INSERT INTO indicator_counter (generation, scope, name, value) "
+            "SELECT :generation, s, n, v FROM unnest(CAST(:scopes AS text[]), CAST(:names AS text[]), "
+            "CAST(:values AS bigint[])) AS t(s, n, v) "
+            "ON CONFLICT (generation, scope, name) DO UPDATE SET value = indicator_counter.value + excluded.value"
+        )
+        for chunk in _chunks(keys, 20000):
+            await session.execute(
+                stmt,
+                {"generation": generation, "scopes": [k[0] for k in chunk], "names": [k[1] for k in chunk],
+                 "values": [deltas[k] for k in chunk]},
+            )
+        return
+    ins = upsert(dialect_of(session), indicator_counter)
+    upd = ins.on_conflict_do_update(
+        index_elements=["generation", "scope", "name"], set_={"value": indicator_counter.c.value + ins.excluded.value}
+    )
+    rows = [{"generation": generation, "scope": k[0], "name": k[1], "value": deltas[k]} for k in keys]
+    for chunk in _chunks(rows, 5000):
+        await session.execute(upd, list(chunk))
+
+
+async def add_refs(session: AsyncSession, generation: int, deltas: dict[RefKey, int]) -> None:
+    """Add signed deltas to the reference counts (one bulk upsert)."""
+    if not deltas:
+        return
+    keys = sorted(deltas)
+    if dialect_of(session) == "postgresql":
+        stmt = sa.text(
+            "INSERT INTO indicator_ref (generation, scope, kind, value, refcount) "
+            "SELECT :generation, s, k, v, n FROM unnest(CAST(:scopes AS text[]), CAST(:kinds AS text[]), "
+            "CAST(:values AS text[]), CAST(:counts AS integer[])) AS t(s, k, v, n) "
+            "ON CONFLICT (generation, scope, kind, value) DO UPDATE SET refcount = indicator_ref.refcount + excluded.refcount"
+        )
+        for chunk in _chunks(keys, 20000):
+            await session.execute(
+                stmt,
+                {"generation": generation, "scopes": [k[0] for k in chunk], "kinds": [k[1] for k in chunk],
+                 "values": [k[2] for k in chunk], "counts": [deltas[k] for k in chunk]},
+            )
+        return
+    ins = upsert(dialect_of(session), indicator_ref)
+    upd = ins.on_conflict_do_update(
+        index_elements=["generation", "scope", "kind", "value"],
+        set_={"refcount": indicator_ref.c.refcount + ins.excluded.refcount},
+    )
+    rows = [{"generation": generation, "scope": k[0], "kind": k[1], "value": k[2], "refcount": deltas[k]} for k in keys]
+    for chunk in _chunks(rows, 5000):
+        await session.execute(upd, list(chunk))
+
+
+async def programme_refs(session: AsyncSession, generation: int) -> dict[str, int]:
+    """How many grants (any status) carry each programme."""
+    result = await session.execute(
+        sa.select(indicator_ref.c.value, indicator_ref.c.refcount).where(
+            indicator_ref.c.generation == generation, indicator_ref.c.scope == EVERY_SCOPE,
+            indicator_ref.c.kind == PROGRAMME_KIND,
+        )
+    )
+    return {r.value: int(r.refcount) for r in result}
+
+
+async def update_medians(session: AsyncSession, generation: int, scopes: Iterable[str]) -> None:
+    """Recompute the area median of the labelled sites of the given scopes from the site projection."""
+    state, _ = ENTITY_TABLES["site"]
+    wanted = set(scopes)
+    areas: dict[str, list[int]] = {s: [] for s in wanted}
+    labelled = sa.and_(state.c.generation == generation, state.c.status == "labelled")
+    if NATIONAL in wanted:
+        result = await session.execute(sa.select(state.c.area_ha).where(labelled).order_by(state.c.area_ha))
+        areas[NATIONAL] = [cents(r.area_ha) for r in result]
+    for kind, column in (("region", state.c.region_code), ("territory", state.c.territory_id)):
+        codes = sorted(s.partition(":")[2] for s in wanted if s.startswith(kind + ":"))
+        for chunk in _chunks(codes):
+            result = await session.execute(
+                sa.select(column.label("code"), state.c.area_ha).where(labelled, column.in_(chunk)).order_by(column, state.c.area_ha)
+            )
+            for r in result:
+                areas[f"{kind}:{r.code}"].append(cents(r.area_ha))
+    medians = {s: median_twice(values) for s, values in areas.items()}
+    present = sorted(s for s, m in medians.items() if m is not None)
+    absent = sorted(s for s, m in medians.items() if m is None)
+    for chunk in _chunks(absent):
+        await session.execute(
+            indicator_counter.delete().where(
+                indicator_counter.c.generation == generation, indicator_counter.c.name == MEDIAN_NAME,
+                indicator_counter.c.scope.in_(chunk),
+            )
+        )
+    if present:
+        ins = upsert(dialect_of(session), indicator_counter)
+        stmt = ins.on_conflict_do_update(index_elements=["generation", "scope", "name"], set_={"value": ins.excluded.value})
+        rows = [{"generation": generation, "scope": s, "name": MEDIAN_NAME, "value": medians[s]} for s in present]
+        for chunk in _chunks(rows):
+            await session.execute(stmt, list(chunk))
+
+
+async def load_counters(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for chunk in _chunks(sorted(set(scopes))):
+        result = await session.execute(
+            sa.select(indicator_counter.c.scope, indicator_counter.c.name, indicator_counter.c.value).where(
+                indicator_counter.c.generation == generation, indicator_counter.c.scope.in_(chunk)
+            )
+        )
+        for scope, name, value in result:
+            out.setdefault(scope, {})[name] = int(value)
+    return out
+
+
+async def load_distinct_counts(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Per scope and kind, the number of values with a positive reference count."""
+    out: dict[str, dict[str, int]] = {}
+    for chunk in _chunks(sorted(set(scopes))):
+        result = await session.execute(
+            sa.select(indicator_ref.c.scope, indicator_ref.c.kind, sa.func.count())
+            .where(indicator_ref.c.generation == generation, indicator_ref.c.scope.in_(chunk), indicator_ref.c.refcount > 0)
+            .group_by(indicator_ref.c.scope, indicator_ref.c.kind)
+        )
+        for scope, kind, count in result:
+            out.setdefault(scope, {})[kind] = int(count)
+    return out
+
+
+async def load_aggregates(session: AsyncSession, generation: int) -> tuple[dict[CounterKey, int], dict[RefKey, int]]:
+    """Every counter and reference count of a generation (checks and tests)."""
+    counters = await session.execute(
+        sa.select(indicator_counter.c.scope, indicator_counter.c.name, indicator_counter.c.value).where(
+            indicator_counter.c.generation == generation
+        )
+    )
+    refs = await session.execute(
+        sa.select(indicator_ref.c.scope, indicator_ref.c.kind, indicator_ref.c.value, indicator_ref.c.refcount).where(
+            indicator_ref.c.generation == generation
+        )
+    )
+    return (
+        {(r.scope, r.name): int(r.value) for r in counters},
+        {(r.scope, r.kind, r.value): int(r.refcount) for r in refs},
+    )
+
+
 # --- indicators -------------------------------------------------------------------------------
 
 
 def digest_of(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def digest_of_document(document: bytes) -> str:
+    return hashlib.sha256(document).hexdigest()[:32]
 
 
 async def scope_digests(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, str]:
@@ -196,27 +383,19 @@ async def scope_digests(session: AsyncSession, generation: int, scopes: Iterable
     return out
 
 
-async def write_indicators(session: AsyncSession, generation: int, docs: dict[str, dict[str, Any]], at: datetime) -> None:
-    """Replace the materialised rows of the given scopes."""
-    if not docs:
+async def write_documents(session: AsyncSession, generation: int, documents: dict[str, bytes], at: datetime) -> None:
+    """Replace the materialised indicator documents of the given scopes."""
+    if not documents:
         return
-    scopes = sorted(docs)
-    for chunk in _chunks(scopes):
-        await session.execute(
-            indicator_value.delete().where(indicator_value.c.generation == generation, indicator_value.c.scope.in_(chunk))
-        )
-    values = [
-        {"generation": generation, "scope": scope, "code": code, "position": pos, "value": json.dumps(value, ensure_ascii=False)}
-        for scope in scopes
-        for pos, (code, value) in enumerate(docs[scope].items())
-    ]
-    for chunk in _chunks(values, 2000):
-        await session.execute(indicator_value.insert(), list(chunk))
     ins = upsert(dialect_of(session), indicator_scope)
     stmt = ins.on_conflict_do_update(
-        index_elements=["generation", "scope"], set_={"digest": ins.excluded.digest, "computed_at": ins.excluded.computed_at}
+        index_elements=["generation", "scope"],
+        set_={"digest": ins.excluded.digest, "computed_at": ins.excluded.computed_at, "document": ins.excluded.document},
     )
-    records = [{"generation": generation, "scope": s, "digest": digest_of(docs[s]), "computed_at": at} for s in scopes]
+    records = [
+        {"generation": generation, "scope": s, "digest": digest_of_document(doc), "computed_at": at, "document": doc.decode()}
+        for s, doc in sorted(documents.items())
+    ]
     for chunk in _chunks(records):
         await session.execute(stmt, list(chunk))
 
@@ -226,34 +405,21 @@ class StoredIndicators:
     generation: int
     computed_at: datetime
     digest: str
-    indicators: dict[str, Any]
+    document: str
+    """The indicators as JSON text."""
 
 
 async def read_indicators(session: AsyncSession, scope: str) -> StoredIndicators | None:
-    """The materialised indicators of a scope in the live generation (one statement: one snapshot)."""
+    """The materialised indicators of a scope in the live generation (one indexed row read)."""
     live = sa.select(reporting_generation.c.current).where(reporting_generation.c.id == 1).scalar_subquery()
-    generation = sa.func.coalesce(live, 1)
-    query = (
-        sa.select(
-            indicator_scope.c.generation, indicator_scope.c.computed_at, indicator_scope.c.digest,
-            indicator_value.c.code, indicator_value.c.value,
-        )
-        .select_from(
-            indicator_scope.outerjoin(
-                indicator_value,
-                sa.and_(indicator_value.c.generation == indicator_scope.c.generation, indicator_value.c.scope == indicator_scope.c.scope),
-            )
-        )
-        .where(indicator_scope.c.scope == scope, indicator_scope.c.generation == generation)
-        .order_by(indicator_value.c.position)
-    )
-    rows = (await session.execute(query)).all()
-    if not rows:
+    query = sa.select(
+        indicator_scope.c.generation, indicator_scope.c.computed_at, indicator_scope.c.digest, indicator_scope.c.document
+    ).where(indicator_scope.c.scope == scope, indicator_scope.c.generation == sa.func.coalesce(live, 1))
+    row = (await session.execute(query)).first()
+    if row is None:
         return None
-    first = rows[0]
-    computed_at = first.computed_at if first.computed_at.tzinfo else first.computed_at.replace(tzinfo=UTC)
-    indicators = {r.code: json.loads(r.value) for r in rows if r.code is not None}
-    return StoredIndicators(int(first.generation), computed_at, first.digest, indicators)
+    computed_at = row.computed_at if row.computed_at.tzinfo else row.computed_at.replace(tzinfo=UTC)
+    return StoredIndicators(int(row.generation), computed_at, row.digest, row.document)
 
 
 async def territory_known(session: AsyncSession, generation: int, territory_id: str) -> bool:

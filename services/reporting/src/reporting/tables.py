@@ -3,7 +3,8 @@
 Every projection and indicator row carries a ``generation``: the live one is named in
 ``reporting_generation``; a rebuild fills the next generation and swaps it in with one update.
 ``*_state`` holds the current state of each entity (compact columns), ``*_version`` every applied
-version with its event time (for ``as_of``), ``indicator_value`` the materialised indicators.
+version with its event time (for ``as_of``), ``indicator_counter`` and ``indicator_ref`` the additive
+aggregates of each scope, ``indicator_scope`` the materialised indicator document of each scope.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _site_columns() -> list[sa.Column[object]]:
     ]
 
 
-def _state(name: str, columns: list[sa.Column[object]]) -> sa.Table:
+def _state(name: str, columns: list[sa.Column[object]], *indexes: tuple[str, ...]) -> sa.Table:
     return sa.Table(
         f"{name}_state",
         metadata,
@@ -77,6 +78,7 @@ def _state(name: str, columns: list[sa.Column[object]]) -> sa.Table:
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("time", Instant, nullable=False),
         *columns,
+        *(sa.Index(f"ix_{name}_state_{'_'.join(cols)}", "generation", *cols) for cols in indexes),
     )
 
 
@@ -94,9 +96,9 @@ def _history(name: str, columns: list[sa.Column[object]]) -> sa.Table:
 
 
 territory_state = _state("territory", _territory_columns())
-action_state = _state("action", _action_columns())
-grant_state = _state("grant", _grant_columns())
-site_state = _state("site", _site_columns())
+action_state = _state("action", _action_columns(), ("territory_id",))
+grant_state = _state("grant", _grant_columns(), ("territory_id",))
+site_state = _state("site", _site_columns(), ("territory_id",), ("region_code",))
 
 territory_version = _history("territory", _territory_columns())
 action_version = _history("action", _action_columns())
@@ -118,17 +120,29 @@ indicator_scope = sa.Table(
     sa.Column("scope", sa.String(32), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("computed_at", Instant, nullable=False),
+    #: the indicators as JSON text, in catalogue order
+    sa.Column("document", sa.Text(), nullable=False),
 )
 
-indicator_value = sa.Table(
-    "indicator_value",
+#: additive counters of each scope (counts; money and areas in cents), see ``reporting.aggregates``
+indicator_counter = sa.Table(
+    "indicator_counter",
     metadata,
     sa.Column("generation", sa.Integer(), primary_key=True),
     sa.Column("scope", sa.String(32), primary_key=True),
-    sa.Column("code", sa.String(64), primary_key=True),
-    sa.Column("position", sa.Integer(), nullable=False),
-    #: the value as JSON text (key order kept)
-    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.BigInteger(), nullable=False),
+)
+
+#: reference counts of the values behind distinct counts (EPCI sirens, regions, grant territories…)
+indicator_ref = sa.Table(
+    "indicator_ref",
+    metadata,
+    sa.Column("generation", sa.Integer(), primary_key=True),
+    sa.Column("scope", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(120), primary_key=True),
+    sa.Column("value", sa.String(256), primary_key=True),
+    sa.Column("refcount", sa.Integer(), nullable=False),
 )
 
 reporting_generation = sa.Table(

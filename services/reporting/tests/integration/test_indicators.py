@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import io
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from reporting.main import create_app
+from reporting import repository
+from reporting.aggregates import MEDIAN_NAME, aggregate
+from reporting.domain import States, row_from_event
+from reporting.main import SPEC, create_app
+from ti_shared.app import create_service_app
 from ti_shared.geo import DEPARTEMENTS, REGIONS
 from ti_shared.streams import events_until, final_states, generate_stream
 from ti_shared.testing import (
@@ -169,6 +174,17 @@ def expected_indicators(events: list[dict[str, Any]], scope: str) -> dict[str, A
     return out
 
 
+def states_of(events: list[dict[str, Any]]) -> States:
+    """The compact rows of the final state of every entity of a stream."""
+    states = States()
+    lists = {"territory": states.territories, "action": states.actions, "grant": states.grants, "site": states.sites}
+    for entity, finals in final_states(events).items():
+        for e in finals.values():
+            at = datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+            lists[entity].append(row_from_event(e["type"], e["subject"], e["entityversion"], at, e["data"]))  # type: ignore[arg-type]
+    return states
+
+
 def all_scopes(events: list[dict[str, Any]]) -> list[str]:
     territories = sorted(final_states(events)["territory"])
     return ["national", *(f"region:{r}" for r in REGIONS), *(f"territory:{t}" for t in territories)]
@@ -267,16 +283,24 @@ async def test_duplicates_stale_redeliveries_and_shuffling_change_nothing() -> N
         async with running(app) as client:
             await wait_settled(client, 60)
             got = await fetch_all(client, all_scopes(clean))
+            async with app.state.ctx.db.read_session() as session:
+                counters, refs = await repository.load_aggregates(session, 1)
     assert_matches(got, clean)
+    # the incremental counters equal a recomputation from scratch over the final states
+    expected = aggregate(states_of(clean))
+    assert {k: v for k, v in counters.items() if v or k[1] == MEDIAN_NAME} == expected.counters
+    assert {k: v for k, v in refs.items() if v} == expected.refs
+    assert min(refs.values()) >= 0
 
 
 async def test_crash_before_commit_and_abrupt_stop_then_restart_give_the_same_figures() -> None:
     events = generate_stream(13, **STREAM_SIZE, shuffle=True)
     half = len(events) // 2
-    async with reporting_platform(consumer_batch_size=250) as (url, platform):
+    small_batches = dataclasses.replace(SPEC, consumers=[dataclasses.replace(c, batch_size=250) for c in SPEC.consumers])
+    async with reporting_platform() as (url, platform):
         settings = service_settings("reporting", url, platform)
         await publish_events(platform, events[:half])
-        app = create_app(settings)
+        app = create_service_app(small_batches, settings)
         crashes = []
         async with running(app) as client:
             consumer = app.state.ctx.consumer("reporting")
@@ -293,7 +317,7 @@ async def test_crash_before_commit_and_abrupt_stop_then_restart_give_the_same_fi
                 await asyncio.sleep(0.01)
             assert crashes
             assert await consumer.lag() > 0  # stopped mid-stream
-        app = create_app(settings)
+        app = create_service_app(small_batches, settings)
         async with running(app) as client:
             await wait_settled(client, 60)
             got = await fetch_all(client, all_scopes(events))

@@ -1,0 +1,126 @@
+"""1. Partner push ingest: grants through ``POST /v1/grant-batches`` (JSON) against PostgreSQL ``COPY``.
+
+The service runs as its own uvicorn process on a fresh database. Its territory replica is fed first
+(territory events published to Kafka), so every row is checked as in production. The baseline
+copies the same rows into a bare table of the same columns with asyncpg ``copy_records_to_table``,
+one ``COPY`` per batch, in a fresh database of the same server.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+from ti_shared.streams import grant_payloads
+from ti_shared.testing import bearer, create_database, drop_database, publish_events, territory_event
+
+from common import Platform, Scale
+
+TERRITORIES = {f"ti-{r}{n:02d}": r for r in ("84", "27", "44", "93", "11") for n in range(1, 5)}
+
+BARE_TABLE = """
+CREATE TABLE bare_grant (
+  operator varchar(16), operator_ref varchar(64), programme varchar(64), beneficiary_name varchar(256),
+  beneficiary_siret varchar(14), beneficiary_rna varchar(10), beneficiary_kind varchar(32), territory_id varchar(16),
+  commune_insee varchar(5), action_id varchar(64), object varchar(256), amount_eur numeric(14,2),
+  investment_eur numeric(14,2), decision_date date, jobs_forecast integer, jobs_conditional integer,
+  contributions jsonb, value_chain varchar(32), status varchar(16), disbursed_eur numeric(14,2),
+  disbursements jsonb, version integer, created_at timestamptz, updated_at timestamptz,
+  PRIMARY KEY (operator, operator_ref))
+"""
+
+
+def batch_items(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """``count`` grant items of ADEME (distinct references), drawn by the shared e2e generator."""
+    grants = grant_payloads(random.Random(seed), "ADEME", TERRITORIES, count, tag="BENCH")
+    return [{"operator": op, "operator_ref": ref, **body} for (op, ref), body in grants.items()]
+
+
+def bare_record(item: dict[str, Any], now: datetime) -> tuple[Any, ...]:
+    b = item["beneficiary"]
+    return (
+        item["operator"], item["operator_ref"], item["programme"], b["name"], b["siret"], b["rna"], b["kind"],
+        item["territory_id"], item["commune_insee"], item["action_id"], item["object"], Decimal(item["amount_eur"]),
+        Decimal(item["investment_eur"]) if item["investment_eur"] is not None else None,
+        date.fromisoformat(item["decision_date"]), item["jobs_forecast"], item["jobs_conditional"],
+        json.dumps(item["contributions"]), item["value_chain"], item["status"], Decimal("0.00"), "[]", 1, now, now,
+    )
+
+
+async def copy_baseline(items: list[dict[str, Any]], batch_size: int) -> dict[str, float]:
+    url = await create_database("bench_copy")
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(BARE_TABLE)
+        columns = [
+            "operator", "operator_ref", "programme", "beneficiary_name", "beneficiary_siret", "beneficiary_rna",
+            "beneficiary_kind", "territory_id", "commune_insee", "action_id", "object", "amount_eur", "investment_eur",
+            "decision_date", "jobs_forecast", "jobs_conditional", "contributions", "value_chain", "status",
+            "disbursed_eur", "disbursements", "version", "created_at", "updated_at",
+        ]
+        started = time.perf_counter()
+        for i in range(0, len(items), batch_size):
+            now = datetime.now(UTC)
+            records = [bare_record(item, now) for item in items[i : i + batch_size]]
+            async with conn.transaction():
+                await conn.copy_records_to_table("bare_grant", records=records, columns=columns)
+        elapsed = time.perf_counter() - started
+        copied = await conn.fetchval("SELECT count(*) FROM bare_grant")
+        assert copied == len(items), copied
+    finally:
+        await conn.close()
+        await drop_database(url)
+    return {"rows": len(items), "seconds": round(elapsed, 3), "rows_per_s": round(len(items) / elapsed, 1)}
+
+
+async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
+    settings = await platform.prepare(["funding-ledger"])
+    await publish_events(settings, [territory_event(tid, region) for tid, region in TERRITORIES.items()])
+    service = platform.start("funding-ledger")
+    await platform.wait_ready()
+    await platform.wait_settled()
+    items = batch_items(scale.ingest_grants)
+    headers = bearer(settings, "ademe-bench", "grants:write", operator="ADEME")
+    batch_seconds: list[float] = []
+    async with httpx.AsyncClient(base_url=service.url, timeout=600) as client:
+        warm = batch_items(200, seed=99)
+        for n, item in enumerate(warm):
+            item["operator_ref"] = f"WARM-{n:04d}"
+        r = await client.post("/v1/grant-batches", json={"mode": "atomic", "items": warm}, headers=headers)
+        assert r.status_code == 201, r.text[:500]
+        await platform.wait_settled()
+        bodies = [
+            json.dumps({"mode": "atomic", "items": items[i : i + scale.batch_size]}).encode()
+            for i in range(0, len(items), scale.batch_size)
+        ]
+        started = time.perf_counter()
+        for body in bodies:
+            t0 = time.perf_counter()
+            r = await client.post(
+                "/v1/grant-batches", content=body, headers={**headers, "Content-Type": "application/json"}
+            )
+            batch_seconds.append(time.perf_counter() - t0)
+            assert r.status_code == 201, r.text[:500]
+            counts = r.json()["counts"]
+            assert counts["created"] == counts["total"], counts
+        elapsed = time.perf_counter() - started
+        drained = await platform.wait_settled()
+    platform.stop("funding-ledger")
+    baseline = await copy_baseline(items, scale.batch_size)
+    rate = len(items) / elapsed
+    return {
+        "grants": len(items),
+        "batch_size": scale.batch_size,
+        "seconds": round(elapsed, 3),
+        "grants_per_s": round(rate, 1),
+        "batch_seconds": [round(s, 3) for s in batch_seconds],
+        "outbox_drained_after_s": round(drained, 3),
+        "baseline_copy": baseline,
+        "ratio": round(rate / baseline["rows_per_s"], 4),
+    }

@@ -1,0 +1,199 @@
+"""The platform's benchmarks, each with its baseline run in the same command (``make bench``).
+
+    source var/local.env && .venv/bin/python bench/run.py              # full mode
+    BENCH_SCALE=small .venv/bin/python bench/run.py                   # quick mode (< 5 minutes)
+    .venv/bin/python bench/run.py --only ingest,freshness              # some sections
+
+Writes ``bench/results/<date>[-small].md`` and ``.json`` and ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import ROOT, Platform, RssSampler, Scale, dumps, machine, scale_from_env
+from freshness import measure_freshness
+from ingest import measure_ingest
+from replay_reads import measure_curve
+
+RESULTS = ROOT / "bench" / "results"
+SECTIONS = ("ingest", "freshness", "replay")
+
+GOALS = {
+    "ingest_ratio": (">=", 0.25),
+    "freshness_p99_ms": ("<=", 500.0),
+    "replay_ratio": (">=", 0.5),
+    "read_ratio": (">=", 0.7),
+    "read_p99_ms": ("<=", 20.0),
+    "reporting_peak_rss_mb": ("<=", 250.0),
+}
+
+
+def new_platform(run_dir: Path) -> Platform:
+    sampler = RssSampler()
+    sampler.start()
+    return Platform(run_dir=run_dir, sampler=sampler)
+
+
+async def section(name: str, run_dir: Path, scale: Scale) -> tuple[Any, dict[str, float]]:
+    print(f"[bench] {name} ({scale.name}) …", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    if name == "replay":
+        points = await measure_curve(lambda: new_platform(run_dir), scale)
+        peaks = {"reporting": max((p["reporting_peak_rss_mb"] or 0.0) for p in points)}
+        result: Any = points
+    else:
+        platform = new_platform(run_dir)
+        try:
+            result = await (measure_ingest if name == "ingest" else measure_freshness)(platform, scale)
+        finally:
+            await platform.close()
+        peaks = dict(platform.sampler.peaks_mb)
+    print(f"[bench] {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return result, peaks
+
+
+def summary(results: dict[str, Any], memory: dict[str, dict[str, float]], scale: Scale) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "ingest" in results:
+        out["ingest_ratio"] = results["ingest"]["ratio"]
+        out["ingest_grants_per_s"] = results["ingest"]["grants_per_s"]
+    if "freshness" in results:
+        out["freshness_p50_ms"] = results["freshness"]["p50_ms"]
+        out["freshness_p99_ms"] = results["freshness"]["p99_ms"]
+    if "replay" in results:
+        points = results["replay"]
+        top = max(points, key=lambda p: p["target_events"])
+        out["replay_ratio"] = top["replay"]["ratio"]
+        out["replay_events_per_s"] = top["replay"]["events_per_s"]
+        out["read_ratio"] = top["reads"]["ratio"]
+        out["read_rps"] = top["reads"]["rps"]
+        out["read_p99_ms"] = top["reads"]["p99_ms"]
+        first = min(points, key=lambda p: p["target_events"])
+        out["scale"] = {
+            "points": [
+                {
+                    "events": p["events"],
+                    "replay_seconds": p["replay"]["seconds_applying"],
+                    "replay_events_per_s": p["replay"]["events_per_s"],
+                    "replay_us_per_event": round(1e6 / p["replay"]["events_per_s"], 1),
+                    "baseline_events_per_s": p["baseline_consumer"]["events_per_s"],
+                    "read_rps": p["reads"]["rps"],
+                    "read_p99_ms": p["reads"]["p99_ms"],
+                    "reporting_peak_rss_mb": p["reporting_peak_rss_mb"],
+                }
+                for p in sorted(points, key=lambda p: p["target_events"])
+            ],
+            # 1.0 = linear replay (same cost per event) and flat reads, whatever the size
+            "replay_cost_per_event_growth": round(first["replay"]["events_per_s"] / top["replay"]["events_per_s"], 3),
+            "read_rps_growth": round(top["reads"]["rps"] / first["reads"]["rps"], 3),
+        }
+    peaks = [m.get("reporting", 0.0) for m in memory.values()]
+    if any(peaks):
+        out["reporting_peak_rss_mb"] = max(peaks)
+    out["memory_peak_rss_mb"] = memory
+    out["mode"] = scale.name
+    return out
+
+
+def verdicts(doc: dict[str, Any]) -> dict[str, bool]:
+    out = {}
+    for key, (op, goal) in GOALS.items():
+        if isinstance(doc.get(key), int | float):
+            out[key] = doc[key] >= goal if op == ">=" else doc[key] <= goal
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark results — {doc['finished_at']} ({doc['mode']} mode)",
+        "",
+        f"Machine: {doc['machine']['cores']} cores, {doc['machine']['memory_mb']} MB, Python {doc['machine']['python']}, "
+        f"load average {doc['machine']['load_average']} at start, {doc['machine_after']['load_average']} at end.",
+        "",
+        "| figure | value | goal | met |",
+        "|---|---|---|---|",
+    ]
+    labels = {
+        "ingest_grants_per_s": "ingest, grants/s (JSON batches of 5,000)",
+        "ingest_ratio": "ingest / PostgreSQL COPY",
+        "freshness_p50_ms": "freshness p50 (2xx → indicator), ms",
+        "freshness_p99_ms": "freshness p99, ms",
+        "replay_events_per_s": "replay into reporting, events/s",
+        "replay_ratio": "replay / bare aiokafka consumer",
+        "read_rps": "indicator reads, requests/s (c=32)",
+        "read_ratio": "reads / bare FastAPI endpoint",
+        "read_p99_ms": "reads p99, ms",
+        "reporting_peak_rss_mb": "reporting peak RSS, MB",
+    }
+    for key, label in labels.items():
+        if key in doc:
+            op, goal = GOALS.get(key, ("", None))
+            met = doc["goals_met"].get(key)
+            lines.append(f"| {label} | {doc[key]} | {op} {goal if goal is not None else ''} | {'' if met is None else ('yes' if met else 'NO')} |")
+    if "scale" in doc:
+        lines += ["", "Scale curve (replay then reads, reporting on a fresh database):", "",
+                  "| events | replay s | replay events/s | µs/event | bare consumer events/s | reads rps | reads p99 ms | reporting RSS MB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in doc["scale"]["points"]:
+            lines.append(
+                f"| {p['events']} | {p['replay_seconds']} | {p['replay_events_per_s']} | {p['replay_us_per_event']} | "
+                f"{p['baseline_events_per_s']} | {p['read_rps']} | {p['read_p99_ms']} | {p['reporting_peak_rss_mb']} |"
+            )
+    lines += ["", "Peak RSS per process and section (MB):", "", "```", json.dumps(doc["memory_peak_rss_mb"], indent=2), "```",
+              "", "Details: the `.json` file of the same name.", ""]
+    return "\n".join(lines)
+
+
+async def main(sections: list[str]) -> dict[str, Any]:
+    scale = scale_from_env()
+    started_machine = machine()
+    results: dict[str, Any] = {}
+    memory: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ti-bench-") as tmp:
+        run_dir = Path(tmp)
+        for name in sections:
+            try:
+                results[name], memory[name] = await section(name, run_dir, scale)
+            except Exception:
+                for log in sorted(run_dir.glob("*.log")):
+                    tail = log.read_text(errors="replace").splitlines()[-30:]
+                    print(f"--- {log.name}\n" + "\n".join(tail), file=sys.stderr)
+                raise
+    doc = summary(results, memory, scale)
+    doc["machine"] = started_machine
+    doc["machine_after"] = machine()
+    doc["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc["goals_met"] = verdicts(doc)
+    doc["details"] = results
+    return doc
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    args = parser.parse_args()
+    sections = [s for s in args.only.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    doc = asyncio.run(main(sections))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = doc["finished_at"][:10] + ("" if doc["mode"] == "full" else "-" + doc["mode"])
+    (RESULTS / f"{stem}.json").write_text(dumps(doc) + "\n", encoding="utf-8")
+    (RESULTS / f"{stem}.md").write_text(markdown(doc), encoding="utf-8")
+    if set(sections) == set(SECTIONS):
+        (RESULTS / "latest.json").write_text(dumps(doc) + "\n", encoding="utf-8")
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    cli()
