@@ -22,6 +22,10 @@ def create_app() -> FastAPI:
     body = constant_body(int(os.environ.get("BENCH_BASELINE_BYTES", "4096")))
     app = FastAPI(title="read baseline")
 
+    @app.get("/readyz")
+    async def readyz() -> dict[str, object]:
+        return {"status": "ready", "checks": {}, "outbox_pending": 0, "consumer_lag": 0}
+
     @app.get("/v1/indicators")
     async def get_indicators(scope: str = "national") -> Response:
         return Response(content=body, media_type="application/json")

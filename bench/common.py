@@ -24,13 +24,23 @@ import httpx
 import psutil
 from ti_shared.events import topic_for_type
 from ti_shared.settings import PlatformSettings
-from ti_shared.testing import create_database, create_topics, drop_database, kafka_bootstrap, new_topic_prefix, platform_settings
+from ti_shared.testing import (
+    create_database,
+    create_topics,
+    drop_database,
+    kafka_bootstrap,
+    new_topic_prefix,
+    platform_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 UVICORN = str(Path(PYTHON).with_name("uvicorn"))
 #: the options deploy/local/services.sh gives every service (the read baseline gets the same)
 UVICORN_OPTIONS = ["--host", "127.0.0.1", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+
+#: partitions of each topic of a run (as deploy/local creates them)
+PARTITIONS = 3
 
 MODULES = {
     "territory-registry": "territory_registry",
@@ -54,7 +64,7 @@ class Scale:
 
 
 SCALES = {
-    "small": Scale("small", 10_000, 5_000, 50, 15, 100_000, (10_000, 100_000), 8),
+    "small": Scale("small", 10_000, 5_000, 50, 15, 100_000, (10_000, 100_000), 5),
     "full": Scale("full", 100_000, 5_000, 200, 60, 1_000_000, (10_000, 100_000, 1_000_000), 15),
 }
 
@@ -152,7 +162,7 @@ class Platform:
     settings: PlatformSettings | None = None
 
     async def prepare(self, names: Iterable[str]) -> PlatformSettings:
-        await create_topics(self.prefix)
+        await create_topics(self.prefix, partitions=PARTITIONS)
         for name in names:
             self.databases[name] = await create_database("bench_" + MODULES[name])
         self.settings = platform_settings(topic_prefix=self.prefix)

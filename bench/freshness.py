@@ -2,8 +2,9 @@
 
 The five services run as separate processes. The load is split over ``rate`` lanes, one territory
 each, writing once a second (open schedule: a lane that fell behind writes at once). A lane knows
-every indicator of its territory scope, so after each 2xx it polls
-``/v1/indicators?scope=territory:<id>`` until the value that write must produce is there. The mix
+every indicator of its territory scope: after each 2xx, the value that write must produce is awaited
+by ``POLLERS`` workers reading ``/v1/indicators?scope=territory:<id>`` of the pending writes in turn
+(each scope at most every ``POLL_S``), so the checks put a bounded load on the reporting service. The mix
 cycles over: action PUT (new action), grant PUT (new grant), territory PUT (launch COPIL toggled),
 action PATCH (status), site PUT (new site).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from common import Platform, Scale, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import (
@@ -28,9 +30,9 @@ from ti_shared.streams import (
     territory_payloads,
 )
 
-from common import Platform, Scale, percentile
-
 POLL_S = 0.02
+#: concurrent indicator reads of the visibility check, whatever the number of writes in flight
+POLLERS = 4
 VISIBLE_TIMEOUT_S = 15.0
 KINDS = ("action_put", "grant", "territory", "action_patch", "site")
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
@@ -85,6 +87,20 @@ class Load:
         limits = httpx.Limits(max_connections=4 * len(lanes) + 20, max_keepalive_connections=4 * len(lanes) + 20)
         self.client = httpx.AsyncClient(timeout=30, limits=limits)
         self.samples: list[Sample] = []
+        self.backlog: dict[str, list[tuple[int, int]]] = {}
+        self.pending: dict[str, tuple[tuple[str, Any], asyncio.Future[bool]]] = {}
+        self.polling: set[str] = set()
+        self.last_polled: dict[str, float] = {}
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request; retried on a dropped keep-alive connection (every write here is idempotent)."""
+        for attempt in range(3):
+            try:
+                return await self.client.request(method, url, **kwargs)
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def write(self, lane: Lane, kind: str) -> tuple[httpx.Response, Any]:
         """Send one write; returns the response and the check its visibility needs."""
@@ -95,50 +111,88 @@ class Load:
             kind = "action_put"
         if kind == "action_put":
             aid, body = next(iter(action_payloads(lane.rng, [tid], 1, tag=tag).items()))
-            r = await self.client.put(f"{self.urls['action-tracker']}/v1/actions/{aid}", json=body, headers=self.headers["action"])
+            r = await self.send("PUT", f"{self.urls['action-tracker']}/v1/actions/{aid}", json=body, headers=self.headers["action"])
             lane.actions[aid] = body["status"]
             return r, ("actions.by_status", lane.by_status())
         if kind == "action_patch":
             aid = lane.rng.choice(sorted(lane.actions))
             status = lane.rng.choice([s for s in ACTION_STATUSES if s != lane.actions[aid]])
-            r = await self.client.patch(
-                f"{self.urls['action-tracker']}/v1/actions/{aid}", json={"status": status}, headers=self.headers["action"]
+            r = await self.send(
+                "PATCH", f"{self.urls['action-tracker']}/v1/actions/{aid}", json={"status": status}, headers=self.headers["action"]
             )
             lane.actions[aid] = status
             return r, ("actions.by_status", lane.by_status())
         if kind == "grant":
             (op, ref), body = next(iter(grant_payloads(lane.rng, "ADEME", {tid: lane.region}, 1, tag=tag).items()))
-            r = await self.client.put(f"{self.urls['funding-ledger']}/v1/grants/{op}/{ref}", json=body, headers=self.headers["grant"])
+            r = await self.send("PUT", f"{self.urls['funding-ledger']}/v1/grants/{op}/{ref}", json=body, headers=self.headers["grant"])
             if body["status"] == "committed":
                 lane.grants += 1
             return r, ("grants.count", lane.grants)
         if kind == "site":
             sid, body = next(iter(site_payloads(lane.rng, {tid: lane.region}, 1, tag=tag).items()))
-            r = await self.client.put(f"{self.urls['site-catalog']}/v1/sites/{sid}", json=body, headers=self.headers["site"])
+            r = await self.send("PUT", f"{self.urls['site-catalog']}/v1/sites/{sid}", json=body, headers=self.headers["site"])
             lane.sites += 1
             return r, ("sites.count", lane.sites)
         held = lane.body["launch_copil_held_on"] is None
         lane.body = {**lane.body, "launch_copil_held_on": "2024-03-01" if held else None}
-        r = await self.client.put(
-            f"{self.urls['territory-registry']}/v1/territories/{tid}", json=lane.body, headers=self.headers["territory"]
+        r = await self.send(
+            "PUT", f"{self.urls['territory-registry']}/v1/territories/{tid}", json=lane.body, headers=self.headers["territory"]
         )
         return r, ("territories.launch_copil_held", 1 if held else 0)
 
     async def visible(self, lane: Lane, check: tuple[str, Any]) -> bool:
-        code, expected = check
+        """Wait until the poller has seen ``check`` hold in the lane's scope (False after the timeout)."""
+        seen = asyncio.get_running_loop().create_future()
+        self.pending[lane.territory_id] = (check, seen)
+        try:
+            return await asyncio.wait_for(seen, VISIBLE_TIMEOUT_S)
+        except TimeoutError:
+            return False
+        finally:
+            self.pending.pop(lane.territory_id, None)
+
+    async def poller(self) -> None:
+        """One of ``POLLERS`` workers: polls the pending scopes in turn (a bounded load on reporting)."""
         url = f"{self.urls['reporting']}/v1/indicators"
-        deadline = time.monotonic() + VISIBLE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            r = await self.client.get(url, params={"scope": "territory:" + lane.territory_id})
-            if r.status_code == 200:
-                value = r.json()["indicators"].get(code)
-                if isinstance(expected, dict) and isinstance(value, dict):
-                    if all(value.get(k, 0) == v for k, v in expected.items()):
-                        return True
-                elif value == expected:
-                    return True
-            await asyncio.sleep(POLL_S)
-        return False
+        while True:
+            scopes = [tid for tid in self.pending if tid not in self.polling]
+            if not scopes:
+                await asyncio.sleep(POLL_S / 4)
+                continue
+            tid = min(scopes, key=lambda t: self.last_polled.get(t, 0.0))
+            self.polling.add(tid)
+            try:
+                r = await self.send("GET", url, params={"scope": "territory:" + tid})
+            except httpx.TransportError:
+                continue
+            finally:
+                self.polling.discard(tid)
+                self.last_polled[tid] = time.monotonic()
+            entry = self.pending.get(tid)
+            if entry is None or r.status_code != 200:
+                continue
+            (code, expected), seen = entry
+            value = r.json()["indicators"].get(code)
+            if isinstance(expected, dict) and isinstance(value, dict):
+                ok = all(value.get(k, 0) == v for k, v in expected.items())
+            else:
+                ok = value == expected
+            if ok and not seen.done():
+                seen.set_result(True)
+            wait = POLL_S - (time.monotonic() - self.last_polled.get(tid, 0.0))
+            if len(self.pending) <= POLLERS and wait > 0:
+                await asyncio.sleep(wait)
+
+    async def backlog_sampler(self, every_s: float = 0.5) -> None:
+        """Samples each service's ``outbox_pending`` and ``consumer_lag`` (where a write waits)."""
+        while True:
+            for name, url in self.urls.items():
+                try:
+                    doc = (await self.client.get(url + "/readyz")).json()
+                except (httpx.HTTPError, ValueError):
+                    continue
+                self.backlog.setdefault(name, []).append((int(doc.get("outbox_pending", 0)), int(doc.get("consumer_lag", 0))))
+            await asyncio.sleep(every_s)
 
     async def run_lane(self, lane: Lane, start: float, seconds: float, rate_per_lane: float) -> None:
         slot = start + lane.index / (len(KINDS) * 1000.0)
@@ -183,9 +237,14 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
             )
             assert r.status_code in (200, 201), r.text
         await platform.wait_settled()
+        pollers = [asyncio.create_task(load.poller()) for _ in range(POLLERS)]
+        pollers.append(asyncio.create_task(load.backlog_sampler()))
         started = time.monotonic()
         await asyncio.gather(*(load.run_lane(lane, started, scale.write_seconds, 1.0) for lane in lanes))
         elapsed = time.monotonic() - started
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
     finally:
         await load.client.aclose()
     ok = [s for s in load.samples if s.status < 300]
@@ -209,10 +268,21 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         "not_visible_within_s": VISIBLE_TIMEOUT_S,
         "not_visible": len(ok) - len(visible),
         "poll_interval_ms": POLL_S * 1000,
+        "pollers": POLLERS,
         "write_p50_ms": round(percentile([s.write_ms for s in ok], 0.5), 1),
         "write_p99_ms": round(percentile([s.write_ms for s in ok], 0.99), 1),
         "p50_ms": round(percentile(visible, 0.5), 1),
         "p99_ms": round(percentile(visible, 0.99), 1),
         "max_ms": round(max(visible), 1) if visible else None,
         "by_kind": by_kind,
+        "backlog": {
+            name: {
+                "outbox_pending_mean": round(sum(o for o, _ in v) / len(v), 1),
+                "outbox_pending_max": max(o for o, _ in v),
+                "consumer_lag_mean": round(sum(c for _, c in v) / len(v), 1),
+                "consumer_lag_max": max(c for _, c in v),
+            }
+            for name, v in load.backlog.items()
+            if v
+        },
     }

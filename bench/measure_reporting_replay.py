@@ -124,6 +124,34 @@ async def _load(url: str, reads: int, concurrency: int) -> None:
     print(json.dumps({"requests": len(latencies), "rps": round(len(latencies) / elapsed), "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
 
 
+async def _bare(prefix: str, expected: int) -> dict[str, Any]:
+    """A bare aiokafka consumer over the same topics that only reads and JSON-decodes (the reference)."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+    from ti_shared.events import DOMAIN_TOPICS
+    from ti_shared.testing import platform_settings
+
+    platform = platform_settings(topic_prefix=prefix)
+    consumer = AIOKafkaConsumer(
+        *(prefix + t for t in DOMAIN_TOPICS), bootstrap_servers=platform.kafka_bootstrap, group_id=None,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+        seen = 0
+        while seen < expected:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10000)).values():
+                for r in records:
+                    orjson.loads(r.value)
+                seen += len(records)
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return {"bare_events_per_s": round(seen / elapsed)}
+
+
 async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str) -> None:
     from reporting.main import create_app
     from ti_shared.testing import platform_settings, running, service_settings
@@ -175,6 +203,7 @@ async def _parent(args: argparse.Namespace) -> int:
             await publish_events(platform, events[i : i + 20000])
         count = len(events)
         del events
+        print(json.dumps(await _bare(prefix, count)), file=sys.stderr)
         print("published; replaying in a child process", file=sys.stderr)
         proc = subprocess.run(  # noqa: ASYNC221 - the parent only waits
             [sys.executable, __file__, "--child", url, prefix, str(count), "--reads", str(args.reads),

@@ -15,15 +15,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from typing import Any
 
 import httpx
+from common import PARTITIONS, Platform, Scale, publish_raw
 from ti_shared.events import DOMAIN_TOPICS
 from ti_shared.settings import PlatformSettings
 from ti_shared.streams import final_states, generate_stream
-
-from common import Platform, Scale, publish_raw
 
 READ_PATH = "/v1/indicators?scope=region:84"
 CONCURRENCY = 32
@@ -55,11 +55,7 @@ async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, f
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(settings.topic_prefix + t, p)
-            for t in DOMAIN_TOPICS
-            for p in sorted(consumer.partitions_for_topic(settings.topic_prefix + t) or ())
-        ]
+        partitions = [TopicPartition(settings.topic_prefix + t, p) for t in DOMAIN_TOPICS for p in range(PARTITIONS)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         seen = 0
@@ -187,8 +183,10 @@ async def measure_point(platform: Platform, events_target: int, read_seconds: in
         doc = (await client.get(platform.services["reporting"].url + "/v1/indicators", params={"scope": "national"})).json()
     assert doc["indicators"]["actions.count"] == expected_actions, (doc["indicators"]["actions.count"], expected_actions)
     result["replay"]["ratio"] = round(result["replay"]["events_per_s"] / baseline["events_per_s"], 4)
+    print(f"[bench] replay of {len(events)} events: {result['replay']}", file=sys.stderr, flush=True)
     if read:
         result["reads"] = await reads(platform, read_seconds)
+        print(f"[bench] reads: {result['reads']}", file=sys.stderr, flush=True)
     return result
 
 

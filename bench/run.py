@@ -153,6 +153,13 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def print_logs(run_dir: Path) -> None:
+    """The end of each service log of a failed run."""
+    for log in sorted(run_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-30:]
+        print(f"--- {log.name}\n" + "\n".join(tail), file=sys.stderr)
+
+
 async def main(sections: list[str]) -> dict[str, Any]:
     scale = scale_from_env()
     started_machine = machine()
@@ -164,9 +171,7 @@ async def main(sections: list[str]) -> dict[str, Any]:
             try:
                 results[name], memory[name] = await section(name, run_dir, scale)
             except Exception:
-                for log in sorted(run_dir.glob("*.log")):
-                    tail = log.read_text(errors="replace").splitlines()[-30:]
-                    print(f"--- {log.name}\n" + "\n".join(tail), file=sys.stderr)
+                print_logs(run_dir)
                 raise
     doc = summary(results, memory, scale)
     doc["machine"] = started_machine

@@ -16,8 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_harness import ROOT, Infra, Model, Platform, Stats, api_of  # noqa: E402
-from e2e_writes import partner_push  # noqa: E402
+from e2e_harness import ROOT, Infra, Model, Platform, Stats, api_of
+from e2e_writes import partner_push
 
 STATS = Stats()
 _PLATFORMS: list[Platform] = []
@@ -97,6 +97,8 @@ def pushed(platform: Platform, model: Model, stats: Stats) -> Iterator[dict[str,
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if "platform" not in _REPORT:
+        return  # no platform was started (e.g. only the generator tests ran)
     report = {
         "exit_status": int(exitstatus),
         "duration_s": round(time.monotonic() - _STARTED, 1),

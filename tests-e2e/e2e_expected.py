@@ -5,10 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from e2e_harness import Model
 from ti_shared.geo import departement_of_commune, region_of_departement
 from ti_shared.streams import ACTION_STATUSES, AXES, MATURITIES, THEMES
-
-from e2e_harness import Model
 
 
 def _money(value: Decimal) -> str:

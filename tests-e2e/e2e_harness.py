@@ -226,7 +226,11 @@ class Platform:
         return _run(["bash", str(LOCAL / "services.sh"), command, *([service] if service else [])], self.env, timeout=400)
 
     def start(self, service: str | None = None) -> None:
-        self.services_sh("start", service)
+        if service is None and set(self.services) != set(SERVICES):
+            for one in self.services:
+                self.services_sh("start", one)
+        else:
+            self.services_sh("start", service)
 
     def stop(self, service: str | None = None) -> None:
         self.services_sh("stop", service)

@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from e2e_harness import Api, Model, Platform
 from ti_shared.streams import (
     action_payloads,
     grant_payloads,
@@ -16,8 +17,6 @@ from ti_shared.streams import (
     site_payloads,
     territory_payloads,
 )
-
-from e2e_harness import Api, Model, Platform
 
 REGIONS = ["84", "93"]
 

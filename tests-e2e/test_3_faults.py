@@ -60,7 +60,7 @@ class Writer:
 
 
 async def test_kafka_outage_during_writes(infra: Infra, platform: Platform, model: Model, stats: Stats, pushed: dict[str, str]) -> None:
-    grants = grant_payloads(random.Random(31), "ADEME", pushed, 400, tag="S3K")
+    grants = grant_payloads(random.Random(31), "ADEME", pushed, 2000, tag="S3K")
     async with api_of(platform, stats) as api:
         writer = Writer(api, platform, grants)
         task = asyncio.create_task(writer.run())
@@ -77,12 +77,12 @@ async def test_kafka_outage_during_writes(infra: Infra, platform: Platform, mode
         await asyncio.sleep(1)
         writer.stop.set()
         await task
+    for key, body in writer.accepted.items():
+        model.set_grant(key, body)
     refused = [a for a in writer.answers if a[1] not in (200, 201)]
     assert not refused, f"writes refused while Kafka was down: {refused[:5]}"
     assert len(writer.accepted) > 20
     assert backlog > 0, "the outbox never held a backlog: was Kafka really down?"
-    for key, body in writer.accepted.items():
-        model.set_grant(key, body)
     await stats.settle(platform, "kafka_outage", timeout_s=240)
     stats.scenarios["kafka_outage"].update(writes=len(writer.accepted), max_outbox_backlog=backlog, outage_s=OUTAGE_S)
     await assert_indicators(platform, model, scopes(pushed))
@@ -92,25 +92,31 @@ async def test_reporting_killed_mid_stream(platform: Platform, model: Model, sta
     token = platform.auth("bpi-push", "grants:write", operator="BPI")
     grants = grant_payloads(random.Random(32), "BPI", pushed, 600, tag="S3R")
     items = [{"operator": op, "operator_ref": ref, **body} for (op, ref), body in grants.items()]
-    async with api_of(platform, stats) as api:
-        for chunk in (items[:300], items[300:]):
-            r = await api.request("POST", "funding-ledger", "/v1/grant-batches", json={"mode": "atomic", "items": chunk}, headers=token)
-            assert r.status_code == 201, r.text[:500]
     for key, body in grants.items():
         model.set_grant(key, body)
+
+    async def push(api: Api) -> None:
+        for i in range(0, len(items), 100):
+            doc = {"mode": "atomic", "items": items[i : i + 100]}
+            r = await api.request("POST", "funding-ledger", "/v1/grant-batches", json=doc, headers=token)
+            assert r.status_code == 201, r.text[:500]
+
     lag_seen = 0
-    async with httpx.AsyncClient() as client:
-        deadline = time.monotonic() + 20
+    async with api_of(platform, stats) as api, httpx.AsyncClient() as client:
+        task = asyncio.create_task(push(api))
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _code, body = await platform.readyz(client, "reporting")
             lag_seen = int(body.get("consumer_lag") or 0)
             if lag_seen > 0:
                 break
             await asyncio.sleep(0.05)
-    await asyncio.to_thread(platform.kill, "reporting")
+        await asyncio.to_thread(platform.kill, "reporting")
+        killed_while_writing = not task.done()
+        await task
     await asyncio.to_thread(platform.start, "reporting")
     await stats.settle(platform, "reporting_killed", timeout_s=180)
-    stats.scenarios["reporting_killed"].update(writes=len(grants), lag_when_killed=lag_seen)
+    stats.scenarios["reporting_killed"].update(writes=len(grants), lag_when_killed=lag_seen, killed_while_writing=killed_while_writing)
     await assert_indicators(platform, model, scopes(pushed))
 
 
@@ -145,6 +151,14 @@ async def test_postgresql_restart_gives_503_then_recovers(
             await asyncio.sleep(0.2)
         stop.set()
         await task
+        # every site whose write got no 2xx is sent again (a PUT is idempotent); all must land once
+        resent = []
+        for sid in {sid for sid, _s, _c in answers}:
+            r = await api.request("PUT", "site-catalog", f"/v1/sites/{sid}", json=sites[sid], headers=anct)
+            resent.append((sid, r.status_code))
+            if r.status_code in (200, 201):
+                model.sites[sid] = sites[sid]
+        assert all(status in (200, 201) for _sid, status in resent), resent
         statuses = [a[1] for a in answers]
         assert 500 not in statuses and 0 not in statuses, [a for a in answers if a[1] in (0, 500)][:5]
         unavailable = [a for a in answers if a[1] == 503]
@@ -152,12 +166,6 @@ async def test_postgresql_restart_gives_503_then_recovers(
         assert all(a[2].startswith("application/problem+json") for a in unavailable)
         assert set(statuses) <= {200, 201, 503}, sorted(set(statuses))
         assert statuses[-1] in (200, 201), "site-catalog did not recover"
-        # every site whose write got no 2xx is sent again (a PUT is idempotent); all must land once
-        written = {sid for sid, _s, _c in answers}
-        for sid in written:
-            r = await api.request("PUT", "site-catalog", f"/v1/sites/{sid}", json=sites[sid], headers=anct)
-            assert r.status_code in (200, 201), r.text[:300]
-            model.sites[sid] = sites[sid]
     await stats.settle(platform, "postgresql_restart", timeout_s=180)
     stats.scenarios["postgresql_restart"].update(answers=len(answers), unavailable_503=len(unavailable))
     await assert_indicators(platform, model, scopes(pushed))
@@ -176,7 +184,7 @@ async def test_poison_messages_are_dead_lettered(platform: Platform, model: Mode
                      "subject": "poison-typed", "time": "2024-01-01T00:00:00Z", "datacontenttype": "application/json",
                      "entityversion": 1, "tiactor": "e2e", "data": {}}
             poison.append(OutgoingMessage(topic, "poison-typed", json.dumps(event).encode()))
-        await publisher.publish([OutgoingMessage(platform.prefix + m.topic, m.key, m.value) for m in poison])
+        await publisher.publish(poison)  # the publisher prepends the platform's topic prefix
     finally:
         await publisher.stop()
     # consumption continues: a write after the poison is counted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -156,3 +157,42 @@ def upsert(session_dialect: str, table: sa.Table) -> Any:
 
 def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]], *, chunk: int = 1000) -> None:
+    """Insert many rows (same keys in each) in the session's transaction: ``COPY`` on PostgreSQL.
+
+    On PostgreSQL the rows go through asyncpg's binary ``COPY`` on the session's own connection (so in
+    its transaction); a constraint violation is raised as SQLAlchemy's ``IntegrityError``, as an
+    ``INSERT`` would. Elsewhere: ``INSERT`` executemany, ``chunk`` rows at a time."""
+    if not rows:
+        return
+    if dialect_of(session) != "postgresql":
+        for i in range(0, len(rows), chunk):
+            await session.execute(table.insert(), rows[i : i + chunk])
+        return
+    import asyncpg
+    import orjson
+
+    columns = list(rows[0])
+    row_of = operator.itemgetter(*columns)
+    json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.JSON)]
+    records: list[tuple[Any, ...]]
+    if len(columns) == 1:
+        records = [(row_of(row),) for row in rows]
+    elif not json_at:
+        records = [row_of(row) for row in rows]
+    else:
+        records = []
+        for row in rows:
+            values = list(row_of(row))
+            for i in json_at:
+                values[i] = orjson.dumps(values[i]).decode()
+            records.append(tuple(values))
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    try:
+        await driver.copy_records_to_table(table.name, records=records, columns=columns, schema_name=table.schema)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise sa.exc.IntegrityError(f"COPY {table.name}", None, exc) from exc

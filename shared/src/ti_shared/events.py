@@ -6,6 +6,7 @@ import builtins
 import json
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,7 @@ def new_event(
     )
 
 
+@lru_cache(maxsize=256)
 def format_instant(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix, microseconds kept when present."""
     text = value.astimezone(UTC).isoformat()

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.bus import BusUnavailable, OutgoingMessage, Publisher
-from ti_shared.db import Database, outbox_message
+from ti_shared.db import Database, insert_rows, outbox_message
 from ti_shared.events import CONTENT_TYPE, CloudEvent, encode_event, new_event
 from ti_shared.logging import get_logger
 from ti_shared.metrics import EVENTS_PUBLISHED, OUTBOX_PUBLISH_FAILURES
@@ -64,7 +64,7 @@ async def add_many_to_outbox(session: AsyncSession, rows: list[dict[str, Any]]) 
     if not rows:
         return
     now = datetime.now(UTC)
-    await session.execute(outbox_message.insert(), [{**r, "created_at": now, "sent_at": None} for r in rows])
+    await insert_rows(session, outbox_message, [{**r, "created_at": now, "sent_at": None} for r in rows])
 
 
 async def count_pending(session: AsyncSession) -> int:

@@ -136,7 +136,11 @@ def _is_database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     name = type(exc).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+    if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}:
+        return True
+    # a DBAPIError wraps the driver's error (e.g. asyncpg's CannotConnectNowError while PostgreSQL shuts down)
+    inner = getattr(exc, "orig", None) or exc.__cause__
+    return isinstance(inner, BaseException) and inner is not exc and _is_database_unavailable(inner)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

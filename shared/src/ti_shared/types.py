@@ -16,6 +16,9 @@ TWO = Decimal("0.01")
 MAX_MONEY = Decimal("999999999999.99")  # NUMERIC(14,2)
 
 
+_DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError("must be a decimal string such as \"1500000.00\"")
@@ -27,7 +30,7 @@ def _to_decimal(value: Any) -> Decimal:
         raise ValueError("must be a decimal string such as \"1500000.00\", not a JSON number with a fraction")
     if isinstance(value, str):
         text = value.strip()
-        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        if not _DECIMAL_TEXT.fullmatch(text):
             raise ValueError("must be a decimal string such as \"1500000.00\" (digits, optional '.' and decimals)")
         try:
             return Decimal(text)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -526,19 +527,21 @@ async def post_grant_batch(
         await repo.update_grants(uow.session, updates)
         await repo.insert_entries(uow.session, entries)
         await add_many_to_outbox(uow.session, outbox)
+        doc = batch.model_dump(mode="json")
         await repo.insert_batch(
             uow.session,
             batch,
             operator_code=principal.operator,
             actor=principal.sub,
             media_type=media or "application/json",
+            doc=doc,
         )
         location = f"/v1/grant-batches/{batch.id}"
         if batch.status == "rejected":
             status_code, content = 422, batch_problem_body(batch, location)
             headers = {"Location": location, "Content-Type": PROBLEM_MEDIA_TYPE}
         else:
-            status_code, content = 201, batch.model_dump(mode="json")
+            status_code, content = 201, doc
             headers = {"Location": location}
         if idem is not None:
             await idem.complete(uow.session, status_code, content, headers)
@@ -549,7 +552,7 @@ async def post_grant_batch(
         if idem is not None:
             await idem.release()
         raise
-    return JSONResponse(content, status_code=status_code, headers=headers)
+    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
 
 
 @batch_router.get(

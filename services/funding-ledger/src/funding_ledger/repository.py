@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from ti_shared.db import insert_rows
 
 from funding_ledger.domain import EntryPlan, grant_id
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
@@ -179,9 +180,7 @@ async def load_grants(
 
 
 async def insert_grants(session: AsyncSession, grants: Sequence[Grant], now: datetime) -> None:
-    rows = [{**grant_values(g), "created_at": now} for g in grants]
-    for i in range(0, len(rows), CHUNK):
-        await session.execute(grant.insert(), rows[i : i + CHUNK])
+    await insert_rows(session, grant, [{**grant_values(g), "created_at": now} for g in grants], chunk=CHUNK)
 
 
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
@@ -225,8 +224,7 @@ def entry_rows(g: Grant, entries: Sequence[EntryPlan], *, actor: str) -> list[di
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    for i in range(0, len(rows), CHUNK):
-        await session.execute(grant_ledger_entry.insert(), rows[i : i + CHUNK])
+    await insert_rows(session, grant_ledger_entry, rows, chunk=CHUNK)
 
 
 async def ledger_entries(session: AsyncSession, op: str, ref: str) -> list[Any]:
@@ -331,21 +329,32 @@ async def programme_labels(session: AsyncSession) -> dict[str, str]:
 
 
 async def insert_batch(
-    session: AsyncSession, batch: GrantBatch, *, operator_code: str | None, actor: str, media_type: str
+    session: AsyncSession,
+    batch: GrantBatch,
+    *,
+    operator_code: str | None,
+    actor: str,
+    media_type: str,
+    doc: dict[str, Any] | None = None,
 ) -> None:
-    doc = batch.model_dump(mode="json")
-    await session.execute(
-        grant_batch.insert().values(
-            id=batch.id,
-            operator=operator_code,
-            actor=actor,
-            mode=batch.mode,
-            media_type=media_type,
-            status=batch.status,
-            received_at=batch.received_at,
-            counts=doc["counts"],
-            rows=doc["rows"],
-        )
+    """Store the batch and its report (``doc``: its JSON form when the caller already has it)."""
+    doc = doc if doc is not None else batch.model_dump(mode="json")
+    await insert_rows(
+        session,
+        grant_batch,
+        [
+            {
+                "id": batch.id,
+                "operator": operator_code,
+                "actor": actor,
+                "mode": batch.mode,
+                "media_type": media_type,
+                "status": batch.status,
+                "received_at": batch.received_at,
+                "counts": doc["counts"],
+                "rows": doc["rows"],
+            }
+        ],
     )
 
 

@@ -43,10 +43,13 @@ VALUE_CHAINS: tuple[str, ...] = ValueChain.__args__  # type: ignore[attr-defined
 BENEFICIARY_KINDS: tuple[str, ...] = BeneficiaryKind.__args__  # type: ignore[attr-defined]
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
         return value
     raise ValueError("must be a date written YYYY-MM-DD")
 

@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.db import applied_version, consumer_offset, dialect_of, upsert
 
@@ -34,11 +36,14 @@ def entity_of_row(row: Row) -> str:
     return {TerritoryRow: "territory", ActionRow: "action", GrantRow: "grant", SiteRow: "site"}[type(row)]
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in ROW_TYPES.values()}
+
+
 def _to_record(generation: int, row: Row) -> dict[str, Any]:
-    record = dataclasses.asdict(row)
-    for name in _TUPLE_FIELDS & record.keys():
-        record[name] = list(record[name])
-    record["generation"] = generation
+    record: dict[str, Any] = {"generation": generation}
+    for name in _FIELD_NAMES[type(row)]:
+        value = getattr(row, name)
+        record[name] = list(value) if name in _TUPLE_FIELDS else value
     return record
 
 
@@ -157,10 +162,61 @@ async def rows_of_territories(session: AsyncSession, generation: int, entity: st
     return out
 
 
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _array_type(column: sa.Column[Any]) -> str:
+    if column.name in _TUPLE_FIELDS:
+        return "text"
+    return str(column.type.compile(dialect=_PG))
+
+
+def _unnest_insert(table: sa.Table, conflict: str) -> sa.TextClause:
+    """``INSERT … SELECT FROM unnest(<one array per column>) ON CONFLICT …`` (PostgreSQL, one statement)."""
+    names = [c.name for c in table.columns]
+    quoted = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:{n} AS {_array_type(table.c[n])}[])" for n in names)
+    selected = ", ".join(f'u."{n}"::jsonb' if n in _TUPLE_FIELDS else f'u."{n}"' for n in names)
+    return sa.text(f"INSERT INTO {table.name} ({quoted}) SELECT {selected} FROM unnest({arrays}) AS u({quoted}) {conflict}")
+
+
+_UNNEST_STATEMENTS: dict[str, sa.TextClause] = {}
+
+
+def _statement(table: sa.Table, history: bool) -> sa.TextClause:
+    stmt = _UNNEST_STATEMENTS.get(table.name)
+    if stmt is None:
+        if history:
+            conflict = "ON CONFLICT (generation, id, version) DO NOTHING"
+        else:
+            updated = [c.name for c in table.columns if c.name not in ("generation", "id")]
+            conflict = (
+                "ON CONFLICT (generation, id) DO UPDATE SET "
+                + ", ".join(f'"{n}" = excluded."{n}"' for n in updated)
+                + f" WHERE {table.name}.version < excluded.version"
+            )
+        stmt = _UNNEST_STATEMENTS[table.name] = _unnest_insert(table, conflict)
+    return stmt
+
+
+def _columns_of(table: sa.Table, generation: int, rows: Sequence[Row]) -> dict[str, list[Any]]:
+    fields = _FIELD_NAMES[type(rows[0])]
+    out: dict[str, list[Any]] = {"generation": [generation] * len(rows)}
+    for name in fields:
+        values = [getattr(r, name) for r in rows]
+        out[name] = [orjson.dumps(list(v)).decode() for v in values] if name in _TUPLE_FIELDS else values
+    return out
+
+
 async def save_rows(session: AsyncSession, generation: int, entity: str, latest: list[Row], every: list[Row]) -> None:
     """Upsert the current states (a newer version only) and add every version to the history."""
     state, history = ENTITY_TABLES[entity]
     dialect = dialect_of(session)
+    if dialect == "postgresql":
+        for table, rows in ((state, latest), (history, every)):
+            for chunk in _chunks(rows, 20000):
+                await session.execute(_statement(table, table is history), _columns_of(table, generation, chunk))
+        return
     if latest:
         ins = upsert(dialect, state)
         columns = [c.name for c in state.columns if c.name not in ("generation", "id")]
