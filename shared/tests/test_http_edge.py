@@ -51,6 +51,8 @@ async def test_media_type_size_auth_and_unknown_paths(client: tuple[httpx.AsyncC
     _is_problem(await c.post("/v1/probes/a", json={"amount_eur": "1", "label": "x"}, headers=bearer(platform, "x", "sites:write")), 403)
     _is_problem(await c.post("/v1/probes/a", json={"amount_eur": "1", "label": "x"}, headers={"Authorization": "Basic abc"}), 401)
     _is_problem(await c.get("/v1/nothing-here"), 404)
+    _is_problem(await c.get("/v1/teapot?programme=%00x"), 422)
+    _is_problem(await c.post("/v1/probes/a", json={"amount_eur": "1", "label": "a\u0000b"}, headers=auth), 422)
     _is_problem(await c.get("/v1/teapot"), 409)
     body = _is_problem(await c.get("/v1/boom"), 500)
     assert "kaboom" not in str(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -169,9 +170,14 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
         length = headers.get("content-length")
+        raw_target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._reject_413(send, request_id)
+            await self._reject(send, request_id, 413, f"The body is larger than {self.max_body_bytes} bytes")
             status_holder["status"] = 413
+        elif b"%00" in raw_target or b"\x00" in raw_target or "\x00" in scope.get("path", ""):
+            # PostgreSQL text cannot hold NUL: refuse it at the edge rather than fail deep inside
+            await self._reject(send, request_id, 422, "NUL characters (%00) are not accepted in the URL")
+            status_holder["status"] = 422
         else:
             received = 0
 
@@ -198,15 +204,12 @@ class EdgeMiddleware:
         HTTP_REQUESTS.labels(self.service, scope["method"], route_path, str(status_holder["status"])).inc()
         HTTP_LATENCY.labels(self.service, scope["method"], route_path).observe(elapsed)
 
-    async def _reject_413(self, send: Send, request_id: str) -> None:
-        body = Problem(413, f"The body is larger than {self.max_body_bytes} bytes").body()
-        import json
-
-        payload = json.dumps(body).encode()
+    async def _reject(self, send: Send, request_id: str, status: int, detail: str) -> None:
+        payload = json.dumps(Problem(status, detail).body()).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(payload)).encode()),

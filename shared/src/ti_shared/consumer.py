@@ -28,6 +28,7 @@ from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, CloudEvent
 from ti_shared.logging import get_logger
 from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_APPLIED, EVENTS_SKIPPED
 from ti_shared.outbox import add_to_outbox
+from ti_shared.problems import is_database_unavailable
 
 log = get_logger(__name__)
 
@@ -345,9 +346,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _is_infrastructure_error(exc: BaseException) -> bool:
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    """Retry the batch later (never dead-letter) when the database or the bus is unavailable.
 
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, BusUnavailable)):
-        # SQLite "database is locked" is an OperationalError too: retry the batch rather than dead-letter
-        return True
-    return type(exc).__name__ in {"CannotConnectNowError", "ConnectionDoesNotExistError"}
+    SQLite's "database is locked" is an OperationalError too: retried as well."""
+    return isinstance(exc, (OSError, BusUnavailable)) or is_database_unavailable(exc)

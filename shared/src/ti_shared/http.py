@@ -56,6 +56,9 @@ class TiRoute(APIRoute):
                 body = await request.body()
                 if len(body) > limit:
                     raise Problem(413, f"The body is larger than {limit} bytes")
+                textual = _media_type(request).endswith("json") or _media_type(request).startswith("text/")
+                if textual and (b"\x00" in body or b"\\u0000" in body):
+                    raise Problem(422, "NUL characters are not accepted (they cannot be stored)", title="Invalid content")
                 if body or request.headers.get("content-type"):
                     media = _media_type(request)
                     json_like = media.endswith("+json") and "application/json" in allowed

@@ -128,7 +128,8 @@ def clean_pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return cleaned
 
 
-def _is_database_unavailable(exc: BaseException) -> bool:
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for errors meaning the database cannot be reached now (retry later), not a bad request."""
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -140,7 +141,7 @@ def _is_database_unavailable(exc: BaseException) -> bool:
         return True
     # a DBAPIError wraps the driver's error (e.g. asyncpg's CannotConnectNowError while PostgreSQL shuts down)
     inner = getattr(exc, "orig", None) or exc.__cause__
-    return isinstance(inner, BaseException) and inner is not exc and _is_database_unavailable(inner)
+    return isinstance(inner, BaseException) and inner is not exc and is_database_unavailable(inner)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -163,7 +164,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(Problem(exc.status_code, detail, headers=exc.headers), request)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if _is_database_unavailable(exc):
+        if is_database_unavailable(exc):
             log.warning("database unavailable", error=repr(exc))
             problem = Problem(503, "The service's database is unavailable; retry later", headers={"Retry-After": "2"})
             return problem_response(problem, request)

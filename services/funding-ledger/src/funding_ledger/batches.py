@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.auth import Principal
 from ti_shared.events import encode_new_event
@@ -97,6 +97,21 @@ class _Valid:
     body: GrantBody
 
 
+_BODIES: TypeAdapter[list[GrantBody]] = TypeAdapter(list[GrantBody])
+_KEY_FIELDS = ("operator", "operator_ref")
+
+
+def _validated_bodies(rows: list[ParsedRow]) -> list[GrantBody | None] | None:
+    """Every item's body validated in one call, or None when one is invalid (then each row is
+    validated on its own, which gives its errors)."""
+    items = [{k: v for k, v in r.item.items() if k not in _KEY_FIELDS} for r in rows if r.item is not None]
+    try:
+        bodies = iter(_BODIES.validate_python(items))
+    except ValidationError:
+        return None
+    return [next(bodies) if r.item is not None else None for r in rows]
+
+
 def _validate_item(
     parsed: ParsedRow,
     principal: Principal,
@@ -105,6 +120,7 @@ def _validate_item(
     today: date,
     *,
     csv_locs: bool,
+    body: GrantBody | None = None,
 ) -> _Valid | None:
     if parsed.item is None:
         return None
@@ -117,12 +133,13 @@ def _validate_item(
         errors.append({"loc": ["operator"], "msg": f"this token may not write grants of operator '{operator}'"})
     if not isinstance(operator_ref, str) or not _ref_re.match(operator_ref):
         errors.append({"loc": ["operator_ref"], "msg": "must match " + OPERATOR_REF_PATTERN})
-    try:
-        body = GrantBody.model_validate(item)
-    except ValidationError as exc:
-        for e in clean_pydantic_errors(exc.errors()):
-            errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
-        return None
+    if body is None:
+        try:
+            body = GrantBody.model_validate(item)
+        except ValidationError as exc:
+            for e in clean_pydantic_errors(exc.errors()):
+                errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
+            return None
     for e in cross_field_errors(body, today):
         errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
     if body.programme not in runners:
@@ -150,7 +167,11 @@ async def run_batch(
     """Validate and apply ``rows`` in memory: the report, then what to insert, update, ledger and publish."""
     runners = await repo.programme_runners(session)
     operators = await repo.known_operators(session, {str(r.item.get("operator")) for r in rows if r.item})
-    valid = [_validate_item(r, principal, runners, operators, today, csv_locs=csv_locs) for r in rows]
+    bodies = _validated_bodies(rows) or [None] * len(rows)
+    valid = [
+        _validate_item(r, principal, runners, operators, today, csv_locs=csv_locs, body=b)
+        for r, b in zip(rows, bodies, strict=True)
+    ]
     territories = {v.body.territory_id for v in valid if v is not None and v.body.territory_id}
     known = await known_territories(session, territories)  # type: ignore[arg-type]
     existing = await repo.load_grants(session, [(v.operator, v.operator_ref) for v in valid if v], for_update=True)
