@@ -1,7 +1,8 @@
 """2. Freshness: a sustained mixed write load, and for each write the time until the indicators show it.
 
 The five services run as separate processes. The load is split over ``rate`` lanes, one territory
-each, writing once a second (open schedule: a lane that fell behind writes at once). A lane knows
+each, writing once a second (a lane that fell behind writes at once; no write starts after the
+window, so the achieved rate is reported next to the target). A lane knows
 every indicator of its territory scope: after each 2xx, the value that write must produce is awaited
 by ``POLLERS`` workers reading ``/v1/indicators?scope=territory:<id>`` of the pending writes in turn
 (each scope at most every ``POLL_S``), so the checks put a bounded load on the reporting service. The mix
@@ -197,7 +198,7 @@ class Load:
     async def run_lane(self, lane: Lane, start: float, seconds: float, rate_per_lane: float) -> None:
         slot = start + lane.index / (len(KINDS) * 1000.0)
         end = start + seconds
-        while slot < end:
+        while slot < end and time.monotonic() < end:
             delay = slot - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -88,6 +88,7 @@ async def _read_path(app: Any, scope: str, reads: int, concurrency: int) -> dict
         "read_rps": measured["rps"],
         "read_p50_ms": measured["p50_ms"],
         "read_p99_ms": measured["p99_ms"],
+        "read_errors": measured["errors"],
         "constant_rps": reference["rps"],
         "constant_p99_ms": reference["p99_ms"],
         "read_vs_constant": round(measured["rps"] / reference["rps"], 2),
@@ -98,6 +99,7 @@ async def _load(url: str, reads: int, concurrency: int) -> None:
     import httpx
 
     latencies: list[float] = []
+    errors = 0
     remaining = reads
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
@@ -105,13 +107,17 @@ async def _load(url: str, reads: int, concurrency: int) -> None:
             (await client.get(url)).raise_for_status()
 
         async def worker() -> None:
-            nonlocal remaining
+            nonlocal remaining, errors
             while remaining > 0:
                 remaining -= 1
                 t0 = time.perf_counter()
-                response = await client.get(url)
+                try:
+                    response = await client.get(url)
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - t0)
-                response.raise_for_status()
+                errors += response.status_code != 200
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -121,7 +127,7 @@ async def _load(url: str, reads: int, concurrency: int) -> None:
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
 
-    print(json.dumps({"requests": len(latencies), "rps": round(len(latencies) / elapsed), "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
+    print(json.dumps({"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / elapsed), "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
 
 
 async def _bare(prefix: str, expected: int) -> dict[str, Any]:

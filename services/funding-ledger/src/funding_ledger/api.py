@@ -496,7 +496,7 @@ async def post_grant_batch(
     ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
-) -> JSONResponse:
+) -> Response:
     effective_at = parse_effective_at(effective_at_header, principal)
     data = await request.body()
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -133,11 +133,13 @@ def _matches(request: Request, etag: str) -> bool:
     responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422)},
 )
 async def get_indicators(
-    request: Request, session: ReadSessionDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None
+    request: Request, ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None
 ) -> Response:
     parsed, as_of_bound = _parse(scope, as_of)
     if as_of_bound is None:
-        stored = await repository.read_indicators(session, parsed.key)
+        async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            stored = await repository.read_indicators(autocommit, parsed.key)
         if stored is not None:
             etag = _stored_etag(stored)
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -145,7 +147,8 @@ async def get_indicators(
                 return Response(status_code=304, headers=headers)
             body = _stored_body(parsed.key, stored.computed_at, stored.document)
             return Response(body, media_type="application/json", headers=headers)
-    resolved = await _resolve(session, scope, as_of)
+    async with ctx.db.read_session() as session:
+        resolved = await _resolve(session, scope, as_of)
     headers = {"ETag": resolved.etag, "Cache-Control": "no-cache"}
     if _matches(request, resolved.etag):
         return Response(status_code=304, headers=headers)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from ti_shared.db import applied_version, consumer_offset, dialect_of, upsert
 
 from reporting.aggregates import EVERY_SCOPE, MEDIAN_NAME, PROGRAMME_KIND, CounterKey, RefKey, cents, median_twice
@@ -465,7 +465,7 @@ class StoredIndicators:
     """The indicators as JSON text."""
 
 
-async def read_indicators(session: AsyncSession, scope: str) -> StoredIndicators | None:
+async def read_indicators(session: AsyncSession | AsyncConnection, scope: str) -> StoredIndicators | None:
     """The materialised indicators of a scope in the live generation (one indexed row read)."""
     live = sa.select(reporting_generation.c.current).where(reporting_generation.c.id == 1).scalar_subquery()
     query = sa.select(
