@@ -70,6 +70,7 @@ class KafkaPublisher:
         self._client_id = client_id
         self._producer: object | None = None
         self._lock = asyncio.Lock()
+        self.publish_timeout_s = 30.0
 
     async def start(self) -> None:
         return None  # connect lazily: Kafka may be down when the service starts
@@ -99,16 +100,18 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         producer = await self._ensure()
         try:
-            futures = [
-                await producer.send(  # type: ignore[attr-defined]
-                    self._prefix + m.topic, value=m.value, key=m.key.encode(), headers=list(m.headers)
-                )
-                for m in messages
-            ]
-            await asyncio.gather(*futures)
+            # a broker that went away can leave sends pending for ever: bound the whole publication
+            async with asyncio.timeout(self.publish_timeout_s):
+                futures = [
+                    await producer.send(  # type: ignore[attr-defined]
+                        self._prefix + m.topic, value=m.value, key=m.key.encode(), headers=list(m.headers)
+                    )
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
         except Exception as exc:
             await self._reset()
-            raise BusUnavailable(str(exc)) from exc
+            raise BusUnavailable(repr(exc)) from exc
 
     async def _reset(self) -> None:
         async with self._lock:
@@ -191,6 +194,16 @@ class KafkaSource:
         consumer = await self._ensure()
         try:
             batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)  # type: ignore[attr-defined]
+            fetched = sum(len(r) for r in batches.values())
+            # one fetch returns what happened to be buffered: while catching up, gather a fuller batch
+            while 0 < fetched < max_records:
+                more = await consumer.getmany(timeout_ms=20, max_records=max_records - fetched)  # type: ignore[attr-defined]
+                n = sum(len(r) for r in more.values())
+                if n == 0:
+                    break
+                for tp, records in more.items():
+                    batches.setdefault(tp, []).extend(records)
+                fetched += n
         except Exception as exc:
             await self._drop()
             raise BusUnavailable(str(exc)) from exc
