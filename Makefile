@@ -39,8 +39,17 @@ down: ## stop the services and the infrastructure started by `make up`
 reset: ## wipe the local databases and topics (a fresh platform)
 	@bash deploy/local/reset.sh
 
+TEST_SUITES := shared/tests deploy/tests $(wildcard services/*/tests) tests-e2e
+
+# one pytest run per suite (each service's tests are a package of their own), then one summary line
 test: infra-up ## unit, integration and end-to-end tests against real PostgreSQL and Kafka
-	source var/local.env && $(BIN)/python -m pytest -q shared/tests deploy/tests services/*/tests $(if $(wildcard tests-e2e/test_*.py),tests-e2e,)
+	@rm -rf var/test-results && mkdir -p var/test-results
+	@source var/local.env; status=0; for suite in $(TEST_SUITES); do \
+		echo "=== $$suite"; \
+		$(BIN)/python -m pytest -q $$suite --junitxml=var/test-results/$$(echo $$suite | tr / _).xml || status=1; \
+	done; \
+	$(BIN)/python -c 'import glob, xml.etree.ElementTree as ET; s = [ET.parse(f).getroot() for f in glob.glob("var/test-results/*.xml")]; s = [x.find("testsuite") if x.tag == "testsuites" else x for x in s]; t, f, e, k = (sum(int(x.get(a, 0)) for x in s) for a in ("tests", "failures", "errors", "skipped")); print(f"total: {t - f - e - k} passed, {f + e} failed, {k} skipped")'; \
+	exit $$status
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration" shared/tests services/*/tests
