@@ -89,6 +89,7 @@ def test_production_refuses_the_development_secret(monkeypatch: pytest.MonkeyPat
 
 def test_service_prefix_reads_its_own_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TI_FUNDING_LEDGER_DATABASE_URL", "postgresql+asyncpg://u:p@h/db")
+    monkeypatch.delenv("TI_SITE_CATALOG_DATABASE_URL", raising=False)
     assert load_settings("funding-ledger").database_url == "postgresql+asyncpg://u:p@h/db"
     assert load_settings("site-catalog").database_url.startswith("sqlite+aiosqlite:///")
 
