@@ -54,7 +54,8 @@ class EventHandler(Protocol):
         """True when the handler's state is empty (then the consumer replays from the start)."""
 
     # Optional: ``async def finish(self, session)`` is awaited once per batch transaction, after every
-    # ``apply`` and before the commit (e.g. to recompute aggregates over what the batch changed).
+    # ``apply`` and before the commit (e.g. to recompute aggregates over what the batch changed);
+    # ``def committed(self)`` is called once that transaction has committed (e.g. to drop a read cache).
 
 
 class EventRejected(Exception):
@@ -247,6 +248,9 @@ class EventConsumer:
         if self.before_commit is not None:
             await self.before_commit()
         await session.commit()
+        committed = getattr(self._handler, "committed", None)
+        if committed is not None:
+            committed()
         self._positions = positions
         self.applied_count += applied_n
         self.skipped_count += skipped_n

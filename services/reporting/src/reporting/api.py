@@ -24,7 +24,7 @@ from ti_shared.geo import REGIONS
 from ti_shared.http import XLSX_TYPE, TiRoute
 from ti_shared.problems import Problem, field_problem, problem_responses
 
-from reporting import repository
+from reporting import cache, repository
 from reporting.catalogue import CATALOGUE, UNITS
 from reporting.domain import AsOf, Scope, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
@@ -137,15 +137,19 @@ async def get_indicators(
 ) -> Response:
     parsed, as_of_bound = _parse(scope, as_of)
     if as_of_bound is None:
-        async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            stored = await repository.read_indicators(autocommit, parsed.key)
-        if stored is not None:
-            etag = _stored_etag(stored)
+        cached = cache.get(id(ctx.db), parsed.key)
+        if cached is None:
+            async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                stored = await repository.read_indicators(autocommit, parsed.key)
+            if stored is not None:
+                cached = (_stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document))
+                cache.put(id(ctx.db), parsed.key, *cached)
+        if cached is not None:
+            etag, body = cached
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
             if _matches(request, etag):
                 return Response(status_code=304, headers=headers)
-            body = _stored_body(parsed.key, stored.computed_at, stored.document)
             return Response(body, media_type="application/json", headers=headers)
     async with ctx.db.read_session() as session:
         resolved = await _resolve(session, scope, as_of)

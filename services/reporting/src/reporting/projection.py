@@ -19,7 +19,7 @@ from ti_shared.consumer import Delivery, EventRejected
 from ti_shared.events import DOMAIN_TOPICS, EVENT_TOPICS
 from ti_shared.geo import REGIONS
 
-from reporting import repository
+from reporting import cache, repository
 from reporting.aggregates import (
     DEPENDENT_ENTITIES,
     EVERY_SCOPE,
@@ -99,6 +99,10 @@ class ReportingProjection:
             for entity in DEPENDENT_ENTITIES:
                 dependents += await repository.rows_of_territories(session, generation, entity, moved)
         return batch_deltas(latest, old, before, after, dependents)
+
+    def committed(self) -> None:
+        """New figures are committed: responses cached by this process are stale."""
+        cache.clear()
 
     async def finish(self, session: AsyncSession) -> None:
         """Write the batch's aggregate deltas and reassemble the touched scopes, in the batch's transaction."""

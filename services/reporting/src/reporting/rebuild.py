@@ -16,7 +16,7 @@ from ti_shared.db import Database
 from ti_shared.logging import get_logger
 from ti_shared.settings import PlatformSettings
 
-from reporting import repository
+from reporting import cache, repository
 from reporting.projection import BATCH_SIZE, ReportingProjection
 
 log = get_logger(__name__)
@@ -87,6 +87,7 @@ async def run_rebuild(
                 session, generation, state="done", finished_at=datetime.now(UTC), events_applied=consumer.applied_count
             )
             await session.commit()
+        cache.clear()
         log.info("rebuild swapped in", generation=generation, previous=previous, events=consumer.applied_count)
     except asyncio.CancelledError:
         await _fail(db, generation, name, "cancelled")
