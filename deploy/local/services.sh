@@ -188,7 +188,7 @@ export TI_BUS=kafka
 case "${1:-}" in
   start|restart)
     [ -n "${TI_JWT_SECRET:-}" ] \
-      || log "TI_JWT_SECRET not set: the services use the development secret (mint tokens with: .venv/bin/ti token …)" ;;
+      || log "TI_JWT_SECRET not set: the services use the development secret '$("$TI_ROOT/.venv/bin/python" -c 'from ti_shared.settings import DEFAULT_JWT_SECRET as s; print(s)' 2>/dev/null)' (mint tokens with: .venv/bin/ti token …)" ;;
 esac
 
 case "${1:-}" in
