@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ti_shared.vocabulary import THEME_AXES
+
 SEED = 2024
 
 TERRITORIES = 183
@@ -67,24 +69,8 @@ THEME_COUNTS = {
     "requalification_friche": 193,
     "optimisation_densification_fonciere": 357,
 }
-#: the axis whose actions carry each theme in the demo
-THEME_AXIS = {
-    "valorisation_industrie": "competences_attractivite",
-    "nouvelles_formations": "competences_attractivite",
-    "rh_marque_employeur": "competences_attractivite",
-    "besoin_formation": "competences_attractivite",
-    "aide_installation": "competences_attractivite",
-    "transition_energetique": "transition_ecologique",
-    "ecologie_industrielle_territoriale": "transition_ecologique",
-    "gestion_eau": "transition_ecologique",
-    "infrastructures_numeriques": "innovation",
-    "usages_numeriques": "innovation",
-    "tiers_lieux": "innovation",
-    "ecosysteme_innovation_recherche": "innovation",
-    "sites_cles_en_main": "foncier",
-    "requalification_friche": "foncier",
-    "optimisation_densification_fonciere": "foncier",
-}
+#: the axis whose actions carry each theme in the demo (the report's grouping)
+THEME_AXIS = THEME_AXES
 
 FONDS_VERT = "fonds_vert_ti_te"
 FONDS_VERT_GRANTS = 163

@@ -20,27 +20,18 @@ from typing import Any
 from ti_shared.events import event_type
 from ti_shared.geo import DEPARTEMENTS, REGIONS
 from ti_shared.types import luhn_complete
-
-AXES = ("competences_attractivite", "foncier", "innovation", "transition_ecologique", "autre")
-THEMES = (
-    "valorisation_industrie", "nouvelles_formations", "rh_marque_employeur", "besoin_formation",
-    "aide_installation", "transition_energetique", "ecologie_industrielle_territoriale", "gestion_eau",
-    "infrastructures_numeriques", "usages_numeriques", "tiers_lieux", "ecosysteme_innovation_recherche",
-    "sites_cles_en_main", "requalification_friche", "optimisation_densification_fonciere",
+from ti_shared.vocabulary import (
+    ACTION_STATUSES,
+    AXES,
+    BENEFICIARY_KINDS,
+    DEFAULT_PROGRAMMES,
+    MATURITIES,
+    OBJECTIVES,
+    THEMES,
+    VALUE_CHAINS,
 )
-ACTION_STATUSES = ("amont", "etude_prealable", "en_cours", "en_pause", "realise", "abandonne", "non_renseigne")
-PROGRAMMES: dict[str, tuple[str, ...]] = {
-    "fonds_vert_ti_te": ("ADEME",),
-    "rebond_industriel": ("BDT", "BPI"),
-    "ingenierie_anct": ("ANCT",),
-    "ingenierie_rebond": ("BDT", "ANCT"),
-    "cofinancement_chef_projet": ("ANCT",),
-    "fabriques_prospectives": ("ANCT", "BDT"),
-}
-OBJECTIVES = ("climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity")
-VALUE_CHAINS = ("economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre")
-MATURITIES = ("ready", "short_term", "before_2030")
-BENEFICIARY_KINDS = ("entreprise", "collectivite", "association", "etablissement_public")
+
+PROGRAMMES = DEFAULT_PROGRAMMES
 
 ENTITY_OF_TYPE_PREFIX = ("territory", "action", "grant", "site")
 

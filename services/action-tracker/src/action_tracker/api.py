@@ -36,20 +36,15 @@ from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, pr
 from ti_shared.replica import known_territories
 from ti_shared.tabular import read_table
 from ti_shared.types import TERRITORY_ID_PATTERN
+from ti_shared.vocabulary import AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS, Axis, Theme
+from ti_shared.vocabulary import ActionStatus as Status
 
 from action_tracker import repository as repo
 from action_tracker.domain import (
     ACTION_ID_PATTERN,
-    AXIS_LABELS,
     RESERVED_ACTION_IDS,
-    STATUS_LABELS,
-    THEME_AXES,
-    THEME_LABELS,
-    Axis,
     Change,
     Decision,
-    Status,
-    Theme,
     decide_delete,
     decide_write,
     territories_touched,

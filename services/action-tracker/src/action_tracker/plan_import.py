@@ -11,13 +11,12 @@ from typing import Any
 from pydantic import ValidationError
 from ti_shared.problems import clean_pydantic_errors
 from ti_shared.tabular import parse_french_decimal
+from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
+from ti_shared.vocabulary import AXES, THEMES
 
 from action_tracker.domain import (
     ACTION_ID_PATTERN,
-    AXES,
     RESERVED_ACTION_IDS,
-    STATUSES,
-    THEMES,
     axis_code,
     fold,
     iso_date_text,

@@ -19,8 +19,10 @@ from pydantic import (
     field_validator,
 )
 from ti_shared.types import TERRITORY_ID_PATTERN, Decimal2
+from ti_shared.vocabulary import ActionStatus as Status
+from ti_shared.vocabulary import Axis, Theme
 
-from action_tracker.domain import ACTION_ID_PATTERN, Axis, Status, Theme
+from action_tracker.domain import ACTION_ID_PATTERN
 
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from action_tracker.domain import (
-    AXES,
-    AXIS_LABELS,
     BODY_FIELDS,
-    STATUS_LABELS,
-    STATUSES,
-    THEME_AXES,
-    THEME_LABELS,
-    THEMES,
     Change,
     axis_code,
     changed_fields,
@@ -27,6 +20,8 @@ from action_tracker.domain import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
+from ti_shared.vocabulary import AXES, AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS, THEMES
 
 STATE: dict[str, Any] = {
     "territory_id": "ti-8402",

@@ -18,6 +18,10 @@ from pydantic import (
     field_validator,
 )
 from ti_shared.types import CommuneCode, Decimal2, PositiveDecimal2, Siret, format_decimal
+from ti_shared.vocabulary import BeneficiaryKind as BeneficiaryKind
+from ti_shared.vocabulary import GrantStatus as GrantStatus
+from ti_shared.vocabulary import Objective as Objective
+from ti_shared.vocabulary import ValueChain as ValueChain
 
 OPERATOR_REF_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 OPERATOR_CODE_PATTERN = r"^[A-Z][A-Z0-9_]{1,15}$"
@@ -26,14 +30,6 @@ RNA_PATTERN = r"^W[0-9]{9}$"
 ACTION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 TERRITORY_ID_PATTERN = r"^ti-[0-9]{4}$"
 
-BeneficiaryKind = Literal["entreprise", "collectivite", "association", "etablissement_public"]
-Objective = Literal[
-    "climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity"
-]
-ValueChain = Literal[
-    "economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre"
-]
-GrantStatus = Literal["committed", "cancelled"]
 BatchMode = Literal["partial", "atomic"]
 RowOutcome = Literal["created", "updated", "unchanged", "rejected"]
 EntryKind = Literal["commitment", "amendment", "cancellation", "disbursement"]

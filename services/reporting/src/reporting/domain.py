@@ -14,40 +14,23 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ti_shared.geo import REGIONS, departement_of_commune, region_of_commune, region_of_departement
 from ti_shared.types import format_decimal
+from ti_shared.vocabulary import ACTION_STATUSES as ACTION_STATUSES
+from ti_shared.vocabulary import AXES as AXES
+from ti_shared.vocabulary import DEFAULT_PROGRAMMES as DEFAULT_PROGRAMME_OPERATORS
+from ti_shared.vocabulary import MATURITIES as MATURITIES
+from ti_shared.vocabulary import OBJECTIVES as OBJECTIVES
+from ti_shared.vocabulary import THEMES as THEMES
+from ti_shared.vocabulary import VALUE_CHAINS as VALUE_CHAINS
+from ti_shared.vocabulary import ActionStatus, Axis, Maturity, Objective, Theme, ValueChain
 
 PARIS = ZoneInfo("Europe/Paris")
 
-AXES = ("competences_attractivite", "foncier", "innovation", "transition_ecologique", "autre")
-THEMES = (
-    "valorisation_industrie", "nouvelles_formations", "rh_marque_employeur", "besoin_formation",
-    "aide_installation", "transition_energetique", "ecologie_industrielle_territoriale", "gestion_eau",
-    "infrastructures_numeriques", "usages_numeriques", "tiers_lieux", "ecosysteme_innovation_recherche",
-    "sites_cles_en_main", "requalification_friche", "optimisation_densification_fonciere",
-)
-ACTION_STATUSES = ("amont", "etude_prealable", "en_cours", "en_pause", "realise", "abandonne", "non_renseigne")
-DEFAULT_PROGRAMMES = (
-    "fonds_vert_ti_te", "rebond_industriel", "ingenierie_anct", "ingenierie_rebond",
-    "cofinancement_chef_projet", "fabriques_prospectives",
-)
-OBJECTIVES = ("climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity")
-VALUE_CHAINS = ("economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre")
-MATURITIES = ("ready", "short_term", "before_2030")
+DEFAULT_PROGRAMMES = tuple(DEFAULT_PROGRAMME_OPERATORS)
 
 SHARE_STEP = Decimal("0.000001")
 TWO = Decimal("0.01")
 NATIONAL = "national"
 
-Axis = Literal["competences_attractivite", "foncier", "innovation", "transition_ecologique", "autre"]
-Theme = Literal[
-    "valorisation_industrie", "nouvelles_formations", "rh_marque_employeur", "besoin_formation",
-    "aide_installation", "transition_energetique", "ecologie_industrielle_territoriale", "gestion_eau",
-    "infrastructures_numeriques", "usages_numeriques", "tiers_lieux", "ecosysteme_innovation_recherche",
-    "sites_cles_en_main", "requalification_friche", "optimisation_densification_fonciere",
-]
-ActionStatus = Literal["amont", "etude_prealable", "en_cours", "en_pause", "realise", "abandonne", "non_renseigne"]
-Objective = Literal["climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity"]
-ValueChain = Literal["economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre"]
-Maturity = Literal["ready", "short_term", "before_2030"]
 
 
 class InvalidEventData(ValueError):

@@ -18,11 +18,11 @@ from pydantic import (
 )
 from ti_shared.events import format_instant
 from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, PositiveDecimal2, RegionCode
+from ti_shared.vocabulary import Maturity as Maturity
+from ti_shared.vocabulary import SiteStatus as SiteStatus
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9_-]{3,64}$"
 
-Maturity = Literal["ready", "short_term", "before_2030"]
-SiteStatus = Literal["labelled", "withdrawn"]
 OwnerKind = Literal["entreprise", "collectivite", "etablissement_public", "association", "autre"]
 ChangeKind = Literal["labelled", "updated", "withdrawn"]
 Outcome = Literal["created", "updated", "unchanged", "rejected"]

@@ -21,6 +21,7 @@ from pydantic import (
 from ti_shared.events import format_instant
 from ti_shared.problems import ProblemDetails
 from ti_shared.types import TERRITORY_ID_PATTERN, DepartementCode, RegionCode, Siren
+from ti_shared.vocabulary import TerritoryStatus as TerritoryStatus
 
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
@@ -52,7 +53,6 @@ Instant = Annotated[
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 TerritoryId = Annotated[str, StringConstraints(pattern=TERRITORY_ID_PATTERN)]
-TerritoryStatus = Literal["active", "withdrawn"]
 Change = Literal["registered", "updated", "withdrawn"]
 
 TERRITORY_EXAMPLE: dict[str, Any] = {
