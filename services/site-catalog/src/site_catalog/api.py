@@ -50,6 +50,7 @@ from site_catalog.repository import (
     site_history,
 )
 from site_catalog.schemas import (
+    RESERVED_SITE_IDS,
     SITE_EXAMPLE,
     SITE_ID_PATTERN,
     ImportCounts,
@@ -171,6 +172,8 @@ async def put_site(
     principal: WriterDep,
     effective_at_header: EffectiveAtHeader = None,
 ) -> SiteResource:
+    if site_id in RESERVED_SITE_IDS:
+        raise field_problem(["path", "site_id"], f"'{site_id}' is reserved (it names an endpoint under /v1/sites)")
     effective_at = parse_effective_at(effective_at_header, principal)
     current = await get_site(uow.session, site_id, for_update=True)
     check_if_match(request, current.version if current else None)

@@ -21,7 +21,7 @@ from ti_shared.problems import field_problem
 from ti_shared.tabular import parse_french_decimal
 from ti_shared.types import format_decimal
 
-from site_catalog.schemas import SITE_ID_PATTERN, ImportRowError, SiteBody
+from site_catalog.schemas import RESERVED_SITE_IDS, SITE_ID_PATTERN, ImportRowError, SiteBody
 
 #: the site field → the columns read for it, the first present wins
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -199,6 +199,8 @@ def _parse_row(number: int, cells: dict[str, str], columns: dict[str, str]) -> P
         id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="is required"))
     elif not re.match(SITE_ID_PATTERN, site_id):
         id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="must match " + SITE_ID_PATTERN))
+    elif site_id in RESERVED_SITE_IDS:
+        id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg=f"'{site_id}' is reserved"))
     errors: list[ImportRowError] = []
     values: dict[str, Any] = {}
     for name, column in columns.items():

@@ -22,6 +22,8 @@ from ti_shared.vocabulary import Maturity as Maturity
 from ti_shared.vocabulary import SiteStatus as SiteStatus
 
 SITE_ID_PATTERN = r"^[A-Za-z0-9_-]{3,64}$"
+#: path segments under /v1/sites that name endpoints, not sites
+RESERVED_SITE_IDS = frozenset({"imports"})
 
 OwnerKind = Literal["entreprise", "collectivite", "etablissement_public", "association", "autre"]
 ChangeKind = Literal["labelled", "updated", "withdrawn"]

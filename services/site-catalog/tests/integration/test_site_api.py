@@ -84,6 +84,7 @@ async def test_reads_are_public_writes_need_the_scope(service: Any) -> None:
 
 
 BAD_PUTS: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("imports", site(), ["path", "site_id"]),
     (SITE, site(surface="3"), ["body", "surface"]),
     (SITE, site(name=""), ["body", "name"]),
     (SITE, site(area_ha="0"), ["body", "area_ha"]),
