@@ -31,7 +31,7 @@ from ti_shared.logging import bind_request, configure_logging, get_logger
 from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
 from ti_shared.outbox import OutboxRelay, count_pending, record_event
-from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
 from ti_shared.settings import ServiceSettings, load_settings
 
 log = get_logger(__name__)
@@ -190,14 +190,32 @@ class EdgeMiddleware:
                         raise Problem(413, f"The body is larger than {self.max_body_bytes} bytes")
                 return message
 
+            started = False
+
             async def send_with_id(message: Message) -> None:
+                nonlocal started
                 if message["type"] == "http.response.start":
+                    started = True
                     status_holder["status"] = message["status"]
                     message.setdefault("headers", [])
                     message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
                 await send(message)
 
-            await self.app(scope, limited_receive, send_with_id)
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except Exception as exc:
+                # answered here rather than re-raised to the server, which would then close the
+                # connection under a client that may reuse it (a keep-alive request lost)
+                if started:
+                    raise
+                if is_database_unavailable(exc):
+                    log.warning("database unavailable", error=repr(exc))
+                    status_holder["status"] = 503
+                    await self._reject(send, request_id, 503, "The service's database is unavailable; retry later")
+                else:
+                    log.exception("unhandled error", path=scope.get("path"))
+                    status_holder["status"] = 500
+                    await self._reject(send, request_id, 500, "An unexpected error occurred; it has been logged")
         elapsed = time.perf_counter() - started
         route = scope.get("route")
         route_path = getattr(route, "path", None) or ("/metrics" if scope.get("path") == "/metrics" else "unmatched")
@@ -206,11 +224,13 @@ class EdgeMiddleware:
 
     async def _reject(self, send: Send, request_id: str, status: int, detail: str) -> None:
         payload = json.dumps(Problem(status, detail).body()).encode()
+        extra = [(b"retry-after", b"2")] if status == 503 else []
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
+                    *extra,
                     (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(payload)).encode()),
                     (b"x-request-id", request_id.encode()),
