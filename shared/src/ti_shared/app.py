@@ -65,6 +65,8 @@ class ServiceSpec:
     version: str = "1.0.0"
     #: where the JSON Schemas of this service's events are committed
     schemas_dir: Path | None = None
+    #: ASGI middleware classes (constructed with the inner app only) placed inside the edge middleware
+    middleware: Sequence[type[Any]] = ()
 
     @property
     def source(self) -> str:
@@ -89,7 +91,7 @@ class ServiceContext:
         raise KeyError(name)
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     ctx = getattr(request.app.state, "ctx", None)
     if not isinstance(ctx, ServiceContext):
         raise RuntimeError("service context missing: is the lifespan running?")
@@ -190,12 +192,12 @@ class EdgeMiddleware:
                         raise Problem(413, f"The body is larger than {self.max_body_bytes} bytes")
                 return message
 
-            started = False
+            response_started = False
 
             async def send_with_id(message: Message) -> None:
-                nonlocal started
+                nonlocal response_started
                 if message["type"] == "http.response.start":
-                    started = True
+                    response_started = True
                     status_holder["status"] = message["status"]
                     message.setdefault("headers", [])
                     message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
@@ -206,7 +208,7 @@ class EdgeMiddleware:
             except Exception as exc:
                 # answered here rather than re-raised to the server, which would then close the
                 # connection under a client that may reuse it (a keep-alive request lost)
-                if started:
+                if response_started:
                     raise
                 if is_database_unavailable(exc):
                     log.warning("database unavailable", error=repr(exc))
@@ -348,6 +350,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
     app.state.token_verifier = TokenVerifier(platform)
     app.state.spec = spec
     install_problem_handlers(app)
+    for middleware in reversed(spec.middleware):  # the first listed is the outermost of them
+        app.add_middleware(middleware)
     app.add_middleware(EdgeMiddleware, service=spec.name, max_body_bytes=platform.max_body_bytes)
     app.include_router(health_router())
     for router in spec.routers:

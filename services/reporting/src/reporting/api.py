@@ -137,14 +137,16 @@ async def get_indicators(
 ) -> Response:
     parsed, as_of_bound = _parse(scope, as_of)
     if as_of_bound is None:
-        cached = cache.get(id(ctx.db), parsed.key)
-        if cached is None:
+
+        async def load() -> cache.Entry | None:
             async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 stored = await repository.read_indicators(autocommit, parsed.key)
-            if stored is not None:
-                cached = (_stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document))
-                cache.put(id(ctx.db), parsed.key, *cached)
+            if stored is None:
+                return None
+            return _stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document)
+
+        cached = await cache.get_or_load(id(ctx.db), parsed.key, load)
         if cached is not None:
             etag, body = cached
             headers = {"ETag": etag, "Cache-Control": "no-cache"}

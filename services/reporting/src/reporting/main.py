@@ -12,6 +12,7 @@ from ti_shared.settings import ServiceSettings
 from reporting import repository
 from reporting.api import router
 from reporting.events import EVENTS
+from reporting.fastpath import CachedIndicators
 from reporting.projection import BATCH_SIZE, ReportingProjection
 from reporting.rebuild import LIVE_CONSUMER
 from reporting.tables import metadata
@@ -48,6 +49,7 @@ SPEC = ServiceSpec(
     openapi_tags=[{"name": "indicators", "description": "Indicators of CONTRACT §6"}],
     on_startup=[close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",
+    middleware=[CachedIndicators],
 )
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from reporting import repository
+from reporting import cache, repository
 from reporting.aggregates import MEDIAN_NAME, aggregate
 from reporting.domain import States, row_from_event
 from reporting.main import SPEC, create_app
@@ -258,6 +258,13 @@ async def test_golden_stream_every_scope_matches_the_independent_computation() -
             again = await client.get("/v1/indicators", params={"scope": "region:84"}, headers={"If-None-Match": first.headers["etag"]})
             assert again.status_code == 304
             assert again.headers["etag"] == first.headers["etag"]
+            # answered from the response cache: the same body and headers as when it was read from the database
+            assert cache.get(id(app.state.ctx.db), "region:84") is not None
+            cached = await client.get("/v1/indicators", params={"scope": "region:84"})
+            assert (cached.status_code, cached.content) == (200, first.content)
+            assert {k: cached.headers[k] for k in ("etag", "content-type", "cache-control")} == {
+                k: first.headers[k] for k in ("etag", "content-type", "cache-control")
+            }
 
             catalogue = (await client.get("/v1/indicators/catalogue")).json()["items"]
             assert {c["code"] for c in catalogue} == set(got["national"])
@@ -291,6 +298,22 @@ async def test_duplicates_stale_redeliveries_and_shuffling_change_nothing() -> N
     assert {k: v for k, v in counters.items() if v or k[1] == MEDIAN_NAME} == expected.counters
     assert {k: v for k, v in refs.items() if v} == expected.refs
     assert min(refs.values()) >= 0
+
+
+async def test_cached_reads_give_the_new_figures_as_soon_as_they_are_committed() -> None:
+    events = generate_stream(15, territories=20, actions=300, grants=60, sites=20)
+    half = len(events) // 2
+    scopes = ["national", "region:84", "region:11"]
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events[:half])
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            for _ in range(3):  # the second and third reads come from the response cache
+                assert_matches(await fetch_all(client, scopes), events[:half])
+            await publish_events(platform, events[half:])
+            await wait_settled(client, 60)
+            assert_matches(await fetch_all(client, scopes), events)
 
 
 async def test_crash_before_commit_and_abrupt_stop_then_restart_give_the_same_figures() -> None:
