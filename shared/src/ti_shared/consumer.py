@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.bus import BusUnavailable, IncomingMessage, Source, TopicPartition
-from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, upsert
+from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, upsert
 from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, CloudEvent
 from ti_shared.logging import get_logger
 from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_APPLIED, EVENTS_SKIPPED
@@ -31,6 +31,13 @@ from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
 
 log = get_logger(__name__)
+
+_STORE_APPLIED_PG = sa.text(
+    "INSERT INTO applied_version (consumer, topic, subject, version) "
+    "SELECT :consumer, t, s, v FROM unnest(CAST(:topics AS text[]), CAST(:subjects AS text[]), "
+    "CAST(:versions AS bigint[])) AS u(t, s, v) "
+    "ON CONFLICT (consumer, topic, subject) DO UPDATE SET version = excluded.version"
+)
 
 
 @dataclass(frozen=True)
@@ -266,16 +273,17 @@ class EventConsumer:
         by_topic: dict[str, set[str]] = {}
         for d in deliveries:
             by_topic.setdefault(d.message.topic, set()).add(d.event.subject)
+        dialect = dialect_of(session)
+        chunk_size = 50_000 if dialect == "postgresql" else 500
         out: dict[tuple[str, str], int] = {}
         for topic, subjects in by_topic.items():
             subject_list = sorted(subjects)
-            for i in range(0, len(subject_list), 500):
-                chunk = subject_list[i : i + 500]
+            for i in range(0, len(subject_list), chunk_size):
                 rows = await session.execute(
                     sa.select(applied_version.c.subject, applied_version.c.version).where(
                         applied_version.c.consumer == self.name,
                         applied_version.c.topic == topic,
-                        applied_version.c.subject.in_(chunk),
+                        in_values(applied_version.c.subject, subject_list[i : i + chunk_size], dialect),
                     )
                 )
                 for subject, version in rows:
@@ -285,8 +293,18 @@ class EventConsumer:
     async def _store_applied(self, session: AsyncSession, changed: dict[tuple[str, str], int]) -> None:
         if not changed:
             return
+        keys = sorted(changed)
+        if dialect_of(session) == "postgresql":  # one statement with three array parameters
+            for i in range(0, len(keys), 50_000):
+                chunk = keys[i : i + 50_000]
+                await session.execute(
+                    _STORE_APPLIED_PG,
+                    {"consumer": self.name, "topics": [t for t, _ in chunk], "subjects": [s for _, s in chunk],
+                     "versions": [changed[k] for k in chunk]},
+                )
+            return
         ins = upsert(dialect_of(session), applied_version)
-        rows = [{"consumer": self.name, "topic": t, "subject": s, "version": v} for (t, s), v in changed.items()]
+        rows = [{"consumer": self.name, "topic": t, "subject": s, "version": changed[(t, s)]} for t, s in keys]
         stmt = ins.on_conflict_do_update(
             index_elements=["consumer", "topic", "subject"], set_={"version": ins.excluded.version}
         )

@@ -159,6 +159,14 @@ def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+def in_values(column: sa.ColumnElement[Any], values: list[Any], dialect: str) -> sa.ColumnElement[bool]:
+    """``column IN (values)``: on PostgreSQL ``column = ANY($1)`` with ONE array parameter, whatever the
+    number of values (no statement expanded and compiled per list length)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
 async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]], *, chunk: int = 1000) -> None:
     """Insert many rows (same keys in each) in the session's transaction: ``COPY`` on PostgreSQL.
 

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from ti_shared.db import applied_version, consumer_offset, dialect_of, upsert
+from ti_shared.db import applied_version, consumer_offset, dialect_of, in_values, upsert
 
 from reporting.aggregates import EVERY_SCOPE, MEDIAN_NAME, PROGRAMME_KIND, CounterKey, RefKey, cents, median_twice
 from reporting.domain import NATIONAL, ActionRow, AsOf, GrantRow, Row, SiteRow, States, TerritoryRow
@@ -64,6 +64,14 @@ def _from_record(entity: str, record: Any) -> Row:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _keyed(session: AsyncSession, items: Sequence[Any]) -> Iterable[tuple[str, list[Any]]]:
+    """The dialect and the chunks of a list of keys to look up with :func:`in_values` (one array on
+    PostgreSQL, whatever its length; bounded ``IN`` lists elsewhere)."""
+    dialect = dialect_of(session)
+    for chunk in _chunks(items, 100_000 if dialect == "postgresql" else CHUNK):
+        yield dialect, list(chunk)
 
 
 # --- generations ------------------------------------------------------------------------------
@@ -125,8 +133,10 @@ async def forget_consumer(session: AsyncSession, name: str) -> None:
 async def load_rows(session: AsyncSession, generation: int, entity: str, ids: Iterable[str]) -> dict[str, Row]:
     state, _ = ENTITY_TABLES[entity]
     out: dict[str, Row] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        result = await session.execute(sa.select(state).where(state.c.generation == generation, state.c.id.in_(chunk)))
+    for dialect, chunk in _keyed(session, sorted(set(ids))):
+        result = await session.execute(
+            sa.select(state).where(state.c.generation == generation, in_values(state.c.id, chunk, dialect))
+        )
         for record in result:
             out[record.id] = _from_record(entity, record)
     return out
@@ -136,9 +146,11 @@ async def territory_regions(session: AsyncSession, generation: int, ids: Iterabl
     """The region of each of the given territories that is known."""
     state, _ = ENTITY_TABLES["territory"]
     out: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(ids))):
+    for dialect, chunk in _keyed(session, sorted(set(ids))):
         result = await session.execute(
-            sa.select(state.c.id, state.c.region_code).where(state.c.generation == generation, state.c.id.in_(chunk))
+            sa.select(state.c.id, state.c.region_code).where(
+                state.c.generation == generation, in_values(state.c.id, chunk, dialect)
+            )
         )
         out.update({r.id: r.region_code for r in result})
     return out
@@ -154,9 +166,9 @@ async def rows_of_territories(session: AsyncSession, generation: int, entity: st
     """The current states of the actions, grants or sites carrying one of the given territories."""
     state, _ = ENTITY_TABLES[entity]
     out: list[Row] = []
-    for chunk in _chunks(sorted(set(territory_ids))):
+    for dialect, chunk in _keyed(session, sorted(set(territory_ids))):
         result = await session.execute(
-            sa.select(state).where(state.c.generation == generation, state.c.territory_id.in_(chunk))
+            sa.select(state).where(state.c.generation == generation, in_values(state.c.territory_id, chunk, dialect))
         )
         out.extend(_from_record(entity, r) for r in result)
     return out
@@ -373,10 +385,10 @@ async def update_medians(session: AsyncSession, generation: int, scopes: Iterabl
 
 async def load_counters(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for chunk in _chunks(sorted(set(scopes))):
+    for dialect, chunk in _keyed(session, sorted(set(scopes))):
         result = await session.execute(
             sa.select(indicator_counter.c.scope, indicator_counter.c.name, indicator_counter.c.value).where(
-                indicator_counter.c.generation == generation, indicator_counter.c.scope.in_(chunk)
+                indicator_counter.c.generation == generation, in_values(indicator_counter.c.scope, chunk, dialect)
             )
         )
         for scope, name, value in result:
@@ -387,10 +399,14 @@ async def load_counters(session: AsyncSession, generation: int, scopes: Iterable
 async def load_distinct_counts(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, dict[str, int]]:
     """Per scope and kind, the number of values with a positive reference count."""
     out: dict[str, dict[str, int]] = {}
-    for chunk in _chunks(sorted(set(scopes))):
+    for dialect, chunk in _keyed(session, sorted(set(scopes))):
         result = await session.execute(
             sa.select(indicator_ref.c.scope, indicator_ref.c.kind, sa.func.count())
-            .where(indicator_ref.c.generation == generation, indicator_ref.c.scope.in_(chunk), indicator_ref.c.refcount > 0)
+            .where(
+                indicator_ref.c.generation == generation,
+                in_values(indicator_ref.c.scope, chunk, dialect),
+                indicator_ref.c.refcount > 0,
+            )
             .group_by(indicator_ref.c.scope, indicator_ref.c.kind)
         )
         for scope, kind, count in result:
@@ -429,10 +445,10 @@ def digest_of_document(document: bytes) -> str:
 
 async def scope_digests(session: AsyncSession, generation: int, scopes: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(scopes))):
+    for dialect, chunk in _keyed(session, sorted(set(scopes))):
         result = await session.execute(
             sa.select(indicator_scope.c.scope, indicator_scope.c.digest).where(
-                indicator_scope.c.generation == generation, indicator_scope.c.scope.in_(chunk)
+                indicator_scope.c.generation == generation, in_values(indicator_scope.c.scope, chunk, dialect)
             )
         )
         out.update({r.scope: r.digest for r in result})
