@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 from common import Platform, Scale, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
@@ -92,6 +93,7 @@ class Load:
         self.pending: dict[str, tuple[tuple[str, Any], asyncio.Future[bool]]] = {}
         self.polling: set[str] = set()
         self.last_polled: dict[str, float] = {}
+        self.etags: dict[str, str] = {}
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request; retried on a dropped keep-alive connection (every write here is idempotent)."""
@@ -162,8 +164,12 @@ class Load:
                 continue
             tid = min(scopes, key=lambda t: self.last_polled.get(t, 0.0))
             self.polling.add(tid)
+            etag = self.etags.get(tid)
             try:
-                r = await self.send("GET", url, params={"scope": "territory:" + tid})
+                # conditional, as a front end polls: 304 while the scope's figures have not changed
+                r = await self.send(
+                    "GET", url, params={"scope": "territory:" + tid}, headers={"If-None-Match": etag} if etag else None
+                )
             except httpx.TransportError:
                 continue
             finally:
@@ -172,8 +178,9 @@ class Load:
             entry = self.pending.get(tid)
             if entry is None or r.status_code != 200:
                 continue
+            self.etags[tid] = r.headers["etag"]
             (code, expected), seen = entry
-            value = r.json()["indicators"].get(code)
+            value = orjson.loads(r.content)["indicators"].get(code)
             if isinstance(expected, dict) and isinstance(value, dict):
                 ok = all(value.get(k, 0) == v for k, v in expected.items())
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import ClassVar, Protocol
 
 from ti_shared.logging import get_logger
 from ti_shared.settings import PlatformSettings
+
+#: how long a Kafka fetch goes on gathering what is already buffered into one batch, at most
+GATHER_S = 0.05
 
 log = get_logger(__name__)
 
@@ -195,9 +199,11 @@ class KafkaSource:
         try:
             batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)  # type: ignore[attr-defined]
             fetched = sum(len(r) for r in batches.values())
-            # one fetch returns what happened to be buffered: while catching up, gather a fuller batch
-            while 0 < fetched < max_records:
-                more = await consumer.getmany(timeout_ms=20, max_records=max_records - fetched)  # type: ignore[attr-defined]
+            # one fetch returns what happened to be buffered: while catching up, gather a fuller batch,
+            # for a bounded time (a steady trickle of events must not hold a batch back)
+            deadline = time.monotonic() + GATHER_S
+            while 0 < fetched < max_records and time.monotonic() < deadline:
+                more = await consumer.getmany(timeout_ms=5, max_records=max_records - fetched)  # type: ignore[attr-defined]
                 n = sum(len(r) for r in more.values())
                 if n == 0:
                     break

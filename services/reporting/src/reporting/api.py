@@ -67,11 +67,7 @@ _INSTANT = TypeAdapter(datetime)
 
 @functools.lru_cache(maxsize=2048)
 def _stored_body(scope: str, generated_at: datetime, document: str) -> bytes:
-    """The response body of a materialised document (the indicators' JSON text is spliced in as is)."""
-    envelope = b'{"scope":%b,"as_of":null,"generated_at":%b,"indicators":' % (
-        orjson.dumps(scope), _INSTANT.dump_json(generated_at)
-    )
-    return envelope + document.encode() + b"}"
+    return cache.body_of(scope, generated_at, document)
 
 
 def _parse(scope_text: str, as_of_text: str | None) -> tuple[Scope, AsOf | None]:
@@ -91,7 +87,7 @@ def _parse(scope_text: str, as_of_text: str | None) -> tuple[Scope, AsOf | None]
 
 
 def _stored_etag(stored: repository.StoredIndicators) -> str:
-    return f'W/"{stored.generation}-{stored.digest}"'
+    return cache.etag_of(stored.generation, stored.digest)
 
 
 async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | None) -> _Resolved:
@@ -146,7 +142,7 @@ async def get_indicators(
                 return None
             return _stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document)
 
-        cached = await cache.get_or_load(id(ctx.db), parsed.key, load)
+        cached = await cache.get_or_load(id(ctx.db.engine), parsed.key, load)
         if cached is not None:
             etag, body = cached
             headers = {"ETag": etag, "Cache-Control": "no-cache"}

@@ -1,7 +1,7 @@
-"""An in-process cache of the materialised indicator responses.
+"""An in-process cache of the materialised indicator responses, per database engine (``owner``).
 
-Emptied whenever this process commits new figures (the consumer's ``committed`` hook, a rebuild's
-swap); an entry also expires after ``MAX_AGE_S`` so that a process serving reads while another one
+When this process commits new documents, the consumer puts their responses in (write-through: the
+next read needs no query); a rebuild's swap empties it. An entry also expires after ``MAX_AGE_S`` so that a process serving reads while another one
 consumes never lags by more than that. Loads are single-flight: when an entry is missing or expired,
 one request reads the database and the concurrent ones for the same scope await its answer.
 """
@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+
+import orjson
+from pydantic import TypeAdapter
 
 MAX_AGE_S = 0.25
 
@@ -31,6 +35,30 @@ def get(owner: int, scope: str) -> Entry | None:
 
 def put(owner: int, scope: str, etag: str, body: bytes) -> None:
     _entries[(owner, scope)] = (time.monotonic(), (etag, body))
+
+
+_INSTANT = TypeAdapter(datetime)
+
+
+def etag_of(generation: int, digest: str) -> str:
+    return f'W/"{generation}-{digest}"'
+
+
+def body_of(scope: str, generated_at: datetime, document: str) -> bytes:
+    """The response body of a materialised document (the indicators' JSON text is spliced in as is)."""
+    envelope = b'{"scope":%b,"as_of":null,"generated_at":%b,"indicators":' % (
+        orjson.dumps(scope), _INSTANT.dump_json(generated_at)
+    )
+    return envelope + document.encode() + b"}"
+
+
+def refresh(owner: int, entries: Mapping[str, Entry]) -> None:
+    """Newly committed responses: they replace what was cached (and what is being loaded) for their scopes."""
+    global _epoch
+    _epoch += 1  # a load still in flight may have read the previous documents
+    now = time.monotonic()
+    for scope, entry in entries.items():
+        _entries[(owner, scope)] = (now, entry)
 
 
 def clear() -> None:

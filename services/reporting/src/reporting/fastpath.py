@@ -63,7 +63,7 @@ class CachedIndicators:
         ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
         if key is None or ctx is None:
             return False
-        cached = cache.get(id(ctx.db), key)
+        cached = cache.get(id(ctx.db.engine), key)
         if cached is None:
             return False
         etag, body = cached

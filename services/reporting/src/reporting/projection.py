@@ -46,6 +46,8 @@ class ReportingProjection:
         self._session: AsyncSession | None = None
         self._active_generation: int | None = None
         self._deltas = Deltas()
+        #: the responses of the documents written by the transaction being committed (live generation)
+        self._written: tuple[int, dict[str, cache.Entry]] | None = None
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TOPICS
@@ -101,13 +103,16 @@ class ReportingProjection:
         return batch_deltas(latest, old, before, after, dependents)
 
     def committed(self) -> None:
-        """New figures are committed: responses cached by this process are stale."""
-        cache.clear()
+        """New figures are committed: the responses of the rewritten documents replace the cached ones."""
+        written, self._written = self._written, None
+        if written is not None:
+            cache.refresh(*written)
 
     async def finish(self, session: AsyncSession) -> None:
         """Write the batch's aggregate deltas and reassemble the touched scopes, in the batch's transaction."""
         generation, deltas = self._active_generation, self._deltas
         self._session, self._active_generation, self._deltas = None, None, Deltas()
+        self._written = None
         if generation is None:
             return
         counters, refs = deltas.nonzero()
@@ -136,7 +141,15 @@ class ReportingProjection:
             document = orjson.dumps(assemble(scope, counters.get(scope, {}), distinct.get(scope, {}), programmes))
             if stored.get(scope) != repository.digest_of_document(document):
                 changed[scope] = document
-        await repository.write_documents(session, generation, changed, datetime.now(UTC))
+        at = datetime.now(UTC)
+        await repository.write_documents(session, generation, changed, at)
+        if self.generation is None:  # the live generation: what reads will be answered with once committed
+            entries: dict[str, cache.Entry] = {}
+            for scope, document in changed.items():
+                text = document.decode()
+                entries[scope] = (cache.etag_of(generation, repository.digest_of_document(document)),
+                                  cache.body_of(scope, at, text))
+            self._written = (id(session.bind), entries)
 
     async def is_empty(self, session: AsyncSession) -> bool:
         generation = await self._generation(session)

@@ -94,7 +94,7 @@ class Inner:
         await send({"type": "http.response.body", "body": b"routed"})
 
 
-DB = object()
+DB = SimpleNamespace(engine=object())
 
 
 async def call(layer: CachedIndicators, path: str, query: bytes, headers: list[tuple[bytes, bytes]] | None = None,
@@ -119,8 +119,8 @@ async def test_cached_scopes_are_answered_before_routing_and_the_rest_is_routed(
     layer = CachedIndicators(inner)
     # nothing cached yet: routed
     assert (await call(layer, "/v1/indicators", b"scope=region:84"))[0] == 299
-    cache.put(id(DB), "region:84", 'W/"3-abc"', b'{"scope":"region:84"}')
-    cache.put(id(DB), "national", 'W/"3-def"', b'{"scope":"national"}')
+    cache.put(id(DB.engine), "region:84", 'W/"3-abc"', b'{"scope":"region:84"}')
+    cache.put(id(DB.engine), "national", 'W/"3-def"', b'{"scope":"national"}')
     status, headers, body, scope = await call(layer, "/v1/indicators", b"scope=region%3A84")
     assert (status, body) == (200, b'{"scope":"region:84"}')
     assert headers[b"etag"] == b'W/"3-abc"' and headers[b"content-type"] == b"application/json"
