@@ -162,17 +162,22 @@ class EdgeMiddleware:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = length = None
+        for key, value in scope.get("headers", ()):  # ASGI header names are lower-case bytes
+            if key == b"x-request-id":
+                request_id = value.decode(errors="replace")
+            elif key == b"content-length":
+                length = value.decode(errors="replace")
+        request_id = request_id or uuid.uuid4().hex
         bind_request(request_id[:128])
         started = time.perf_counter()
         status_holder = {"status": 500}
-        length = headers.get("content-length")
         raw_target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await self._reject(send, request_id, 413, f"The body is larger than {self.max_body_bytes} bytes")
@@ -222,8 +227,20 @@ class EdgeMiddleware:
         elapsed = time.perf_counter() - started
         route = scope.get("route")
         route_path = getattr(route, "path", None) or ("/metrics" if scope.get("path") == "/metrics" else "unmatched")
-        HTTP_REQUESTS.labels(self.service, scope["method"], route_path, str(status_holder["status"])).inc()
-        HTTP_LATENCY.labels(self.service, scope["method"], route_path).observe(elapsed)
+        counter, histogram = self._metrics(scope["method"], route_path, status_holder["status"])
+        counter.inc()
+        histogram.observe(elapsed)
+
+    def _metrics(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The labelled request counter and latency histogram (looked up once per label set)."""
+        key = (method, route, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, method, route, str(status)),
+                HTTP_LATENCY.labels(self.service, method, route),
+            )
+        return found
 
     async def _reject(self, send: Send, request_id: str, status: int, detail: str) -> None:
         payload = json.dumps(Problem(status, detail).body()).encode()
