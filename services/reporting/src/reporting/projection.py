@@ -48,6 +48,9 @@ class ReportingProjection:
         self._deltas = Deltas()
         #: the responses of the documents written by the transaction being committed (live generation)
         self._written: tuple[int, dict[str, cache.Entry]] | None = None
+        #: after a committed batch: its generation and programme list (its national document exists)
+        self._known: tuple[int, list[str]] | None = None
+        self._known_pending: tuple[int, list[str]] | None = None
 
     def accepts(self, event_type: str) -> bool:
         return event_type in EVENT_TOPICS
@@ -107,12 +110,14 @@ class ReportingProjection:
         written, self._written = self._written, None
         if written is not None:
             cache.refresh(*written)
+        if self._known_pending is not None:
+            self._known, self._known_pending = self._known_pending, None
 
     async def finish(self, session: AsyncSession) -> None:
         """Write the batch's aggregate deltas and reassemble the touched scopes, in the batch's transaction."""
         generation, deltas = self._active_generation, self._deltas
         self._session, self._active_generation, self._deltas = None, None, Deltas()
-        self._written = None
+        self._written = self._known_pending = None
         if generation is None:
             return
         counters, refs = deltas.nonzero()
@@ -123,14 +128,21 @@ class ReportingProjection:
         await repository.add_refs(session, generation, refs)
         if deltas.site_scopes:
             await repository.update_medians(session, generation, deltas.site_scopes)
-        after = await repository.programme_refs(session, generation)
-        if programme_deltas and programmes_from(before) != programmes_from(after):
+        # what earlier committed batches established is not read again: the programme list (which only
+        # grant events change) and that the national document exists
+        known = self._known if self._known is not None and self._known[0] == generation else None
+        if programme_deltas or known is None:
+            programmes = programmes_from(await repository.programme_refs(session, generation))
+        else:
+            programmes = known[1]
+        if programme_deltas and programmes_from(before) != programmes:
             scopes |= {"region:" + r for r in REGIONS}
             scopes |= {"territory:" + t for t in await repository.known_territories(session, generation)}
-        if not await repository.scope_digests(session, generation, [NATIONAL]):
+        if known is None and not await repository.scope_digests(session, generation, [NATIONAL]):
             scopes |= {"region:" + r for r in REGIONS}
         scopes = {s for s in scopes if not s.startswith("region:") or s.removeprefix("region:") in REGIONS}
-        await self._write_documents(session, generation, scopes, programmes_from(after))
+        await self._write_documents(session, generation, scopes, programmes)
+        self._known_pending = (generation, programmes)
 
     async def _write_documents(self, session: AsyncSession, generation: int, scopes: set[str], programmes: list[str]) -> None:
         counters = await repository.load_counters(session, generation, scopes)
