@@ -511,7 +511,7 @@ async def post_grant_batch(
     if idem is not None and idem.replay is not None:
         return idem.replay
     try:
-        batch, inserts, updates, entries, outbox = await run_batch(
+        result = await run_batch(
             uow.session,
             rows=rows,
             mode=batch_mode,
@@ -523,30 +523,29 @@ async def post_grant_batch(
             csv_locs=media in CSV_TYPES,
         )
         at = effective_at or uow.now
-        await repo.insert_grants(uow.session, inserts, at)
-        await repo.update_grants(uow.session, updates)
-        await repo.insert_entries(uow.session, entries)
-        await add_many_to_outbox(uow.session, outbox)
-        doc = batch.model_dump(mode="json")
+        await repo.insert_grants(uow.session, result.inserts, at)
+        await repo.update_grants(uow.session, result.updates)
+        await repo.insert_entries(uow.session, result.entries)
+        await add_many_to_outbox(uow.session, result.outbox)
         await repo.insert_batch(
             uow.session,
-            batch,
+            result.doc,
+            received_at=result.received_at,
             operator_code=principal.operator,
             actor=principal.sub,
             media_type=media or "application/json",
-            doc=doc,
         )
-        location = f"/v1/grant-batches/{batch.id}"
-        if batch.status == "rejected":
-            status_code, content = 422, batch_problem_body(batch, location)
+        location = f"/v1/grant-batches/{result.id}"
+        if result.status == "rejected":
+            status_code, content = 422, batch_problem_body(result.doc, location)
             headers = {"Location": location, "Content-Type": PROBLEM_MEDIA_TYPE}
         else:
-            status_code, content = 201, doc
+            status_code, content = 201, result.doc
             headers = {"Location": location}
         if idem is not None:
             await idem.complete(uow.session, status_code, content, headers)
         await _commit(uow)
-        if outbox:
+        if result.outbox:
             ctx.relay.notify()
     except BaseException:
         if idem is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Container
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from funding_ledger import repository as repo
 from funding_ledger.domain import DomainError, GrantWrite, cross_field_errors, plan_grant_write
 from funding_ledger.events import GRANT_EVENTS
 from funding_ledger.scdl import ParsedRow, csv_loc, item_from_csv_row
-from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchCounts, BatchRow, Grant, GrantBatch, GrantBody
+from funding_ledger.schemas import OPERATOR_REF_PATTERN, Grant, GrantBody
 
 MAX_ITEMS = 10_000
 BATCH_KEYS = {"items", "mode"}
@@ -101,10 +102,18 @@ _BODIES: TypeAdapter[list[GrantBody]] = TypeAdapter(list[GrantBody])
 _KEY_FIELDS = ("operator", "operator_ref")
 
 
+def _body_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The grant fields of a batch item (without its key)."""
+    body = dict(item)
+    for key in _KEY_FIELDS:
+        body.pop(key, None)
+    return body
+
+
 def _validated_bodies(rows: list[ParsedRow]) -> list[GrantBody | None] | None:
     """Every item's body validated in one call, or None when one is invalid (then each row is
     validated on its own, which gives its errors)."""
-    items = [{k: v for k, v in r.item.items() if k not in _KEY_FIELDS} for r in rows if r.item is not None]
+    items = [_body_item(r.item) for r in rows if r.item is not None]
     try:
         bodies = iter(_BODIES.validate_python(items))
     except ValidationError:
@@ -122,10 +131,10 @@ def _validate_item(
     csv_locs: bool,
     body: GrantBody | None = None,
 ) -> _Valid | None:
-    if parsed.item is None:
+    item = parsed.item
+    if item is None:
         return None
-    item = dict(parsed.item)
-    operator, operator_ref = item.pop("operator", None), item.pop("operator_ref", None)
+    operator, operator_ref = item.get("operator"), item.get("operator_ref")
     errors = parsed.errors
     if not isinstance(operator, str) or operator not in operators:
         errors.append({"loc": ["operator"], "msg": "is not a registered operator"})
@@ -135,7 +144,7 @@ def _validate_item(
         errors.append({"loc": ["operator_ref"], "msg": "must match " + OPERATOR_REF_PATTERN})
     if body is None:
         try:
-            body = GrantBody.model_validate(item)
+            body = GrantBody.model_validate(_body_item(item))
         except ValidationError as exc:
             for e in clean_pydantic_errors(exc.errors()):
                 errors.append({"loc": csv_loc(e["loc"]) if csv_locs else e["loc"], "msg": e["msg"]})
@@ -152,6 +161,30 @@ def _validate_item(
     return _Valid(parsed, operator, operator_ref, body)
 
 
+@dataclass
+class BatchResult:
+    """What a batch did: its report (the ``GrantBatch`` resource, in JSON form) and what to write."""
+
+    id: str
+    status: str
+    mode: str
+    received_at: datetime
+    doc: dict[str, Any]
+    inserts: list[Grant] = field(default_factory=list)
+    updates: list[Grant] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+
+_GRANTS: TypeAdapter[list[Grant]] = TypeAdapter(list[Grant])
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _messages(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row's errors or warnings as the report's ``FieldMessage`` objects (JSON form)."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"]} for e in found]
+
+
 async def run_batch(
     session: AsyncSession,
     *,
@@ -163,7 +196,7 @@ async def run_batch(
     today: date,
     source: str,
     csv_locs: bool,
-) -> tuple[GrantBatch, list[Grant], list[Grant], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> BatchResult:
     """Validate and apply ``rows`` in memory: the report, then what to insert, update, ledger and publish."""
     runners = await repo.programme_runners(session)
     operators = await repo.known_operators(session, {str(r.item.get("operator")) for r in rows if r.item})
@@ -175,10 +208,40 @@ async def run_batch(
     territories = {v.body.territory_id for v in valid if v is not None and v.body.territory_id}
     known = await known_territories(session, territories)  # type: ignore[arg-type]
     existing = await repo.load_grants(session, [(v.operator, v.operator_ref) for v in valid if v], for_update=True)
+    return _apply(
+        rows,
+        valid,
+        known,
+        existing,
+        mode=mode,
+        principal=principal,
+        now=now,
+        effective_at=effective_at,
+        source=source,
+        csv_locs=csv_locs,
+    )
+
+
+def _apply(
+    rows: list[ParsedRow],
+    valid: list[_Valid | None],
+    known: Container[str],
+    existing: dict[tuple[str, str], Grant],
+    *,
+    mode: str,
+    principal: Principal,
+    now: datetime,
+    effective_at: datetime | None,
+    source: str,
+    csv_locs: bool,
+) -> BatchResult:
+    """Plan every row in order (a key may come back: it then updates the state the batch reached)."""
     state: dict[tuple[str, str], Grant] = dict(existing)
     at = effective_at or now
-    report: list[BatchRow] = []
-    steps: list[tuple[GrantWrite, ParsedRow]] = []
+    report: list[dict[str, Any]] = []
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+    warnings = 0
+    steps: list[GrantWrite] = []
     for parsed, v in zip(rows, valid, strict=True):
         if v is not None and v.body.territory_id and v.body.territory_id not in known:
             parsed.errors.append({"loc": ["territory_id"], "msg": f"unknown territory '{v.body.territory_id}'"})
@@ -195,63 +258,61 @@ async def run_batch(
                 parsed.errors.append({"loc": csv_loc(exc.loc) if csv_locs else exc.loc, "msg": exc.msg})
             except Problem as exc:
                 parsed.errors.append({"loc": ["updated_at"], "msg": exc.detail})
-        item = parsed.item or {}
-        op = v.operator if v else (item.get("operator") if isinstance(item.get("operator"), str) else None)
-        ref = v.operator_ref if v else (item.get("operator_ref") if isinstance(item.get("operator_ref"), str) else None)
+        warnings += len(parsed.warnings)
         if write is None or v is None:
+            item = parsed.item or {}
+            op, ref = item.get("operator"), item.get("operator_ref")
             report.append(
-                BatchRow.model_validate(
-                    {
-                        "row": parsed.row,
-                        "operator": op,
-                        "operator_ref": ref,
-                        "outcome": "rejected",
-                        "errors": parsed.errors,
-                        "warnings": parsed.warnings,
-                    }
-                )
-            )
-            continue
-        if write.grant is not None:
-            state[(v.operator, v.operator_ref)] = write.grant
-            steps.append((write, parsed))
-        version = state[(v.operator, v.operator_ref)].version
-        report.append(
-            BatchRow.model_validate(
                 {
                     "row": parsed.row,
-                    "operator": op,
-                    "operator_ref": ref,
-                    "outcome": write.outcome,
-                    "version": version,
-                    "warnings": parsed.warnings,
+                    "operator": op if isinstance(op, str) else None,
+                    "operator_ref": ref if isinstance(ref, str) else None,
+                    "outcome": "rejected",
+                    "version": None,
+                    "errors": _messages(parsed.errors),
+                    "warnings": _messages(parsed.warnings),
                 }
             )
+            counts["rejected"] += 1
+            continue
+        key = (v.operator, v.operator_ref)
+        if write.grant is not None:
+            state[key] = write.grant
+            steps.append(write)
+        outcome = write.outcome
+        counts[outcome] += 1
+        report.append(
+            {
+                "row": parsed.row,
+                "operator": v.operator,
+                "operator_ref": v.operator_ref,
+                "outcome": outcome,
+                "version": state[key].version,
+                "errors": [],
+                "warnings": _messages(parsed.warnings),
+            }
         )
 
-    counts = {k: 0 for k in ("created", "updated", "unchanged", "rejected")}
-    for r in report:
-        counts[r.outcome] += 1
     rejected = counts["rejected"] > 0
     status = "rejected" if rejected and mode == "atomic" else "completed_with_errors" if rejected else "completed"
-    batch = GrantBatch(
-        id=str(uuid.uuid4()),
-        status=status,  # type: ignore[arg-type]
-        mode=mode,  # type: ignore[arg-type]
-        received_at=now,
-        counts=BatchCounts(total=len(report), warnings=sum(len(r.warnings) for r in report), **counts),
-        rows=report,
-    )
+    batch_id = str(uuid.uuid4())
+    doc = {
+        "id": batch_id,
+        "status": status,
+        "mode": mode,
+        "received_at": _INSTANT.dump_python(now, mode="json"),
+        "counts": {"total": len(report), **counts, "warnings": warnings},
+        "rows": report,
+    }
+    result = BatchResult(batch_id, status, mode, now, doc)
     if status == "rejected":
-        return batch, [], [], [], []
-    inserts = [g for k, g in state.items() if k not in existing]
-    updates = [g for k, g in state.items() if k in existing and g.version != existing[k].version]
-    entries: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for write, _ in steps:
-        g = write.grant
-        assert g is not None and write.change is not None
-        entries.extend(repo.entry_rows(g, write.entries, actor=principal.sub))
+        return result
+    result.inserts = [g for k, g in state.items() if k not in existing]
+    result.updates = [g for k, g in state.items() if k in existing and g.version != existing[k].version]
+    grants = [w.grant for w in steps if w.grant is not None]
+    for write, g, data in zip(steps, grants, _GRANTS.dump_python(grants, mode="json"), strict=True):
+        assert write.change is not None
+        result.entries.extend(repo.entry_rows(g, write.entries, actor=principal.sub))
         spec = GRANT_EVENTS[write.change]
         event_id, payload = encode_new_event(
             source=source,
@@ -260,9 +321,9 @@ async def run_batch(
             time=at,
             version=g.version,
             actor=principal.sub,
-            data=g.model_dump(mode="json"),
+            data=data,
         )
-        outbox.append(
+        result.outbox.append(
             {
                 "topic": spec.topic,
                 "message_key": g.id,
@@ -271,24 +332,25 @@ async def run_batch(
                 "payload": payload.decode(),
             }
         )
-    return batch, inserts, updates, entries, outbox
+    return result
 
 
-def batch_problem_body(batch: GrantBatch, location: str) -> dict[str, Any]:
-    """The 422 problem document of an atomic batch that was refused, with its whole report."""
+def batch_problem_body(doc: dict[str, Any], location: str) -> dict[str, Any]:
+    """The 422 problem document of an atomic batch that was refused, with its whole report (``doc``)."""
     errors = [
-        {"loc": ["items", r.row - 1, *e.loc], "msg": e.msg}
-        for r in batch.rows
-        if r.outcome == "rejected"
-        for e in r.errors
+        {"loc": ["items", r["row"] - 1, *e["loc"]], "msg": e["msg"]}
+        for r in doc["rows"]
+        if r["outcome"] == "rejected"
+        for e in r["errors"]
     ]
     shown = "; ".join(".".join(map(str, e["loc"])) + ": " + str(e["msg"]) for e in errors[:5])
+    counts = doc["counts"]
     return {
         "type": "https://ti.anct.gouv.fr/problems/batch-rejected",
         "title": "Batch rejected",
         "status": 422,
-        "detail": f"{batch.counts.rejected} of {batch.counts.total} rows are invalid; nothing was written (atomic mode): {shown}",
+        "detail": f"{counts['rejected']} of {counts['total']} rows are invalid; nothing was written (atomic mode): {shown}",
         "instance": location,
         "errors": errors,
-        "batch": batch.model_dump(mode="json"),
+        "batch": doc,
     }

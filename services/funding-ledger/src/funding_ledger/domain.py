@@ -77,6 +77,18 @@ def cross_field_errors(body: GrantBody, today: date) -> list[dict[str, Any]]:
     return errors
 
 
+#: what every new grant starts from: version 1, nothing paid. :func:`plan_grant_write` copies it with every other
+#: field set (a ``model_copy`` costs a fraction of ``model_construct``, which goes through each field's aliases)
+_NEW_GRANT_FIELDS: dict[str, Any] = {**dict.fromkeys(Grant.model_fields), "version": 1, "disbursed_eur": ZERO}
+_NEW_GRANT = Grant.model_construct(**_NEW_GRANT_FIELDS)
+
+
+def _fields(body: GrantBody) -> dict[str, Any]:
+    """The field values of ``body`` (its ``__dict__``: ``dict(body)`` first looks the missing ``keys`` up
+    through pydantic's ``__getattr__``, which costs more than the whole copy)."""
+    return vars(body)
+
+
 def body_of(grant: Grant) -> GrantBody:
     return GrantBody.model_validate(grant.model_dump(include=set(GrantBody.model_fields)))
 
@@ -95,15 +107,15 @@ def plan_grant_write(
 ) -> GrantWrite:
     """Create, amend, cancel or re-activate a grant; unchanged body → no new state."""
     if current is None:
-        grant = Grant.model_construct(
-            **dict(body),
-            id=grant_id(operator, operator_ref),
-            operator=operator,
-            operator_ref=operator_ref,
-            version=1,
-            updated_at=now,
-            disbursed_eur=ZERO,
-            disbursements=[],
+        grant = _NEW_GRANT.model_copy(
+            update={
+                **_fields(body),
+                "id": grant_id(operator, operator_ref),
+                "operator": operator,
+                "operator_ref": operator_ref,
+                "updated_at": now,
+                "disbursements": [],
+            }
         )
         inv = body.investment_eur or ZERO
         created = [EntryPlan("commitment", body.amount_eur, inv)]
@@ -120,7 +132,7 @@ def plan_grant_write(
         raise DomainError(
             409, ["amount_eur"], f"may not be less than what was already disbursed ({current.disbursed_eur:.2f})"
         )
-    grant = current.model_copy(update={**dict(body), "version": current.version + 1, "updated_at": now})
+    grant = current.model_copy(update={**_fields(body), "version": current.version + 1, "updated_at": now})
     before_amount, before_inv = committed_of(current), investment_of(current)
     after_amount, after_inv = committed_of(grant), investment_of(grant)
     entries: list[EntryPlan] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.db import insert_rows
+from ti_shared.db import dialect_of, in_values, insert_rows
 
 from funding_ledger.domain import EntryPlan, grant_id
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
@@ -122,8 +122,8 @@ def grant_from_row(row: Any) -> Grant:
     )
 
 
-def grant_values(g: Grant) -> dict[str, Any]:
-    """The ``grant`` row of ``g`` (without ``created_at``)."""
+def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
+    """The ``grant`` row of ``g`` (without ``created_at`` unless given in ``extra``)."""
     return {
         "operator": g.operator,
         "operator_ref": g.operator_ref,
@@ -148,6 +148,7 @@ def grant_values(g: Grant) -> dict[str, Any]:
         "disbursements": [d.model_dump(mode="json") for d in g.disbursements],
         "version": g.version,
         "updated_at": g.updated_at,
+        **extra,
     }
 
 
@@ -162,16 +163,21 @@ async def get_grant(session: AsyncSession, op: str, ref: str, *, for_update: boo
 async def load_grants(
     session: AsyncSession, keys: Iterable[GrantKey], *, for_update: bool = False
 ) -> dict[GrantKey, Grant]:
-    """The existing grants among ``keys``, a few queries for any number of keys."""
+    """The existing grants among ``keys``: one query per operator on PostgreSQL (its references as one
+    array parameter), chunks of :data:`CHUNK` references elsewhere."""
     by_operator: dict[str, list[str]] = {}
     for op, ref in set(keys):
         by_operator.setdefault(op, []).append(ref)
-    lock = for_update and session.get_bind().dialect.name == "postgresql"
+    dialect = dialect_of(session)
+    lock = for_update and dialect == "postgresql"
     out: dict[GrantKey, Grant] = {}
     for op, refs in by_operator.items():
         refs.sort()
-        for i in range(0, len(refs), CHUNK):
-            query = sa.select(grant).where(grant.c.operator == op, grant.c.operator_ref.in_(refs[i : i + CHUNK]))
+        step = len(refs) if dialect == "postgresql" else CHUNK
+        for i in range(0, len(refs), step):
+            query = sa.select(grant).where(
+                grant.c.operator == op, in_values(grant.c.operator_ref, refs[i : i + step], dialect)
+            )
             if lock:
                 query = query.order_by(grant.c.operator_ref).with_for_update()
             for row in await session.execute(query):
@@ -180,7 +186,7 @@ async def load_grants(
 
 
 async def insert_grants(session: AsyncSession, grants: Sequence[Grant], now: datetime) -> None:
-    await insert_rows(session, grant, [{**grant_values(g), "created_at": now} for g in grants], chunk=CHUNK)
+    await insert_rows(session, grant, [grant_values(g, created_at=now) for g in grants], chunk=CHUNK)
 
 
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
@@ -330,27 +336,26 @@ async def programme_labels(session: AsyncSession) -> dict[str, str]:
 
 async def insert_batch(
     session: AsyncSession,
-    batch: GrantBatch,
+    doc: dict[str, Any],
     *,
+    received_at: datetime,
     operator_code: str | None,
     actor: str,
     media_type: str,
-    doc: dict[str, Any] | None = None,
 ) -> None:
-    """Store the batch and its report (``doc``: its JSON form when the caller already has it)."""
-    doc = doc if doc is not None else batch.model_dump(mode="json")
+    """Store a batch and its report: ``doc`` is the ``GrantBatch`` resource in JSON form."""
     await insert_rows(
         session,
         grant_batch,
         [
             {
-                "id": batch.id,
+                "id": doc["id"],
                 "operator": operator_code,
                 "actor": actor,
-                "mode": batch.mode,
+                "mode": doc["mode"],
                 "media_type": media_type,
-                "status": batch.status,
-                "received_at": batch.received_at,
+                "status": doc["status"],
+                "received_at": received_at,
                 "counts": doc["counts"],
                 "rows": doc["rows"],
             }

@@ -1,6 +1,7 @@
 import asyncio
 
 import pytest
+from funding_ledger.schemas import GrantBatch
 
 from .helpers import GRANT, service
 
@@ -30,6 +31,7 @@ async def test_partial_and_atomic_json_batches():
         r = await c.post("/v1/grant-batches", json=partial, headers={**h, "Idempotency-Key": "b-1"})
         assert r.status_code == 201, r.text
         batch = r.json()
+        assert GrantBatch.model_validate(batch).model_dump(mode="json") == batch
         assert batch["status"] == "completed_with_errors" and batch["mode"] == "partial"
         assert [row["outcome"] for row in batch["rows"]] == [
             "created",
@@ -58,6 +60,7 @@ async def test_partial_and_atomic_json_batches():
         r = await c.post("/v1/grant-batches", json=atomic, headers=h)
         assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
         problem = r.json()
+        assert GrantBatch.model_validate(problem["batch"]).model_dump(mode="json") == problem["batch"]
         assert problem["errors"] == [{"loc": ["items", 1, "amount_eur"], "msg": problem["errors"][0]["msg"]}]
         assert problem["batch"]["status"] == "rejected" and problem["batch"]["rows"][0]["outcome"] == "created"
         stored = (await c.get(r.headers["location"], headers=h)).json()
@@ -128,6 +131,7 @@ async def test_csv_import_of_a_latin1_scdl_file_with_bad_rows():
             "/v1/grant-batches", content=data, headers={**h, "Content-Type": "text/csv; charset=windows-1252"}
         )
         assert r.status_code == 201, r.text
+        assert GrantBatch.model_validate(r.json()).model_dump(mode="json") == r.json()
         rows = r.json()["rows"]
         assert [row["outcome"] for row in rows] == ["created", "created", "rejected", "rejected"]
         assert rows[1]["warnings"][0]["loc"] == ["pourcentageSubvention"]

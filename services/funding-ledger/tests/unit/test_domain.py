@@ -51,6 +51,18 @@ def test_creation_commits_the_amount_and_investment():
     assert ledger_problems(g, entries) == []
 
 
+def test_a_new_grant_is_a_whole_valid_grant_of_its_own():
+    b = body(contributions=["water", "climate_mitigation"], investment_eur=None)
+    g, _ = create(b)
+    other, _ = create(b)
+    assert g.model_fields_set == set(Grant.model_fields)
+    assert Grant.model_validate(g.model_dump(mode="json")) == g
+    own = {"id", "operator", "operator_ref", "version", "updated_at", "disbursed_eur", "disbursements"}
+    assert g.model_dump(exclude=own) == b.model_dump()
+    assert (g.operator, g.operator_ref, g.updated_at, g.disbursements) == ("ADEME", "FV-1", NOW, [])
+    assert g.disbursements is not other.disbursements
+
+
 def test_unchanged_body_is_no_write():
     g, _ = create()
     w = plan_grant_write(g, body(amount_eur="1000"), operator="ADEME", operator_ref="FV-1", now=NOW)
