@@ -15,6 +15,7 @@ from datetime import datetime
 
 import orjson
 from pydantic import TypeAdapter
+from ti_shared.logging import get_logger
 
 MAX_AGE_S = 0.25
 
@@ -24,6 +25,8 @@ Entry = tuple[str, bytes]
 _entries: dict[tuple[int, str], tuple[float, Entry]] = {}
 _loading: dict[tuple[int, str], asyncio.Future[Entry | None]] = {}
 _epoch = 0
+_background: set[asyncio.Task[None]] = set()
+log = get_logger(__name__)
 
 
 def get(owner: int, scope: str) -> Entry | None:
@@ -68,20 +71,39 @@ def clear() -> None:
 
 
 async def get_or_load(owner: int, scope: str, load: Callable[[], Awaitable[Entry | None]]) -> Entry | None:
-    """The cached entry, or what ``load`` returns (cached unless the cache was cleared meanwhile)."""
+    """The cached entry, or what ``load`` returns (cached unless the cache was cleared meanwhile).
+
+    An expired entry is still answered with while ONE background load refreshes it (its age stays
+    within ``MAX_AGE_S`` plus one read), so that no request waits on the database for a cached scope."""
     key = (owner, scope)
-    cached = get(owner, scope)
-    if cached is not None:
-        return cached
+    entry = _entries.get(key)
+    if entry is not None:
+        if time.monotonic() - entry[0] > MAX_AGE_S and key not in _loading:
+            task = asyncio.create_task(_refresh(key, load, _claim(key)))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        return entry[1]
     pending = _loading.get(key)
     if pending is not None:
         try:
             return await asyncio.shield(pending)
         except Exception:  # noqa: BLE001 - the loader's failure: try on our own (and fail on our own)
             return await load()
+    return await _load(key, load, _claim(key))
+
+
+_Claim = tuple["asyncio.Future[Entry | None]", int, float]
+
+
+def _claim(key: tuple[int, str]) -> _Claim:
+    """Become the one loader of ``key`` (synchronously: no other request can claim it meanwhile)."""
     future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
     _loading[key] = future
-    epoch, started = _epoch, time.monotonic()
+    return future, _epoch, time.monotonic()
+
+
+async def _load(key: tuple[int, str], load: Callable[[], Awaitable[Entry | None]], claim: _Claim) -> Entry | None:
+    future, epoch, started = claim
     try:
         value = await load()
     except BaseException as exc:
@@ -90,7 +112,17 @@ async def get_or_load(owner: int, scope: str, load: Callable[[], Awaitable[Entry
         raise
     finally:
         _loading.pop(key, None)
-    if value is not None and epoch == _epoch:
-        _entries[key] = (started, value)
+    if epoch == _epoch:
+        if value is not None:
+            _entries[key] = (started, value)
+        else:
+            _entries.pop(key, None)
     future.set_result(value)
     return value
+
+
+async def _refresh(key: tuple[int, str], load: Callable[[], Awaitable[Entry | None]], claim: _Claim) -> None:
+    try:
+        await _load(key, load, claim)
+    except Exception as exc:  # noqa: BLE001 - the entry stays as it was; the next read tries again
+        log.warning("indicator cache refresh failed", scope=key[1], error=repr(exc))

@@ -75,9 +75,7 @@ async def test_nothing_stored_is_not_cached() -> None:
 def test_entries_expire() -> None:
     cache.put(1, "national", 'W/"1-a"', b"{}")
     assert cache.get(1, "national") is not None
-    key = (1, "national")
-    stamp, entry = cache._entries[key]
-    cache._entries[key] = (stamp - cache.MAX_AGE_S - 0.01, entry)
+    _expire(1, "national")
     assert cache.get(1, "national") is None
 
 
@@ -139,3 +137,51 @@ async def test_cached_scopes_are_answered_before_routing_and_the_rest_is_routed(
     assert (await call(layer, "/v1/indicators/catalogue", b""))[0] == 299
     assert (await call(layer, "/v1/indicators", b"scope=national", method="POST"))[0] == 299
     assert inner.calls == 9
+
+
+def _expire(owner: int, scope: str) -> None:
+    stamp, entry = cache._entries[(owner, scope)]
+    cache._entries[(owner, scope)] = (stamp - cache.MAX_AGE_S - 0.01, entry)
+
+
+async def test_an_expired_entry_is_answered_at_once_while_one_background_load_refreshes_it() -> None:
+    cache.put(1, "national", 'W/"1-old"', b"old")
+    _expire(1, "national")
+    gate = asyncio.Event()
+    loads = 0
+
+    async def load() -> cache.Entry:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return 'W/"1-new"', b"new"
+
+    answers = [await cache.get_or_load(1, "national", load) for _ in range(5)]
+    assert answers == [('W/"1-old"', b"old")] * 5  # nobody waited for the database
+    await asyncio.sleep(0)
+    assert loads == 1
+    gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert cache.get(1, "national") == ('W/"1-new"', b"new")
+
+
+async def test_a_failed_background_refresh_keeps_the_entry_and_the_next_read_tries_again() -> None:
+    cache.put(1, "national", 'W/"1-old"', b"old")
+    _expire(1, "national")
+
+    async def failing() -> cache.Entry:
+        raise RuntimeError("database down")
+
+    assert await cache.get_or_load(1, "national", failing) == ('W/"1-old"', b"old")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert cache._entries[(1, "national")][1] == ('W/"1-old"', b"old")
+
+    async def working() -> cache.Entry:
+        return 'W/"2-new"', b"new"
+
+    assert await cache.get_or_load(1, "national", working) == ('W/"1-old"', b"old")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert cache.get(1, "national") == ('W/"2-new"', b"new")
