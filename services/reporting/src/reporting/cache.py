@@ -36,6 +36,12 @@ def get(owner: int, scope: str) -> Entry | None:
     return entry[1]
 
 
+def held(owner: int, scope: str) -> Entry | None:
+    """The entry held for a scope, expired or not."""
+    entry = _entries.get((owner, scope))
+    return entry[1] if entry is not None else None
+
+
 def put(owner: int, scope: str, etag: str, body: bytes) -> None:
     _entries[(owner, scope)] = (time.monotonic(), (etag, body))
 

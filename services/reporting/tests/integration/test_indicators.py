@@ -259,7 +259,7 @@ async def test_golden_stream_every_scope_matches_the_independent_computation() -
             assert again.status_code == 304
             assert again.headers["etag"] == first.headers["etag"]
             # answered from the response cache: the same body and headers as when it was read from the database
-            assert cache.get(id(app.state.ctx.db.engine), "region:84") is not None
+            assert cache.held(id(app.state.ctx.db.engine), "region:84") is not None
             cached = await client.get("/v1/indicators", params={"scope": "region:84"})
             assert (cached.status_code, cached.content) == (200, first.content)
             assert {k: cached.headers[k] for k in ("etag", "content-type", "cache-control")} == {
@@ -315,7 +315,7 @@ async def test_cached_reads_give_the_new_figures_as_soon_as_they_are_committed()
             await wait_settled(client, 60)
             # the consumer put the new responses in the cache as it committed them ...
             owner = id(app.state.ctx.db.engine)
-            assert all(cache.get(owner, scope) is not None for scope in scopes)
+            assert all(cache.held(owner, scope) is not None for scope in scopes)
             written = [await client.get("/v1/indicators", params={"scope": scope}) for scope in scopes]
             assert_matches({s: r.json()["indicators"] for s, r in zip(scopes, written, strict=True)}, events)
             # ... exactly as they read from the database
