@@ -26,7 +26,7 @@ from ti_shared.bus import BusUnavailable, IncomingMessage, Source, TopicPartitio
 from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, upsert
 from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, CloudEvent
 from ti_shared.logging import get_logger
-from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_APPLIED, EVENTS_SKIPPED
+from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENT_AGE, EVENTS_APPLIED, EVENTS_SKIPPED
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
 
@@ -216,6 +216,7 @@ class EventConsumer:
         applied = await self._load_applied(session, candidates)
         changed: dict[tuple[str, str], int] = {}
         applied_n = skipped_n = 0
+        applied_times: list[datetime] = []
         if not isolate:
             fresh: list[Delivery] = []
             for d in candidates:
@@ -228,6 +229,7 @@ class EventConsumer:
             if fresh:
                 await self._handler.apply(session, fresh)
             applied_n = len(fresh)
+            applied_times = [d.event.time for d in fresh]
         else:
             for d in candidates:
                 key = (d.message.topic, d.event.subject)
@@ -244,6 +246,7 @@ class EventConsumer:
                     continue
                 applied[key] = changed[key] = d.event.entityversion
                 applied_n += 1
+                applied_times.append(d.event.time)
 
         finish = getattr(self._handler, "finish", None)
         if finish is not None:
@@ -264,6 +267,11 @@ class EventConsumer:
         self.dead_letter_count += len(dead)
         EVENTS_APPLIED.labels(service=self.service, consumer=self.name).inc(applied_n)
         EVENTS_SKIPPED.labels(service=self.service, consumer=self.name).inc(skipped_n)
+        if applied_times:
+            now = datetime.now(UTC)
+            age = EVENT_AGE.labels(service=self.service, consumer=self.name)
+            for at in applied_times:
+                age.observe(max(0.0, (now - at).total_seconds()))
         if dead:
             DEAD_LETTERS.labels(service=self.service, consumer=self.name).inc(len(dead))
             for msg, reason in dead:

@@ -18,3 +18,9 @@ CONSUMER_LAG = Gauge("ti_consumer_lag", "Published events not yet applied", ["se
 EVENTS_APPLIED = Counter("ti_events_applied_total", "Events applied by a consumer", ["service", "consumer"])
 EVENTS_SKIPPED = Counter("ti_events_skipped_total", "Duplicate or stale events skipped", ["service", "consumer"])
 DEAD_LETTERS = Counter("ti_dead_letters_total", "Events sent to the dead-letter topic", ["service", "consumer"])
+EVENT_AGE = Histogram(
+    "ti_consumer_event_age_seconds",
+    "From an event's time to the commit of the consumer transaction that applied it",
+    ["service", "consumer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.175, 0.25, 0.375, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 3600),
+)

@@ -142,7 +142,9 @@ async def get_indicators(
                 return None
             return _stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document)
 
-        cached = await cache.get_or_load(id(ctx.db.engine), parsed.key, load)
+        owner = id(ctx.db.engine)
+        cache.validate_soon(owner, functools.partial(repository.read_live_mark, ctx.db))
+        cached = await cache.get_or_load(owner, parsed.key, load)
         if cached is not None:
             etag, body = cached
             headers = {"ETag": etag, "Cache-Control": "no-cache"}

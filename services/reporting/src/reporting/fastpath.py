@@ -1,21 +1,22 @@
 """Cached indicator responses served before routing.
 
 ``GET /v1/indicators?scope=…`` (current figures, no ``as_of``) is the platform's hottest read. When its
-response is in the in-process cache (``reporting.cache``, filled by the route itself and emptied on
-every commit), this ASGI layer answers it directly — same body, ETag, ``304`` on ``If-None-Match`` —
+response is in the in-process cache (``reporting.cache``, filled by the route and by the consumer as it
+commits), this ASGI layer answers it directly — same body, ETag, ``304`` on ``If-None-Match`` —
 without going through the router and dependency resolution. Everything else, a miss included, goes
 on to the application. It sits inside the edge middleware, so request ids, logs and metrics apply.
 """
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from ti_shared.geo import REGIONS
 
-from reporting import cache
+from reporting import cache, repository
 from reporting.domain import parse_scope
 
 PATH = "/v1/indicators"
@@ -63,7 +64,9 @@ class CachedIndicators:
         ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
         if key is None or ctx is None:
             return False
-        cached = cache.get(id(ctx.db.engine), key)
+        owner = id(ctx.db.engine)
+        cache.validate_soon(owner, functools.partial(repository.read_live_mark, ctx.db))
+        cached = cache.get(owner, key)
         if cached is None:
             return False
         etag, body = cached

@@ -47,7 +47,7 @@ class ReportingProjection:
         self._active_generation: int | None = None
         self._deltas = Deltas()
         #: the responses of the documents written by the transaction being committed (live generation)
-        self._written: tuple[int, dict[str, cache.Entry]] | None = None
+        self._written: tuple[int, dict[str, cache.Entry], cache.Mark | None] | None = None
         #: after a committed batch: its generation and programme list (its national document exists)
         self._known: tuple[int, list[str]] | None = None
         self._known_pending: tuple[int, list[str]] | None = None
@@ -161,7 +161,7 @@ class ReportingProjection:
                 text = document.decode()
                 entries[scope] = (cache.etag_of(generation, repository.digest_of_document(document)),
                                   cache.body_of(scope, at, text))
-            self._written = (id(session.bind), entries)
+            self._written = (id(session.bind), entries, (generation, at) if changed else None)
 
     async def is_empty(self, session: AsyncSession) -> bool:
         generation = await self._generation(session)

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from ti_shared.db import applied_version, consumer_offset, dialect_of, in_values, upsert
+from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, upsert
 
 from reporting.aggregates import EVERY_SCOPE, MEDIAN_NAME, PROGRAMME_KIND, CounterKey, RefKey, cents, median_twice
 from reporting.domain import NATIONAL, ActionRow, AsOf, GrantRow, Row, SiteRow, States, TerritoryRow
@@ -479,6 +479,21 @@ class StoredIndicators:
     digest: str
     document: str
     """The indicators as JSON text."""
+
+
+async def read_live_mark(db: Database) -> tuple[int, datetime | None]:
+    """The live generation and the latest ``computed_at`` of its documents (one statement)."""
+    live = sa.func.coalesce(
+        sa.select(reporting_generation.c.current).where(reporting_generation.c.id == 1).scalar_subquery(), 1
+    )
+    latest = sa.select(sa.func.max(indicator_scope.c.computed_at)).where(indicator_scope.c.generation == live)
+    async with db.read_engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        row = (await autocommit.execute(sa.select(live.label("generation"), latest.scalar_subquery().label("at")))).one()
+    at = row.at
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(row.generation), at
 
 
 async def read_indicators(session: AsyncSession | AsyncConnection, scope: str) -> StoredIndicators | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +15,7 @@ from reporting.fastpath import CachedIndicators
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     cache.clear()
+    cache._validated.clear()
 
 
 async def test_concurrent_misses_load_once_and_share_the_answer() -> None:
@@ -69,13 +71,6 @@ async def test_nothing_stored_is_not_cached() -> None:
         return None
 
     assert await cache.get_or_load(1, "national", load) is None
-    assert cache.get(1, "national") is None
-
-
-def test_entries_expire() -> None:
-    cache.put(1, "national", 'W/"1-a"', b"{}")
-    assert cache.get(1, "national") is not None
-    _expire(1, "national")
     assert cache.get(1, "national") is None
 
 
@@ -139,49 +134,72 @@ async def test_cached_scopes_are_answered_before_routing_and_the_rest_is_routed(
     assert inner.calls == 9
 
 
-def _expire(owner: int, scope: str) -> None:
-    stamp, entry = cache._entries[(owner, scope)]
-    cache._entries[(owner, scope)] = (stamp - cache.MAX_AGE_S - 0.01, entry)
+
+# --- validation against what other processes may have written ---------------------------------------
+
+T1 = datetime(2026, 1, 1, tzinfo=UTC)
+T2 = datetime(2026, 1, 2, tzinfo=UTC)
 
 
-async def test_an_expired_entry_is_answered_at_once_while_one_background_load_refreshes_it() -> None:
-    cache.put(1, "national", 'W/"1-old"', b"old")
-    _expire(1, "national")
-    gate = asyncio.Event()
-    loads = 0
-
-    async def load() -> cache.Entry:
-        nonlocal loads
-        loads += 1
-        await gate.wait()
-        return 'W/"1-new"', b"new"
-
-    answers = [await cache.get_or_load(1, "national", load) for _ in range(5)]
-    assert answers == [('W/"1-old"', b"old")] * 5  # nobody waited for the database
-    await asyncio.sleep(0)
-    assert loads == 1
-    gate.set()
+async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-    assert cache.get(1, "national") == ('W/"1-new"', b"new")
 
 
-async def test_a_failed_background_refresh_keeps_the_entry_and_the_next_read_tries_again() -> None:
-    cache.put(1, "national", 'W/"1-old"', b"old")
-    _expire(1, "national")
+async def test_entries_are_dropped_when_the_database_mark_differs_from_what_this_process_knows() -> None:
+    marks = [(1, T1)]
+    reads = 0
 
-    async def failing() -> cache.Entry:
+    async def read_mark() -> cache.Mark:
+        nonlocal reads
+        reads += 1
+        return marks[-1]
+
+    cache.refresh(1, {"national": ('W/"1-a"', b"a")}, (1, T1))
+    cache.validate_soon(1, read_mark)
+    await settle()
+    assert reads == 1 and cache.get(1, "national") == ('W/"1-a"', b"a")  # same mark: kept
+    cache.validate_soon(1, read_mark)  # validated less than MAX_AGE_S ago: no query
+    await settle()
+    assert reads == 1
+    marks.append((1, T2))  # another process wrote documents
+    cache._validated[1] -= cache.MAX_AGE_S + 0.01
+    cache.validate_soon(1, read_mark)
+    await settle()
+    assert reads == 2 and cache.get(1, "national") is None
+
+
+async def test_a_commit_of_another_generation_drops_the_entries_of_the_previous_one() -> None:
+    cache.refresh(1, {"national": ('W/"1-a"', b"a"), "region:84": ('W/"1-b"', b"b")}, (1, T1))
+    cache.refresh(1, {"national": ('W/"2-c"', b"c")}, (2, T2))
+    assert cache.get(1, "national") == ('W/"2-c"', b"c")
+    assert cache.get(1, "region:84") is None
+    cache.refresh(1, {"region:84": ('W/"2-d"', b"d")}, None)  # nothing else changed
+    assert cache.get(1, "national") == ('W/"2-c"', b"c")
+
+
+async def test_a_validation_overtaken_by_a_commit_of_this_process_changes_nothing() -> None:
+    gate = asyncio.Event()
+
+    async def read_mark() -> cache.Mark:
+        await gate.wait()
+        return (1, T1)  # read before this process's commit below
+
+    cache.refresh(1, {"national": ('W/"1-a"', b"a")}, (1, T1))
+    cache.validate_soon(1, read_mark)
+    await settle()
+    cache.refresh(1, {"national": ('W/"1-b"', b"b")}, (1, T2))
+    gate.set()
+    await settle()
+    assert cache.get(1, "national") == ('W/"1-b"', b"b")
+
+
+async def test_a_failed_validation_keeps_the_entries_and_is_tried_again_at_the_next_read() -> None:
+    async def failing() -> cache.Mark:
         raise RuntimeError("database down")
 
-    assert await cache.get_or_load(1, "national", failing) == ('W/"1-old"', b"old")
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert cache._entries[(1, "national")][1] == ('W/"1-old"', b"old")
-
-    async def working() -> cache.Entry:
-        return 'W/"2-new"', b"new"
-
-    assert await cache.get_or_load(1, "national", working) == ('W/"1-old"', b"old")
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert cache.get(1, "national") == ('W/"2-new"', b"new")
+    cache.refresh(1, {"national": ('W/"1-a"', b"a")}, (1, T1))
+    cache.validate_soon(1, failing)
+    await settle()
+    assert cache.get(1, "national") == ('W/"1-a"', b"a")
+    assert 1 not in cache._validated  # due again at once
