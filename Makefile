@@ -63,6 +63,7 @@ demo: install ## the whole platform in one process on 127.0.0.1:8000, loaded wit
 
 bench: infra-up ## benchmarks with their baselines (BENCH_SCALE=small for the quick mode)
 	@test -f bench/run.py || { echo "bench/ is not written yet" >&2; exit 1; }
+	@command -v wrk >/dev/null || bash -c '. deploy/local/common.sh && apt_install wrk'
 	source var/local.env && $(BIN)/python bench/run.py
 
 schemas: install ## rewrite the committed JSON Schemas of the events from the code
