@@ -83,6 +83,18 @@ def percentile(values: Iterable[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def metric_samples(text: str, name: str) -> list[tuple[str, dict[str, str], float]]:
+    """The samples (sample name, labels, value) of the metric family ``name`` in a ``/metrics`` page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == name
+        for sample in family.samples
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

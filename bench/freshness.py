@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-from common import Platform, Scale, percentile
+from common import Platform, Scale, metric_samples, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import (
@@ -232,18 +231,14 @@ class Load:
             slot += 1.0 / rate_per_lane
 
 
-_AGE = re.compile(
-    r'^ti_consumer_event_age_seconds_(bucket|sum|count)\{consumer="reporting",(?:le="([^"]+)",)?service="reporting"\}\s+(\S+)$',
-    re.M,
-)
-
-
 async def event_ages(client: httpx.AsyncClient, url: str) -> dict[str, float]:
     """The reporting consumer's event-age histogram (``le`` bound → cumulative count, plus sum and count)."""
     text = (await client.get(url + "/metrics")).text
     out: dict[str, float] = {}
-    for kind, le, value in _AGE.findall(text):
-        out[le if kind == "bucket" else kind] = float(value)
+    for name, labels, value in metric_samples(text, "ti_consumer_event_age_seconds"):
+        kind = name.rsplit("_", 1)[1]
+        if labels.get("service") == "reporting" and labels.get("consumer") == "reporting" and kind in ("bucket", "sum", "count"):
+            out[labels["le"] if kind == "bucket" else kind] = value
     return out
 
 

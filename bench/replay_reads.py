@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import httpx
-from common import PARTITIONS, Platform, Scale, publish_raw
+from common import PARTITIONS, Platform, Scale, metric_samples, publish_raw
 from ti_shared.events import DOMAIN_TOPICS
 from ti_shared.settings import PlatformSettings
 from ti_shared.streams import final_states, generate_stream
@@ -72,15 +72,19 @@ async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, f
     return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed, 1)}
 
 
-_METRIC = re.compile(r"^ti_events_(?:applied|skipped)_total\{[^}]*\}\s+([0-9.e+]+)$", re.M)
-
-
 async def consumed(client: httpx.AsyncClient, url: str) -> int | None:
     try:
         text = (await client.get(url + "/metrics")).text
     except httpx.HTTPError:
         return None
-    return int(sum(float(v) for v in _METRIC.findall(text)))
+    return int(
+        sum(
+            value
+            for family in ("ti_events_applied", "ti_events_skipped")
+            for name, _, value in metric_samples(text, family)
+            if name == family + "_total"
+        )
+    )
 
 
 async def replay(platform: Platform, expected: int) -> dict[str, Any]:

@@ -45,6 +45,13 @@ async def test_media_type_size_auth_and_unknown_paths(client: tuple[httpx.AsyncC
     _is_problem(await c.post("/v1/probes/a", content=b"amount_eur=1", headers={**auth, "content-type": "text/plain"}), 415)
     _is_problem(await c.post("/v1/probes/a", content=b"{}" + b" " * (2 * 1024 * 1024), headers={**auth, "content-type": "application/json"}), 413)
     _is_problem(await c.post("/v1/probes-csv", content=b"a;b\n" * 1000, headers={"content-type": "text/csv"}), 413)
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: the cap applies as the body arrives
+        yield b"{}"
+        for _ in range(40):
+            yield b" " * 65536
+
+    _is_problem(await c.post("/v1/probes/a", content=streamed(), headers={**auth, "content-type": "application/json"}), 413)
     assert (await c.post("/v1/probes-csv", content=b"a;b\n1;2\n", headers={"content-type": "text/csv"})).status_code == 200
     _is_problem(await c.post("/v1/probes-csv", content=b"{}", headers={"content-type": "application/json"}), 415)
     _is_problem(await c.post("/v1/probes/a", json={"amount_eur": "1", "label": "x"}), 401)

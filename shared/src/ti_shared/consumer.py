@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.bus import BusUnavailable, IncomingMessage, Source, TopicPartition
-from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, upsert
+from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, lookup_chunks, upsert
 from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, CloudEvent
 from ti_shared.logging import get_logger
 from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENT_AGE, EVENTS_APPLIED, EVENTS_SKIPPED
@@ -282,16 +282,14 @@ class EventConsumer:
         for d in deliveries:
             by_topic.setdefault(d.message.topic, set()).add(d.event.subject)
         dialect = dialect_of(session)
-        chunk_size = 50_000 if dialect == "postgresql" else 500
         out: dict[tuple[str, str], int] = {}
         for topic, subjects in by_topic.items():
-            subject_list = sorted(subjects)
-            for i in range(0, len(subject_list), chunk_size):
+            for chunk in lookup_chunks(sorted(subjects), dialect, size=500):
                 rows = await session.execute(
                     sa.select(applied_version.c.subject, applied_version.c.version).where(
                         applied_version.c.consumer == self.name,
                         applied_version.c.topic == topic,
-                        in_values(applied_version.c.subject, subject_list[i : i + chunk_size], dialect),
+                        in_values(applied_version.c.subject, chunk, dialect),
                     )
                 )
                 for subject, version in rows:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: JSON on both; JSONB on PostgreSQL
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+T = TypeVar("T")
+
 Instant = sa.DateTime(timezone=True)
 
 infra_metadata = sa.MetaData()
@@ -165,6 +167,14 @@ def in_values(column: sa.ColumnElement[Any], values: list[Any], dialect: str) ->
     if dialect == "postgresql":
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+def lookup_chunks(keys: Sequence[T], dialect: str, *, size: int = 1000) -> Iterator[list[T]]:
+    """``keys`` in the chunks to look up with :func:`in_values`: all at once on PostgreSQL (one array
+    parameter, whatever its length), ``size`` at a time elsewhere (bounded ``IN`` lists)."""
+    step = max(len(keys), 1) if dialect == "postgresql" else size
+    for i in range(0, len(keys), step):
+        yield list(keys[i : i + step])
 
 
 async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]], *, chunk: int = 1000) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.db import dialect_of, in_values, insert_rows
+from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks
 
 from funding_ledger.domain import EntryPlan, grant_id
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
@@ -172,12 +172,8 @@ async def load_grants(
     lock = for_update and dialect == "postgresql"
     out: dict[GrantKey, Grant] = {}
     for op, refs in by_operator.items():
-        refs.sort()
-        step = len(refs) if dialect == "postgresql" else CHUNK
-        for i in range(0, len(refs), step):
-            query = sa.select(grant).where(
-                grant.c.operator == op, in_values(grant.c.operator_ref, refs[i : i + step], dialect)
-            )
+        for chunk in lookup_chunks(sorted(refs), dialect, size=CHUNK):
+            query = sa.select(grant).where(grant.c.operator == op, in_values(grant.c.operator_ref, chunk, dialect))
             if lock:
                 query = query.order_by(grant.c.operator_ref).with_for_update()
             for row in await session.execute(query):

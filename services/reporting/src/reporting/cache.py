@@ -44,10 +44,6 @@ def get(owner: int, scope: str) -> Entry | None:
     return _entries.get((owner, scope))
 
 
-def put(owner: int, scope: str, etag: str, body: bytes) -> None:
-    _entries[(owner, scope)] = (etag, body)
-
-
 _INSTANT = TypeAdapter(datetime)
 
 
@@ -81,6 +77,14 @@ def refresh(owner: int, entries: Mapping[str, Entry], mark: Mark | None) -> None
         _entries[(owner, scope)] = entry
     if mark is not None:
         _marks[owner] = mark
+
+
+def forget(owner: int) -> None:
+    """Everything known of an owner: called when a service starts, since the id of an engine that
+    was freed may be given to a new one."""
+    _drop(owner)
+    _marks.pop(owner, None)
+    _validated.pop(owner, None)
 
 
 def clear() -> None:

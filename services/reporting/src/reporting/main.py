@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from ti_shared.app import ConsumerSpec, ServiceContext, ServiceSpec, create_service_app
 from ti_shared.settings import ServiceSettings
 
-from reporting import repository
+from reporting import cache, repository
 from reporting.api import router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
@@ -33,6 +33,11 @@ async def close_interrupted_rebuilds(ctx: ServiceContext) -> None:
             await session.commit()
 
 
+async def forget_cached_responses(ctx: ServiceContext) -> None:
+    """Start with no cached response for this database engine (see ``reporting.cache.forget``)."""
+    cache.forget(id(ctx.db.engine))
+
+
 SPEC = ServiceSpec(
     name="reporting",
     title="Territoires d'industrie — reporting",
@@ -47,7 +52,7 @@ SPEC = ServiceSpec(
     events=EVENTS,
     consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE)],
     openapi_tags=[{"name": "indicators", "description": "Indicators of CONTRACT §6"}],
-    on_startup=[close_interrupted_rebuilds],
+    on_startup=[forget_cached_responses, close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",
     middleware=[CachedIndicators],
 )

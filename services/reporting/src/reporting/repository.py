@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, upsert
+from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, lookup_chunks, upsert
 
 from reporting.aggregates import EVERY_SCOPE, MEDIAN_NAME, PROGRAMME_KIND, CounterKey, RefKey, cents, median_twice
 from reporting.domain import NATIONAL, ActionRow, AsOf, GrantRow, Row, SiteRow, States, TerritoryRow
@@ -67,11 +67,10 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 
 def _keyed(session: AsyncSession, items: Sequence[Any]) -> Iterable[tuple[str, list[Any]]]:
-    """The dialect and the chunks of a list of keys to look up with :func:`in_values` (one array on
-    PostgreSQL, whatever its length; bounded ``IN`` lists elsewhere)."""
+    """The dialect and the chunks of keys to look up with :func:`in_values`."""
     dialect = dialect_of(session)
-    for chunk in _chunks(items, 100_000 if dialect == "postgresql" else CHUNK):
-        yield dialect, list(chunk)
+    for chunk in lookup_chunks(items, dialect, size=CHUNK):
+        yield dialect, chunk
 
 
 # --- generations ------------------------------------------------------------------------------

@@ -112,8 +112,11 @@ async def test_cached_scopes_are_answered_before_routing_and_the_rest_is_routed(
     layer = CachedIndicators(inner)
     # nothing cached yet: routed
     assert (await call(layer, "/v1/indicators", b"scope=region:84"))[0] == 299
-    cache.put(id(DB.engine), "region:84", 'W/"3-abc"', b'{"scope":"region:84"}')
-    cache.put(id(DB.engine), "national", 'W/"3-def"', b'{"scope":"national"}')
+    cache.refresh(
+        id(DB.engine),
+        {"region:84": ('W/"3-abc"', b'{"scope":"region:84"}'), "national": ('W/"3-def"', b'{"scope":"national"}')},
+        None,
+    )
     status, headers, body, scope = await call(layer, "/v1/indicators", b"scope=region%3A84")
     assert (status, body) == (200, b'{"scope":"region:84"}')
     assert headers[b"etag"] == b'W/"3-abc"' and headers[b"content-type"] == b"application/json"
@@ -203,3 +206,12 @@ async def test_a_failed_validation_keeps_the_entries_and_is_tried_again_at_the_n
     await settle()
     assert cache.get(1, "national") == ('W/"1-a"', b"a")
     assert 1 not in cache._validated  # due again at once
+
+
+async def test_a_starting_service_forgets_what_was_cached_under_its_engine_id() -> None:
+    cache.refresh(1, {"national": ('W/"1-a"', b"a")}, (1, T1))
+    cache.refresh(2, {"national": ('W/"1-b"', b"b")}, (1, T1))
+    cache._validated[1] = 0.0
+    cache.forget(1)
+    assert cache.get(1, "national") is None and 1 not in cache._marks and 1 not in cache._validated
+    assert cache.get(2, "national") == ('W/"1-b"', b"b")
