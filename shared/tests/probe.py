@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ConsumerSpec, ServiceContext, ServiceSpec, UowDep
 from ti_shared.auth import scoped
-from ti_shared.consumer import Delivery, EventRejected
+from ti_shared.consumer import Delivery, EventHandler, EventRejected
 from ti_shared.db import dialect_of, infra_metadata, upsert
 from ti_shared.events import TOPIC_TERRITORIES, event_type
 from ti_shared.http import TiRoute, accepts
@@ -31,7 +31,7 @@ probe_state = sa.Table(
 UPDATED = event_type("territory", "updated")
 
 
-class ProbeHandler:
+class ProbeHandler(EventHandler):
     topics: Sequence[str] = (TOPIC_TERRITORIES,)
 
     def accepts(self, event_type_: str) -> bool:

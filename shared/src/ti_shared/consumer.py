@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -48,21 +48,32 @@ class Delivery:
     event: CloudEvent
 
 
-class EventHandler(Protocol):
-    """What a consumer applies events with. ``apply`` receives deliveries in log order."""
+class EventHandler(ABC):
+    """What a consumer applies events with (subclass it). ``apply`` receives deliveries in log order.
+
+    One batch is one transaction: ``apply`` (once, or once per event in savepoints when the batch is
+    retried event by event), then ``finish``, then the commit, then ``committed``. The two hooks do
+    nothing unless a handler overrides them.
+    """
 
     topics: Sequence[str]
 
+    @abstractmethod
     def accepts(self, event_type: str) -> bool: ...
 
+    @abstractmethod
     async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None: ...
 
+    @abstractmethod
     async def is_empty(self, session: AsyncSession) -> bool:
         """True when the handler's state is empty (then the consumer replays from the start)."""
 
-    # Optional: ``async def finish(self, session)`` is awaited once per batch transaction, after every
-    # ``apply`` and before the commit (e.g. to recompute aggregates over what the batch changed);
-    # ``def committed(self)`` is called once that transaction has committed (e.g. to drop a read cache).
+    async def finish(self, session: AsyncSession) -> None:  # noqa: B027 - a hook, empty by default
+        """Awaited once per batch transaction, after every ``apply`` and before the commit (e.g. to
+        recompute aggregates over what the batch changed)."""
+
+    def committed(self) -> None:  # noqa: B027 - a hook, empty by default
+        """Called once the batch's transaction has committed (e.g. to drop a read cache)."""
 
 
 class EventRejected(Exception):
@@ -248,9 +259,7 @@ class EventConsumer:
                 applied_n += 1
                 applied_times.append(d.event.time)
 
-        finish = getattr(self._handler, "finish", None)
-        if finish is not None:
-            await finish(session)
+        await self._handler.finish(session)
         await self._store_applied(session, changed)
         for msg, reason in dead:
             await self._dead_letter(session, msg, reason)
@@ -258,9 +267,7 @@ class EventConsumer:
         if self.before_commit is not None:
             await self.before_commit()
         await session.commit()
-        committed = getattr(self._handler, "committed", None)
-        if committed is not None:
-            committed()
+        self._handler.committed()
         self._positions = positions
         self.applied_count += applied_n
         self.skipped_count += skipped_n

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ti_shared.consumer import Delivery, EventRejected
+from ti_shared.consumer import Delivery, EventHandler, EventRejected
 from ti_shared.db import dialect_of, territory_replica, upsert
 from ti_shared.events import TOPIC_TERRITORIES, event_type
 
 TERRITORY_EVENT_TYPES = frozenset(event_type("territory", c) for c in ("registered", "updated", "withdrawn"))
 
 
-class TerritoryReplicaHandler:
+class TerritoryReplicaHandler(EventHandler):
     """Keeps ``territory_replica`` equal to the latest state of every territory."""
 
     topics: Sequence[str] = (TOPIC_TERRITORIES,)

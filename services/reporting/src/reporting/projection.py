@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.consumer import Delivery, EventRejected
+from ti_shared.consumer import Delivery, EventHandler, EventRejected
 from ti_shared.events import DOMAIN_TOPICS, EVENT_TOPICS
 from ti_shared.geo import REGIONS
 
@@ -36,7 +36,7 @@ from reporting.domain import NATIONAL, InvalidEventData, Row, row_from_event
 BATCH_SIZE = 10_000
 
 
-class ReportingProjection:
+class ReportingProjection(EventHandler):
     """Applies events to one generation of the projections (the live one when ``generation`` is None)."""
 
     topics: Sequence[str] = DOMAIN_TOPICS
