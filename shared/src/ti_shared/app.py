@@ -33,6 +33,7 @@ from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
 from ti_shared.outbox import OutboxRelay, count_pending, record_event
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
+from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
 from ti_shared.settings import ServiceSettings, load_settings
 
 log = get_logger(__name__)
@@ -379,11 +380,13 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         lifespan=lifespan,
         openapi_tags=list(spec.openapi_tags) or None,
     )
-    app.state.token_verifier = TokenVerifier(platform)
+    app.state.token_verifier = verifier = TokenVerifier(platform)
     app.state.spec = spec
     install_problem_handlers(app)
     for middleware in reversed(spec.middleware):  # the first listed is the outermost of them
         app.add_middleware(middleware)
+    limiter = WriteRateLimiter(platform.rate_limit_writes, platform.rate_limit_anonymous_writes)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, verifier=verifier)
     app.add_middleware(EdgeMiddleware, service=spec.name, max_body_bytes=platform.max_body_bytes)
     app.include_router(health_router())
     for router in spec.routers:

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ti_shared.problems import install_problem_handlers
+
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
 
 
@@ -93,6 +95,7 @@ def create_embedded_app() -> Any:
             yield
 
     root = FastAPI(title="Territoires d'industrie platform (embedded)", lifespan=lifespan)
+    install_problem_handlers(root)  # a path no service owns (404) or a wrong method (405): problem+json too
 
     @root.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:

@@ -62,7 +62,7 @@ _COMMUNE = re.compile(r"^(?:[0-9]{2}|2[AB])[0-9]{3}$")
 
 def departement_of_commune(code: str) -> str | None:
     """The département of an INSEE commune code (``97x`` overseas keep 3 characters), if it exists."""
-    if not isinstance(code, str) or not _COMMUNE.match(code):
+    if not isinstance(code, str) or not _COMMUNE.fullmatch(code):
         return None
     dep = code[:3] if code.startswith("97") else code[:2]
     return dep if dep in DEPARTEMENTS else None
@@ -80,7 +80,7 @@ def region_of_commune(code: str) -> str | None:
 
 def commune_code_problem(code: str) -> str | None:
     """Why ``code`` is not a valid INSEE commune code, or None when it is."""
-    if not _COMMUNE.match(code):
+    if not _COMMUNE.fullmatch(code):
         return "must be an INSEE commune code: 5 characters, digits or 2A/2B for Corsica (e.g. 71076, 2A004, 97411)"
     if code.startswith("20"):
         return "Corsican communes use 2A or 2B, not 20"

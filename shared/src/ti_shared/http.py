@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import orjson
 from fastapi import Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from ti_shared.auth import Principal
 from ti_shared.problems import Problem, field_problem
+from ti_shared.types import parse_instant
 
 JSON_TYPES = ("application/json",)
 CSV_TYPES = ("text/csv", "application/csv")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MULTIPART = "multipart/form-data"
+#: bodies that are not text: their NUL bytes are data (an XLSX is a zip); the cells are checked when read
+BINARY_TYPES = (XLSX_TYPE, MULTIPART, "application/octet-stream")
 
 #: OpenAPI extension naming the request media types a route accepts (JSON when absent)
 MEDIA_TYPES_KEY = "x-ti-media-types"
@@ -39,7 +45,9 @@ def _media_type(request: Request) -> str:
 
 
 class TiRoute(APIRoute):
-    """Checks the request's media type (415) and size (413) before FastAPI parses the body."""
+    """Checks the request's media type (415) and size (413) before FastAPI parses the body; a JSON
+    body is parsed here once (:func:`parse_json_body`: UTF-8, depth), and NUL is refused in every
+    body that is not binary, whatever its media type."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -56,20 +64,105 @@ class TiRoute(APIRoute):
                 body = await request.body()
                 if len(body) > limit:
                     raise Problem(413, f"The body is larger than {limit} bytes")
-                textual = _media_type(request).endswith("json") or _media_type(request).startswith("text/")
-                if textual and (b"\x00" in body or b"\\u0000" in body):
-                    raise Problem(422, "NUL characters are not accepted (they cannot be stored)", title="Invalid content")
+                media = _media_type(request)
                 if body or request.headers.get("content-type"):
-                    media = _media_type(request)
                     json_like = media.endswith("+json") and "application/json" in allowed
                     if media not in allowed and not json_like:
                         raise Problem(
                             415,
                             f"Content-Type '{media or '(none)'}' is not accepted here; use one of: " + ", ".join(allowed),
                         )
+                if media not in BINARY_TYPES and b"\x00" in body:
+                    raise Problem(422, NUL_DETAIL, title="Invalid content")
+                if body and media.endswith("json"):
+                    request._json = parse_json_body(body)  # what FastAPI's request.json() then returns
             return await handler(request)
 
         return route_handler
+
+
+# --- JSON bodies -----------------------------------------------------------------------------
+
+#: nesting of objects and arrays in a JSON body (the contract's deepest body has 4 levels)
+MAX_JSON_DEPTH = 32
+NUL_DETAIL = "NUL characters are not accepted (they cannot be stored)"
+#: integers of 19 digits and more: orjson reads beyond 64 bits as floats, the standard library exactly
+_LONG_INTEGER = re.compile(rb"[0-9]{19}")
+
+
+def _malformed(detail: str) -> Problem:
+    return Problem(422, detail, title="Malformed JSON", kind="malformed-json")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """A JSON body as Python values, or a 422 problem: not UTF-8, not JSON, nested deeper than
+    :data:`MAX_JSON_DEPTH`, a NUL or a lone surrogate in a string. Never a 400 or a 500."""
+    if b"\\u0000" in body:
+        raise Problem(422, NUL_DETAIL, title="Invalid content")
+    exact = _LONG_INTEGER.search(body) is not None
+    doc: Any
+    if not exact:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            exact = True  # said below by the standard library: the reason, or what orjson refuses and it reads
+        else:
+            _check_json(doc, strings=False)
+            return doc
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"The body is not UTF-8 (byte {exc.start} is invalid)") from exc
+    try:
+        doc = json.loads(text)
+    except RecursionError as exc:
+        raise _malformed(f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:
+        raise _malformed(f"The body is not valid JSON: {exc}") from exc
+    _check_json(doc, strings=True)
+    return doc
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body as :class:`TiRoute` parsed it (parsed here when it was not); None when empty."""
+    if "_json" not in request.__dict__:
+        body = await request.body()
+        if not body:
+            return None
+        request._json = parse_json_body(body)
+    return await request.json()
+
+
+def _check_json(doc: Any, *, strings: bool) -> None:
+    """Depth of ``doc`` (and, for what the standard library read, strings that cannot be stored)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+            if strings:
+                for key in value:
+                    _check_string(key)
+        elif isinstance(value, list):
+            children = value
+        else:
+            if strings and isinstance(value, str):
+                _check_string(value)
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _malformed(f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels")
+        for child in children:
+            if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
+                stack.append((child, depth + 1))
+
+
+def _check_string(text: str) -> None:
+    if "\x00" in text:
+        raise Problem(422, NUL_DETAIL, title="Invalid content")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _malformed("The body holds a lone surrogate (\\ud800–\\udfff) in a string") from exc
 
 
 # --- ETag / conditional requests -------------------------------------------------------------
@@ -119,20 +212,49 @@ LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Page size (default
 CursorQuery = Annotated[str | None, Query(description="The next_cursor of the previous page", max_length=512)]
 
 
+#: what a cursor may hold: the keys of a page's last item (ids, versions), as this API writes them
+MAX_CURSOR_KEY = 2**63 - 1
+MAX_CURSOR_TEXT = 256
+
+
 def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> list[Any] | None:
+def _bad_cursor() -> Problem:
+    return field_problem(["query", "cursor"], "is not a cursor this API produced")
+
+
+def _valid_cursor_key(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= MAX_CURSOR_KEY
+    if isinstance(value, str):
+        if len(value) > MAX_CURSOR_TEXT or "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return False
+
+
+def decode_cursor(cursor: str | None, shape: tuple[type, ...] | None = None) -> list[Any] | None:
+    """The keys of a cursor :func:`encode_cursor` wrote, or a 422: each key a string (≤ 256 characters,
+    storable) or an integer in 0…2⁶³−1, and, when ``shape`` is given, exactly those types in order."""
     if cursor is None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise field_problem(["query", "cursor"], "is not a cursor this API produced") from exc
-    if not isinstance(value, list):
-        raise field_problem(["query", "cursor"], "is not a cursor this API produced")
+        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error, RecursionError) as exc:
+        raise _bad_cursor() from exc
+    if not isinstance(value, list) or not value or not all(_valid_cursor_key(k) for k in value):
+        raise _bad_cursor()
+    if shape is not None and (len(value) != len(shape) or not all(isinstance(k, t) for k, t in zip(value, shape, strict=True))):
+        raise _bad_cursor()
     return value
 
 
@@ -154,12 +276,9 @@ def parse_effective_at(value: str | None, principal: Principal) -> datetime | No
     if not principal.is_admin:
         raise Problem(403, "Only an admin token may set TI-Effective-At")
     try:
-        instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        instant = parse_instant(value)
     except ValueError as exc:
-        raise field_problem(["header", "TI-Effective-At"], "must be an RFC 3339 instant with offset") from exc
-    if instant.tzinfo is None:
-        raise field_problem(["header", "TI-Effective-At"], "must carry a UTC offset")
-    instant = instant.astimezone(UTC)
+        raise field_problem(["header", "TI-Effective-At"], str(exc)) from exc
     if instant > datetime.now(UTC):
         raise field_problem(["header", "TI-Effective-At"], "may not be in the future")
     return instant

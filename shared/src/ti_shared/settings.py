@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from limits import parse_many
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "ti-development-secret-change-me-0123456789"  # noqa: S105 - refused outside development
@@ -44,6 +45,20 @@ class PlatformSettings(BaseSettings):
     relay_idle_seconds: float = Field(default=0.2, gt=0)
     consumer_batch_size: int = Field(default=2000, ge=1)
     migrate_on_start: bool = True
+    #: writes per token ``sub`` (``limits`` syntax, ``;``-separated; empty: no limit), see docs/security.md
+    rate_limit_writes: str = "2000/second;30000/minute"
+    #: writes per client address without a valid token
+    rate_limit_anonymous_writes: str = "100/second;1000/minute"
+
+    @field_validator("rate_limit_writes", "rate_limit_anonymous_writes")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"is not a list of rate limits such as '2000/second;30000/minute': {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> PlatformSettings:

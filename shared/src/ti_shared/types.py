@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Annotated, Any
@@ -16,13 +17,18 @@ TWO = Decimal("0.01")
 MAX_MONEY = Decimal("999999999999.99")  # NUMERIC(14,2)
 
 
-_DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+#: at most 40 characters: the range check below needs no arithmetic on what it refuses
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,40}(\.[0-9]{1,40})?")
+#: a JSON integer beyond this is refused before it becomes a Decimal
+_MAX_INTEGER = 10**15
 
 
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError("must be a decimal string such as \"1500000.00\"")
     if isinstance(value, int):
+        if not -_MAX_INTEGER < value < _MAX_INTEGER:
+            raise ValueError(f"is too large (at most {MAX_MONEY})")
         return Decimal(value)
     if isinstance(value, Decimal):
         return value
@@ -39,13 +45,17 @@ def _to_decimal(value: Any) -> Decimal:
     raise ValueError("must be a decimal string such as \"1500000.00\"")
 
 
-def _two_decimals(value: Decimal) -> Decimal:
+def check_money(value: Decimal) -> Decimal:
+    """``value`` with two decimals, refused (ValueError) when not finite, beyond ``NUMERIC(14,2)`` or
+    with more than two decimals; the magnitude is checked before any rounding."""
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if value != value.quantize(TWO, rounding=ROUND_HALF_EVEN):
+    if value.is_zero():
+        return value.quantize(TWO)
+    if value.adjusted() >= 12 or abs(value) > MAX_MONEY:
+        raise ValueError(f"is too large (at most {MAX_MONEY})")
+    if value.adjusted() < -3 or value != value.quantize(TWO, rounding=ROUND_HALF_EVEN):
         raise ValueError("may have at most two decimals")
-    if value > MAX_MONEY:
-        raise ValueError("is too large (at most 999999999999.99)")
     return value.quantize(TWO)
 
 
@@ -59,7 +69,7 @@ _DECIMAL_SCHEMA = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "exa
 Decimal2 = Annotated[
     Decimal,
     BeforeValidator(_to_decimal),
-    AfterValidator(_two_decimals),
+    AfterValidator(check_money),
     PlainSerializer(format_decimal, return_type=str, when_used="always"),
     WithJsonSchema(_DECIMAL_SCHEMA),
 ]
@@ -164,3 +174,92 @@ def luhn_complete(prefix: str) -> str:
 
 
 TERRITORY_ID_PATTERN = r"^ti-[0-9]{4}$"
+
+
+# --- dates and instants ----------------------------------------------------------------------
+# Every date and instant a client sends is parsed here, into a bounded range: arithmetic on the
+# calendar's edges (the end of 9999-12-31, 0001-01-01T00:00:00+01:00 in UTC) cannot overflow.
+
+MIN_DATE = date(1900, 1, 1)
+MAX_DATE = date(2199, 12, 31)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def check_date(day: date) -> date:
+    """``day`` when within [:data:`MIN_DATE`, :data:`MAX_DATE`], else ValueError."""
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise ValueError(f"must be between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}")
+    return day
+
+
+def parse_date(text: str) -> date:
+    """A calendar date written ``YYYY-MM-DD``, within the bounded range (ValueError otherwise)."""
+    value = text.strip()
+    if not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("is not a calendar date") from exc
+    return check_date(day)
+
+
+def parse_instant(text: str) -> datetime:
+    """An RFC 3339 instant with its offset (``2024-11-30T10:00:00Z``), within the bounded range, in UTC."""
+    value = text.strip()
+    if not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 instant with offset (e.g. 2024-11-30T10:00:00Z or +01:00)")
+    value = value[:10] + "T" + value[11:]
+    if value[-1] in "Zz":
+        value = value[:-1] + "+00:00"
+    if "." in value:  # at most microseconds: further digits are dropped, not rounded
+        head, _, rest = value.partition(".")
+        digits, offset = rest[:-6], rest[-6:]
+        value = f"{head}.{digits[:6].ljust(6, '0')}{offset}"
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("is not a valid instant") from exc
+    check_date(instant.date())  # before the conversion to UTC, which could leave the calendar
+    return instant.astimezone(UTC)
+
+
+def _iso_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        raise ValueError("must be a date written YYYY-MM-DD, not an instant")
+    if isinstance(value, date):
+        return check_date(value)
+    if isinstance(value, str):
+        return parse_date(value)
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+#: a calendar date, given and returned as ``YYYY-MM-DD``, between 1900-01-01 and 2199-12-31
+IsoDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset")
+        check_date(value.date())
+        return value.astimezone(UTC)
+    if isinstance(value, str):
+        return parse_instant(value)
+    raise ValueError("must be an RFC 3339 instant with offset")
+
+
+#: an instant given as RFC 3339 with offset, bounded like :data:`IsoDate`, held in UTC
+IsoInstant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2024-11-30T10:00:00Z"]}),
+]

@@ -68,6 +68,9 @@ from action_tracker.schemas import (
     VocabularyTerm,
 )
 
+#: data rows of one territory's plan file (the largest plans have a few hundred actions)
+MAX_PLAN_ROWS = 10_000
+
 router = APIRouter(prefix="/v1/actions", tags=["actions"], route_class=TiRoute)
 
 WriterDep = Annotated[Principal, scoped("actions:write")]
@@ -416,7 +419,7 @@ async def import_plan(
     principal.require_territory(territory_id)
     at = parse_effective_at(effective_at, principal)
     data, media_type = await _plan_file(request)
-    table = read_table(data, media_type)
+    table = read_table(data, media_type, max_rows=MAX_PLAN_ROWS)
     columns, missing_columns = plan_columns(table[0].keys() if table else ())
     if table and missing_columns:
         raise validation_problem(

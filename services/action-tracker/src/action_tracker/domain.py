@@ -150,7 +150,7 @@ _FRENCH_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
 
 def iso_date_text(text: str) -> str:
     """``31/01/2024`` → ``2024-01-31``; other text is left for the date validator to judge."""
-    match = _FRENCH_DATE.match(text.strip())
+    match = _FRENCH_DATE.fullmatch(text.strip())
     if match:
         day, month, year = match.groups()
         return f"{year}-{int(month):02d}-{int(day):02d}"

@@ -97,7 +97,7 @@ def read_plan_row(number: int, cells: Mapping[str, str], columns: Mapping[str, s
     errors: list[dict[str, Any]] = []
     if action_id is None:
         errors.append(_error("action_id", "is required"))
-    elif not _ACTION_ID.match(action_id):
+    elif not _ACTION_ID.fullmatch(action_id):
         errors.append(_error("action_id", "must match " + ACTION_ID_PATTERN))
     elif action_id in RESERVED_ACTION_IDS:
         errors.append(_error("action_id", "is reserved"))

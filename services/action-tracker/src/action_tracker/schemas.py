@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -19,32 +17,12 @@ from pydantic import (
     field_validator,
 )
 from ti_shared.types import TERRITORY_ID_PATTERN, Decimal2
+from ti_shared.types import IsoDate as AnyIsoDate
 from ti_shared.vocabulary import ActionStatus as Status
 from ti_shared.vocabulary import Axis, Theme
 
 from action_tracker.domain import ACTION_ID_PATTERN
 
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def _iso_date(value: Any) -> Any:
-    if isinstance(value, datetime):
-        raise ValueError("must be a date YYYY-MM-DD, not an instant")
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ValueError("is not a calendar date") from exc
-    raise ValueError("must be a date YYYY-MM-DD")
-
-
-IsoDate = Annotated[
-    date,
-    BeforeValidator(_iso_date),
-    WithJsonSchema({"type": "string", "format": "date", "examples": ["2024-01-15"]}),
-]
 ActionId = Annotated[str, StringConstraints(pattern=ACTION_ID_PATTERN)]
 TerritoryId = Annotated[str, StringConstraints(pattern=TERRITORY_ID_PATTERN)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -64,6 +42,8 @@ EXAMPLE_BODY: dict[str, Any] = {
     "budget_eur": "120000.00",
     "partners": ["BPI"],
 }
+
+IsoDate = Annotated[AnyIsoDate, WithJsonSchema({"type": "string", "format": "date", "examples": ["2024-01-15"]})]
 
 
 def _unique_themes(value: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from ti_shared.http import (
     decode_cursor,
     encode_cursor,
     etag_of,
+    json_body,
     not_modified,
     parse_effective_at,
 )
@@ -506,7 +507,7 @@ async def post_grant_batch(
     else:
         if mode is not None:
             raise field_problem(["query", "mode"], "is for CSV bodies; a JSON batch gives its mode in the body")
-        rows, batch_mode = parse_json_batch(data)
+        rows, batch_mode = parse_json_batch(await json_body(request))
     idem = await _claimed(ctx, request, principal, idempotency_key)
     if idem is not None and idem.replay is not None:
         return idem.replay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Container
@@ -10,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.auth import Principal
@@ -32,15 +30,9 @@ BATCH_KEYS = {"items", "mode"}
 _ref_re = re.compile(OPERATOR_REF_PATTERN)
 
 
-def parse_json_batch(body: bytes) -> tuple[list[ParsedRow], str]:
-    """The items of a JSON batch and its mode (413 beyond :data:`MAX_ITEMS`)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:  # what orjson refuses and json accepts (NaN, integers beyond 64 bits) is read as before
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise Problem(422, "The body is not valid JSON", title="Malformed JSON", kind="malformed-json") from exc
+def parse_json_batch(doc: Any) -> tuple[list[ParsedRow], str]:
+    """The items of a JSON batch (as ``ti_shared.http.parse_json_body`` read it) and its mode (413
+    beyond :data:`MAX_ITEMS`)."""
     if not isinstance(doc, dict):
         raise Problem(
             422, "body: must be an object {items, mode}", errors=[{"loc": ["body"], "msg": "must be an object"}]
@@ -140,7 +132,7 @@ def _validate_item(
         errors.append({"loc": ["operator"], "msg": "is not a registered operator"})
     elif not principal.is_admin and operator != principal.operator:
         errors.append({"loc": ["operator"], "msg": f"this token may not write grants of operator '{operator}'"})
-    if not isinstance(operator_ref, str) or not _ref_re.match(operator_ref):
+    if not isinstance(operator_ref, str) or not _ref_re.fullmatch(operator_ref):
         errors.append({"loc": ["operator_ref"], "msg": "must match " + OPERATOR_REF_PATTERN})
     if body is None:
         try:

@@ -78,7 +78,7 @@ class ParsedRow:
 
 
 def _iso_date(text: str) -> str:
-    match = _DATE_FR.match(text)
+    match = _DATE_FR.fullmatch(text)
     return f"{match.group(3)}-{match.group(2)}-{match.group(1)}" if match else text
 
 
@@ -95,8 +95,8 @@ def _decimal(text: str, column: str, errors: list[dict[str, Any]]) -> str | None
 def _integer(text: str, column: str, errors: list[dict[str, Any]]) -> int | None:
     if not text:
         return None
-    if not re.fullmatch(r"[0-9]+", text.replace(" ", "")):
-        errors.append({"loc": [column], "msg": f"'{text}' is not a whole number ≥ 0"})
+    if not re.fullmatch(r"[0-9]{1,9}", text.replace(" ", "")):
+        errors.append({"loc": [column], "msg": f"'{text[:40]}' is not a whole number ≥ 0 (at most 9 digits)"})
         return None
     return int(text.replace(" ", ""))
 

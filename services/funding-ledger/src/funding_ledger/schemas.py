@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -18,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 from ti_shared.types import CommuneCode, Decimal2, PositiveDecimal2, Siret, format_decimal
+from ti_shared.types import IsoDate as AnyIsoDate
 from ti_shared.vocabulary import BeneficiaryKind as BeneficiaryKind
 from ti_shared.vocabulary import GrantStatus as GrantStatus
 from ti_shared.vocabulary import Objective as Objective
@@ -38,23 +37,9 @@ OBJECTIVES: tuple[str, ...] = Objective.__args__  # type: ignore[attr-defined]
 VALUE_CHAINS: tuple[str, ...] = ValueChain.__args__  # type: ignore[attr-defined]
 BENEFICIARY_KINDS: tuple[str, ...] = BeneficiaryKind.__args__  # type: ignore[attr-defined]
 
-
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _iso_date(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-        return value
-    raise ValueError("must be a date written YYYY-MM-DD")
+IsoDate = Annotated[AnyIsoDate, WithJsonSchema({"type": "string", "format": "date", "examples": ["2024-06-12"]})]
 
 
-IsoDate = Annotated[
-    date,
-    BeforeValidator(_iso_date),
-    WithJsonSchema({"type": "string", "format": "date", "examples": ["2024-06-12"]}),
-]
 Count = Annotated[int, Strict(), Field(ge=0, le=1_000_000)]
 SignedMoney = Annotated[
     Decimal,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ti_shared.geo import REGIONS, departement_of_commune, region_of_commune, region_of_departement
-from ti_shared.types import format_decimal
+from ti_shared.types import format_decimal, parse_date, parse_instant
 from ti_shared.vocabulary import ACTION_STATUSES as ACTION_STATUSES
 from ti_shared.vocabulary import AXES as AXES
 from ti_shared.vocabulary import DEFAULT_PROGRAMMES as DEFAULT_PROGRAMME_OPERATORS
@@ -84,7 +84,7 @@ class Scope:
 
 def parse_scope(text: str) -> Scope:
     """``national``, ``region:<INSEE code>`` or ``territory:<ti-NNNN>``; ValueError when malformed."""
-    match = _SCOPE.match(text.strip())
+    match = _SCOPE.fullmatch(text.strip())
     if not match:
         raise ValueError("must be 'national', 'region:<code>' (e.g. region:84) or 'territory:<id>' (e.g. territory:ti-8402)")
     if match.group("region"):
@@ -104,23 +104,12 @@ class AsOf:
 
 
 def parse_as_of(text: str) -> AsOf:
-    """A date ``YYYY-MM-DD`` (the end of that day, Europe/Paris) or an RFC 3339 instant with offset."""
+    """A date ``YYYY-MM-DD`` (the end of that day, Europe/Paris) or an RFC 3339 instant with offset,
+    both within the platform's bounded calendar (``ti_shared.types``)."""
     value = text.strip()
     if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        try:
-            day = date.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError("is not a valid date") from exc
-        return AsOf(end_of_day_paris(day), inclusive=False, label=value)
-    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?", value):
-        raise ValueError("must be a date YYYY-MM-DD or an RFC 3339 instant with offset (e.g. 2024-11-30T10:00:00Z)")
-    try:
-        instant = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError("is not a valid instant") from exc
-    if instant.tzinfo is None:
-        raise ValueError("an instant must carry a UTC offset (e.g. 2024-11-30T10:00:00Z or +01:00)")
-    instant = instant.astimezone(UTC)
+        return AsOf(end_of_day_paris(parse_date(value)), inclusive=False, label=value)
+    instant = parse_instant(value)
     return AsOf(instant, inclusive=True, label=instant.isoformat().replace("+00:00", "Z"))
 
 

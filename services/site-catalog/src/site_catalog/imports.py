@@ -114,7 +114,7 @@ def parse_evol_urba(text: str) -> bool:
 
 def parse_label_date(text: str) -> str:
     """``2024-04-15`` or ``15/04/2024``."""
-    match = _FR_DATE.match(text.strip())
+    match = _FR_DATE.fullmatch(text.strip())
     if match:
         day, month, year = (int(g) for g in match.groups())
         try:
@@ -197,7 +197,7 @@ def _parse_row(number: int, cells: dict[str, str], columns: dict[str, str]) -> P
     site_id = cells.get(ID_COLUMN, "").strip() or None
     if site_id is None:
         id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="is required"))
-    elif not re.match(SITE_ID_PATTERN, site_id):
+    elif not re.fullmatch(SITE_ID_PATTERN, site_id):
         id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="must match " + SITE_ID_PATTERN))
     elif site_id in RESERVED_SITE_IDS:
         id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg=f"'{site_id}' is reserved"))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -17,7 +15,7 @@ from pydantic import (
     StringConstraints,
 )
 from ti_shared.events import format_instant
-from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, PositiveDecimal2, RegionCode
+from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, IsoDate, PositiveDecimal2, RegionCode
 from ti_shared.vocabulary import Maturity as Maturity
 from ti_shared.vocabulary import SiteStatus as SiteStatus
 
@@ -34,18 +32,6 @@ MATURITIES: tuple[str, ...] = ("ready", "short_term", "before_2030")
 STATUSES: tuple[str, ...] = ("labelled", "withdrawn")
 OWNER_KINDS: tuple[str, ...] = ("entreprise", "collectivite", "etablissement_public", "association", "autre")
 
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def _iso_date(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
-        return value.strip()
-    raise ValueError("must be a date written YYYY-MM-DD")
-
-
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Instant = Annotated[AwareDatetime, PlainSerializer(format_instant, return_type=str, when_used="json")]
 SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 TerritoryId = Annotated[str, Field(pattern=TERRITORY_ID_PATTERN, examples=["ti-9303"])]

@@ -117,14 +117,14 @@ def row_number(index: int) -> int:
 
 
 def file_territory_ids(rows: Sequence[Mapping[str, str]], id_column: str) -> set[str]:
-    return {r.get(id_column, "").strip() for r in rows if _ID.match(r.get(id_column, "").strip())}
+    return {r.get(id_column, "").strip() for r in rows if _ID.fullmatch(r.get(id_column, "").strip())}
 
 
 def _date(text: str) -> str | None:
     text = text.strip()
     if not text:
         return None
-    match = _FR_DATE.match(text)
+    match = _FR_DATE.fullmatch(text)
     if match:
         day, month, year = match.groups()
         return f"{year}-{int(month):02d}-{int(day):02d}"
@@ -178,7 +178,7 @@ def territory_candidates(
             return raw.get(columns[canonical], "").strip()
 
         territory_id = cell("id_ti")
-        if not _ID.match(territory_id):
+        if not _ID.fullmatch(territory_id):
             msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
             out.append(Candidate([row], territory_id or None, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
             continue
@@ -229,7 +229,7 @@ def groupement_candidates(
     for index, raw in enumerate(rows):
         row = row_number(index)
         territory_id = raw.get(columns["id_ti"], "").strip()
-        if not _ID.match(territory_id):
+        if not _ID.fullmatch(territory_id):
             msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
             bad_rows.append(Candidate([row], territory_id or None, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
             continue

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -21,28 +18,8 @@ from pydantic import (
 from ti_shared.events import format_instant
 from ti_shared.problems import ProblemDetails
 from ti_shared.types import TERRITORY_ID_PATTERN, DepartementCode, RegionCode, Siren
+from ti_shared.types import IsoDate as AnyIsoDate
 from ti_shared.vocabulary import TerritoryStatus as TerritoryStatus
-
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def _iso_date(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _ISO_DATE.match(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError("is not a calendar date") from exc
-    raise ValueError("must be a date written YYYY-MM-DD")
-
-
-#: a calendar date, given and returned as ``YYYY-MM-DD`` (nothing else is accepted)
-IsoDate = Annotated[
-    date,
-    BeforeValidator(_iso_date),
-    WithJsonSchema({"type": "string", "format": "date", "examples": ["2023-11-09"]}),
-]
 
 #: an instant, returned in RFC 3339 (UTC, ``Z``)
 Instant = Annotated[
@@ -71,6 +48,8 @@ TERRITORY_EXAMPLE: dict[str, Any] = {
     "launch_copil_held_on": "2024-03-01",
     "status": "active",
 }
+
+IsoDate = Annotated[AnyIsoDate, WithJsonSchema({"type": "string", "format": "date", "examples": ["2023-11-09"]})]
 
 
 class Region(BaseModel):
