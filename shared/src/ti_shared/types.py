@@ -46,10 +46,12 @@ def _to_decimal(value: Any) -> Decimal:
 
 
 def check_money(value: Decimal) -> Decimal:
-    """``value`` with two decimals, refused (ValueError) when not finite, beyond ``NUMERIC(14,2)`` or
+    """``value`` with two decimals, refused (ValueError) when not finite, negative, beyond ``NUMERIC(14,2)`` or
     with more than two decimals; the magnitude is checked before any rounding."""
     if not value.is_finite():
         raise ValueError("must be a finite number")
+    if value.is_signed() and not value.is_zero():
+        raise ValueError("must not be negative")
     if value.is_zero():
         return value.quantize(TWO)
     if value.adjusted() >= 12 or abs(value) > MAX_MONEY:
