@@ -5,7 +5,7 @@ unexport PYTHONDONTWRITEBYTECODE
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := shared services/territory-registry services/action-tracker services/funding-ledger services/site-catalog services/reporting
+PACKAGES := shared shared/testkit services/territory-registry services/action-tracker services/funding-ledger services/site-catalog services/reporting
 STAMP := $(VENV)/.installed
 
 .PHONY: install lint test test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
@@ -21,7 +21,7 @@ install: $(STAMP) ## create .venv and install every package (pinned by constrain
 
 lint: install ## ruff + mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared/src services/*/src
+	$(BIN)/mypy shared/src shared/testkit/src services/*/src
 
 infra-up: install
 	@bash deploy/local/up.sh
@@ -39,7 +39,7 @@ down: ## stop the services and the infrastructure started by `make up`
 reset: ## wipe the local databases and topics (a fresh platform)
 	@bash deploy/local/reset.sh
 
-TEST_SUITES := shared/tests deploy/tests $(wildcard services/*/tests) tests-e2e
+TEST_SUITES := shared/tests shared/testkit/tests deploy/tests $(wildcard services/*/tests) examples/partner-tests tests-e2e
 
 # one pytest run per suite (each service's tests are a package of their own), then one summary line
 test: infra-up ## unit, integration and end-to-end tests against real PostgreSQL and Kafka

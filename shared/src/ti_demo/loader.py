@@ -20,47 +20,20 @@ from typing import Any
 
 import httpx
 from ti_shared.auth import mint_token
+from ti_shared.endpoints import SERVICE_PORTS as SERVICE_PORTS
+from ti_shared.endpoints import Endpoints as Endpoints
+from ti_shared.endpoints import wait_ready as wait_ready
+from ti_shared.endpoints import wait_settled as wait_settled
 from ti_shared.settings import PlatformSettings
 
 from ti_demo import figures as F
 from ti_demo.generator import ADMIN_SUB, DemoProgramme, Write, instant
-
-SERVICE_PORTS = {
-    "territory-registry": 8001,
-    "action-tracker": 8002,
-    "funding-ledger": 8003,
-    "site-catalog": 8004,
-    "reporting": 8005,
-}
 
 Advance = Callable[[str, int], None]
 
 
 class LoadError(Exception):
     """Some writes of the demo were refused by the platform."""
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where each service answers: one base URL (embedded mode, reverse proxy) or one per service."""
-
-    base: str
-    services: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def single(cls, base: str) -> Endpoints:
-        return cls(base.rstrip("/"))
-
-    @classmethod
-    def distributed(cls, host: str = "127.0.0.1") -> Endpoints:
-        urls = {name: f"http://{host}:{port}" for name, port in SERVICE_PORTS.items()}
-        return cls(urls["reporting"], urls)
-
-    def url(self, service: str) -> str:
-        return self.services.get(service, self.base)
-
-    def all(self) -> list[str]:
-        return sorted({self.base, *self.services.values()})
 
 
 @dataclass
@@ -75,44 +48,6 @@ class LoadReport:
 
 def admin_token(settings: PlatformSettings, ttl_seconds: int = 6 * 3600) -> str:
     return mint_token(settings, sub=ADMIN_SUB, scopes=["admin"], ttl_seconds=ttl_seconds)
-
-
-async def wait_ready(client: httpx.AsyncClient, endpoints: Endpoints, timeout_s: float = 120.0) -> None:
-    """Wait until every service answers ``/readyz`` with 200."""
-    deadline = time.monotonic() + timeout_s
-    for base in endpoints.all():
-        while True:
-            try:
-                response = await client.get(base + "/readyz")
-                if response.status_code == 200:
-                    break
-                last = f"{response.status_code} {response.text[:200]}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{base} is not ready: {last}")
-            await asyncio.sleep(0.2)
-
-
-async def wait_settled(client: httpx.AsyncClient, endpoints: Endpoints, timeout_s: float = 300.0) -> None:
-    """Wait until every service has published every event and applied every event it consumes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        states = []
-        for base in endpoints.all():
-            try:
-                response = await client.get(base + "/readyz")
-                body = response.json()
-                states.append(
-                    response.status_code == 200 and body.get("outbox_pending") == 0 and body.get("consumer_lag") == 0
-                )
-            except (httpx.TransportError, ValueError):
-                states.append(False)
-        if all(states):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("the platform did not settle: events are still pending or unapplied")
-        await asyncio.sleep(0.25)
 
 
 async def national_indicators(client: httpx.AsyncClient, endpoints: Endpoints, as_of: str | None = None) -> dict[str, Any]:

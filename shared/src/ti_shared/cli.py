@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ti_shared.auth import SCOPES, mint_token
-from ti_shared.events import ALL_TOPICS, DOMAIN_TOPICS, topic_for_type
+from ti_shared.events import ALL_TOPICS, DOMAIN_TOPICS
 from ti_shared.settings import PlatformSettings
 
 app = typer.Typer(help="Territoires d'industrie platform command line", no_args_is_help=True)
@@ -49,36 +48,15 @@ def replay(
     bus: Annotated[str | None, typer.Option(help="kafka or local (default: TI_BUS)")] = None,
 ) -> None:
     """Publish a recorded stream, routing each event to its topic by type, keyed by subject."""
-    from ti_shared.bus import OutgoingMessage, make_publisher
-    from ti_shared.events import CONTENT_TYPE
+    from ti_shared.streams import StreamError, publish_stream, stream_messages
 
     settings = _platform(bus)
-    messages = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-            topic = topic_for_type(doc["type"])
-            key = doc["subject"]
-        except (ValueError, KeyError, TypeError) as exc:
-            typer.echo(f"line {n}: not a CloudEvent of a known type ({exc})", err=True)
-            raise typer.Exit(2) from exc
-        if topic is None:
-            typer.echo(f"line {n}: unknown event type {doc['type']!r}", err=True)
-            raise typer.Exit(2)
-        messages.append(OutgoingMessage(topic, str(key), line.encode(), (("content-type", CONTENT_TYPE.encode()),)))
-
-    async def _go() -> None:
-        publisher = make_publisher(settings, "ti-replay")
-        await publisher.start()
-        try:
-            for i in range(0, len(messages), 1000):
-                await publisher.publish(messages[i : i + 1000])
-        finally:
-            await publisher.stop()
-
-    asyncio.run(_go())
+    try:
+        messages = stream_messages(file.read_text(encoding="utf-8").splitlines())
+    except StreamError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    asyncio.run(publish_stream(settings, messages))
     typer.echo(f"published {len(messages)} events")
 
 
@@ -157,7 +135,10 @@ def _load_plugins() -> None:
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not disable the others
             print(f"ti: the '{ep.name}' commands are unavailable ({exc!r})", file=sys.stderr)
             continue
-        app.add_typer(sub, name=ep.name)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=ep.name)
+        else:  # a plain function: one command
+            app.command(name=ep.name)(sub)
 
 
 def main() -> None:

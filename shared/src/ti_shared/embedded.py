@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import entry_points
 from typing import Any
@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ti_shared.problems import install_problem_handlers
+from ti_shared.settings import PlatformSettings, ServiceSettings
 
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
 
@@ -24,10 +25,16 @@ def load_service_spec(name: str) -> Any:
     raise SystemExit(f"unknown service {name!r}; installed: {installed}")
 
 
-def load_service_app(name: str) -> FastAPI:
+def load_service_app(name: str, platform: PlatformSettings | None = None, database_url: str | None = None) -> FastAPI:
+    """The app of a service; with ``platform``, on those settings and ``database_url`` (by default its SQLite
+    file under their ``var_dir``), whatever the environment says; else on the settings the environment gives."""
     from ti_shared.app import create_service_app
 
-    return create_service_app(load_service_spec(name))
+    settings = None
+    if platform is not None:
+        url = database_url or f"sqlite+aiosqlite:///{platform.var_dir / (name.replace('-', '_') + '.db')}"
+        settings = ServiceSettings(name=name, database_url=url, platform=platform)
+    return create_service_app(load_service_spec(name), settings)
 
 
 class PrefixDispatcher:
@@ -84,8 +91,9 @@ def _strip(prefix: str, app: ASGIApp) -> ASGIApp:
     return _app
 
 
-def create_embedded_app() -> Any:
-    apps = {name: load_service_app(name) for name in SERVICES}
+def create_embedded_app(platform: PlatformSettings | None = None, database_urls: Mapping[str, str] | None = None) -> Any:
+    """The five services in one ASGI app; ``platform`` and ``database_urls`` (service → URL) as in ``load_service_app``."""
+    apps = {name: load_service_app(name, platform, (database_urls or {}).get(name)) for name in SERVICES}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -10,15 +10,19 @@ every entity, from which indicators can be computed independently.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ti_shared.events import event_type
+from ti_shared.bus import OutgoingMessage, make_publisher
+from ti_shared.events import CONTENT_TYPE, event_type, topic_for_type
 from ti_shared.geo import DEPARTEMENTS, REGIONS
+from ti_shared.settings import PlatformSettings
 from ti_shared.types import luhn_complete
 from ti_shared.vocabulary import (
     ACTION_STATUSES,
@@ -541,3 +545,45 @@ def site_payloads(rng: random.Random, territories: dict[str, str], count: int, *
             "status": "labelled",
         }
     return out
+
+
+# --- recorded streams (JSON lines, CONTRACT §5) --------------------------------------------------
+
+
+class StreamError(ValueError):
+    """A line of a recorded stream is not a CloudEvent of a known type."""
+
+
+def stream_messages(lines: Iterable[str]) -> list[OutgoingMessage]:
+    """The bus messages of a recorded stream: each line routed to its topic by ``type``, keyed by
+    ``subject``, its text published as it is (blank lines skipped)."""
+    messages = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            topic = topic_for_type(doc["type"])
+            key = doc["subject"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StreamError(f"line {n}: not a CloudEvent of a known type ({exc})") from exc
+        if topic is None:
+            raise StreamError(f"line {n}: unknown event type {doc['type']!r}")
+        messages.append(OutgoingMessage(topic, str(key), line.encode(), (("content-type", CONTENT_TYPE.encode()),)))
+    return messages
+
+
+async def publish_stream(settings: PlatformSettings, messages: list[OutgoingMessage], client_id: str = "ti-replay") -> None:
+    """Publish ``messages`` in order on the bus of ``settings`` (Kafka, or the local log of the embedded mode)."""
+    publisher = make_publisher(settings, client_id)
+    await publisher.start()
+    try:
+        for i in range(0, len(messages), 1000):
+            await publisher.publish(messages[i : i + 1000])
+    finally:
+        await publisher.stop()
+
+
+def to_json_lines(events: Iterable[Mapping[str, Any]]) -> str:
+    """A recorded stream's text: one compact JSON object per line."""
+    return "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in events)
