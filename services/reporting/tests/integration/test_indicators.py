@@ -1,6 +1,7 @@
 """The reporting service end to end: generated streams on real Kafka, projections on real PostgreSQL.
 
-Expected figures are computed here, independently, from the final entity states of each stream."""
+Expected figures come from the test kit's reference computation of CONTRACT §6 (``ti_testkit.reference``,
+which shares no code with this service), over the final entity states of each stream."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import io
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ from reporting.aggregates import MEDIAN_NAME, aggregate
 from reporting.domain import States, row_from_event
 from reporting.main import SPEC, create_app
 from ti_shared.app import create_service_app
-from ti_shared.geo import DEPARTEMENTS, REGIONS
+from ti_shared.geo import REGIONS
 from ti_shared.streams import events_until, final_states, generate_stream
 from ti_shared.testing import (
     bearer,
@@ -38,141 +38,11 @@ from ti_shared.testing import (
     service_settings,
     wait_settled,
 )
+from ti_testkit.reference import expected_indicators
 
 pytestmark = pytest.mark.integration
 
-AXES = ["competences_attractivite", "foncier", "innovation", "transition_ecologique", "autre"]
-STATUSES = ["amont", "etude_prealable", "en_cours", "en_pause", "realise", "abandonne", "non_renseigne"]
-THEMES = [
-    "valorisation_industrie", "nouvelles_formations", "rh_marque_employeur", "besoin_formation", "aide_installation",
-    "transition_energetique", "ecologie_industrielle_territoriale", "gestion_eau", "infrastructures_numeriques",
-    "usages_numeriques", "tiers_lieux", "ecosysteme_innovation_recherche", "sites_cles_en_main",
-    "requalification_friche", "optimisation_densification_fonciere",
-]
-PROGRAMMES = ["fonds_vert_ti_te", "rebond_industriel", "ingenierie_anct", "ingenierie_rebond",
-              "cofinancement_chef_projet", "fabriques_prospectives"]
-OBJECTIVES = ["climate_mitigation", "climate_adaptation", "water", "circular_economy", "pollution", "biodiversity"]
-CHAINS = ["economie_circulaire", "relocalisation", "bioeconomie", "mobilites_durables", "agroalimentaire", "autre"]
-
-
-# --- the independent computation ------------------------------------------------------------------
-
-
-def _share(n: int, d: int) -> float | None:
-    return None if d == 0 else float(round(Decimal(n) / Decimal(d), 6))
-
-
-def _eur(values: list[Decimal]) -> str:
-    return str(sum(values, Decimal("0.00")).quantize(Decimal("0.01")))
-
-
-def _dep(commune: str | None) -> str | None:
-    if not commune:
-        return None
-    return commune[:3] if commune.startswith("97") else commune[:2]
-
-
-def expected_indicators(events: list[dict[str, Any]], scope: str) -> dict[str, Any]:
-    states = final_states(events)
-    territories = {s: e["data"] for s, e in states["territory"].items()}
-    region_of = {tid: t["region_code"] for tid, t in territories.items()}
-    kind, _, code = scope.partition(":")
-
-    def inside(region: str | None, territory: str | None) -> bool:
-        if kind == "national":
-            return True
-        if kind == "region":
-            return region == code
-        return territory == code and territory in region_of
-
-    ts = [t for tid, t in territories.items() if t["status"] == "active" and inside(t["region_code"], tid)]
-    acts = []
-    for e in states["action"].values():
-        a = e["data"]
-        if a.get("deleted") or e["type"].endswith("deleted.v1"):
-            continue
-        if inside(region_of.get(a["territory_id"]), a["territory_id"]):
-            acts.append(a)
-    grants = []
-    for e in states["grant"].values():
-        g = e["data"]
-        if g["status"] != "committed":
-            continue
-        dep = _dep(g["commune_insee"])
-        region = DEPARTEMENTS[dep][1] if dep else region_of.get(g["territory_id"])
-        if inside(region, g["territory_id"]):
-            grants.append({**g, "_dep": dep})
-    sites = [e["data"] for e in states["site"].values()
-             if e["data"]["status"] == "labelled" and inside(DEPARTEMENTS[_dep(e["data"]["commune_insee"])][1], e["data"]["territory_id"])]
-
-    out: dict[str, Any] = {
-        "territories.count": len(ts),
-        "territories.epci_count": len({x["siren"] for t in ts for x in t["epcis"]}),
-        "territories.region_count": len({t["region_code"] for t in ts}),
-        "territories.project_leads_in_post": len([t for t in ts if t["project_lead"] and t["project_lead"]["in_post"]]),
-        "territories.project_leads_cofinanced": len([t for t in ts if t["project_lead"] and t["project_lead"]["cofinanced"]]),
-        "territories.launch_copil_held": len([t for t in ts if t["launch_copil_held_on"]]),
-    }
-    n = len(acts)
-    by_axis = {a: len([x for x in acts if x["axis"] == a]) for a in AXES}
-    by_status = {s: len([x for x in acts if x["status"] == s]) for s in STATUSES}
-    out["actions.count"] = n
-    out["actions.by_axis"] = by_axis
-    out["actions.by_status"] = by_status
-    out["actions.by_theme"] = {th: len([x for x in acts if th in x["themes"]]) for th in THEMES}
-    out["actions.by_axis_share"] = {k: _share(v, n) for k, v in by_axis.items()}
-    out["actions.by_status_share"] = {k: _share(v, n) for k, v in by_status.items()}
-    if kind == "national":
-        table = {r: dict.fromkeys(STATUSES, 0) for r in REGIONS}
-        for x in acts:
-            region = region_of.get(x["territory_id"])
-            if region:
-                table[region][x["status"]] += 1
-        out["actions.by_region_status"] = table
-
-    def programme_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        k = len(rows)
-        return {
-            "count": k,
-            "amount_eur": _eur([Decimal(g["amount_eur"]) for g in rows]),
-            "investment_eur": _eur([Decimal(g["investment_eur"] or 0) for g in rows]),
-            "jobs_forecast": sum(g["jobs_forecast"] or 0 for g in rows),
-            "jobs_conditional": sum(g["jobs_conditional"] or 0 for g in rows),
-            "territory_count": len({g["territory_id"] for g in rows if g["territory_id"]}),
-            "departement_count": len({g["_dep"] for g in rows if g["_dep"]}),
-            "contribution_share": {o: _share(len([g for g in rows if o in g["contributions"]]), k) for o in OBJECTIVES},
-            "value_chain_share": {c: _share(len([g for g in rows if g["value_chain"] == c]), k) for c in CHAINS},
-        }
-
-    out["grants.count"] = len(grants)
-    out["grants.jobs_forecast"] = sum(g["jobs_forecast"] or 0 for g in grants)
-    out["grants.jobs_conditional"] = sum(g["jobs_conditional"] or 0 for g in grants)
-    out["grants.amount_eur"] = _eur([Decimal(g["amount_eur"]) for g in grants])
-    out["grants.investment_eur"] = _eur([Decimal(g["investment_eur"] or 0) for g in grants])
-    out["grants.disbursed_eur"] = _eur([Decimal(g["disbursed_eur"]) for g in grants])
-    out["grants.territory_count"] = len({g["territory_id"] for g in grants if g["territory_id"]})
-    out["grants.departement_count"] = len({g["_dep"] for g in grants if g["_dep"]})
-    seen = sorted({e["data"]["programme"] for e in states["grant"].values()} - set(PROGRAMMES))
-    out["grants.by_programme"] = {p: programme_block([g for g in grants if g["programme"] == p]) for p in PROGRAMMES + seen}
-
-    areas = sorted(Decimal(s["area_ha"]) for s in sites)
-    if areas:
-        mean = str((sum(areas) / len(areas)).quantize(Decimal("0.01")))
-        mid = len(areas) // 2
-        median = areas[mid] if len(areas) % 2 == 1 else (areas[mid - 1] + areas[mid]) / 2
-        median_text = str(median.quantize(Decimal("0.01")))
-    else:
-        mean = median_text = None
-    out["sites.count"] = len(sites)
-    out["sites.land_recycling_count"] = len([s for s in sites if s["land_recycling"]])
-    out["sites.roadmap_delivered_count"] = len([s for s in sites if s["roadmap_delivered"]])
-    out["sites.area_ha_total"] = _eur(areas)
-    out["sites.area_ha_mean"] = mean
-    out["sites.area_ha_median"] = median_text
-    out["sites.land_recycling_area_ha"] = _eur([Decimal(s["area_ha"]) for s in sites if s["land_recycling"]])
-    out["sites.by_maturity"] = {m: len([s for s in sites if s["maturity"] == m]) for m in ("ready", "short_term", "before_2030")}
-    out["sites.workshop_held_share"] = _share(len([s for s in sites if s["workshop_held"]]), len(sites))
-    return out
+# --- the independent computation: the test kit's reference implementation of CONTRACT §6 -------------
 
 
 def states_of(events: list[dict[str, Any]]) -> States:
