@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from ti_shared.auth import mint_token
 from ti_shared.bus import make_source
+from ti_shared.endpoints import Endpoints, wait_settled
 from ti_shared.events import ALL_TOPICS, DOMAIN_TOPICS, TOPIC_DEAD_LETTERS
 from ti_shared.settings import PlatformSettings
 from ti_shared.testing import create_database, create_topics, drop_database, new_topic_prefix
@@ -273,20 +274,13 @@ class Platform:
     async def wait_settled(self, timeout_s: float = 120.0) -> float:
         """Wait until every service reports outbox_pending 0 and consumer_lag 0 (twice in a row);
         returns the seconds it took."""
-        started = time.monotonic()
-        last: dict[str, Any] = {}
-        streak = 0
+        urls = {s: self.url(s) for s in self.services}
+        endpoints = Endpoints(urls[self.services[0]], urls)
         async with httpx.AsyncClient() as client:
-            while True:
-                states = await asyncio.gather(*(self.readyz(client, s) for s in self.services))
-                last = dict(zip(self.services, states, strict=True))
-                ok = all(code == 200 and body.get("outbox_pending") == 0 and body.get("consumer_lag") == 0 for code, body in states)
-                streak = streak + 1 if ok else 0
-                if streak >= 2:
-                    return time.monotonic() - started
-                if time.monotonic() - started > timeout_s:
-                    raise TimeoutError(f"platform {self.name} not settled after {timeout_s}s: {last}")
-                await asyncio.sleep(0.25)
+            try:
+                return await wait_settled(client, endpoints, timeout_s, streak=2, interval_s=0.25)
+            except TimeoutError as exc:
+                raise TimeoutError(f"platform {self.name}: {exc}") from exc
 
     async def indicators(self, scope: str, as_of: str | None = None) -> dict[str, Any]:
         params = {"scope": scope, **({"as_of": as_of} if as_of else {})}
