@@ -1,4 +1,4 @@
-"""Scenario 6: `ti conformance` over Kafka against a reporting service running as a process of its own
+"""Scenario 7: `ti conformance` over Kafka against a reporting service running as a process of its own
 (fresh database and topic prefix), as an outside tester would run it against any implementation."""
 
 from __future__ import annotations
