@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := shared shared/testkit services/territory-registry services/action-tracker services/funding-ledger services/site-catalog services/reporting
 STAMP := $(VENV)/.installed
+# front-end packages (npm, pinned by frontend/package-lock.json), built into frontend/dist/
+ASSETS := frontend/dist/manifest.json
 
 .PHONY: install lint test test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
 
@@ -14,10 +16,14 @@ $(STAMP): constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$$(grep '^uv==' constraints.txt | cut -d= -f3)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt $(foreach p,$(PACKAGES),-e $(p)) \
-		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp
+		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright
+	@ldconfig -p | grep -q libpangoft2-1.0 || bash -c '. deploy/local/common.sh && apt_install libpango-1.0-0 libpangoft2-1.0-0'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install every package (pinned by constraints.txt)
+$(ASSETS): frontend/package.json frontend/package-lock.json frontend/build.mjs
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
+install: $(STAMP) $(ASSETS) ## create .venv, install every package (pinned by constraints.txt) and build the front-end assets
 
 lint: install ## ruff + mypy
 	$(BIN)/ruff check .

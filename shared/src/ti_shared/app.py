@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ti_shared.assets import install_docs
 from ti_shared.auth import TokenVerifier
 from ti_shared.bus import make_publisher, make_source
 from ti_shared.consumer import EventConsumer, EventHandler
@@ -379,6 +380,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         version=spec.version,
         lifespan=lifespan,
         openapi_tags=list(spec.openapi_tags) or None,
+        docs_url=None,  # /docs and /redoc come from the local assets (ti_shared.assets)
+        redoc_url=None,
     )
     app.state.token_verifier = verifier = TokenVerifier(platform)
     app.state.spec = spec
@@ -389,6 +392,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
     app.add_middleware(RateLimitMiddleware, limiter=limiter, verifier=verifier)
     app.add_middleware(EdgeMiddleware, service=spec.name, max_body_bytes=platform.max_body_bytes)
     app.include_router(health_router())
+    install_docs(app)
     for router in spec.routers:
         app.include_router(router)
     return app

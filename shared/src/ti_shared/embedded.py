@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ti_shared.assets import install_docs
 from ti_shared.problems import install_problem_handlers
 from ti_shared.settings import PlatformSettings, ServiceSettings
 
@@ -51,6 +52,7 @@ class PrefixDispatcher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            scope["ti.platform"] = self  # pages built on the public API (the dashboard) read it in process
             path: str = scope["path"]
             for prefix, app in self.routes:
                 if path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/") or path.startswith(prefix):
@@ -102,8 +104,9 @@ def create_embedded_app(platform: PlatformSettings | None = None, database_urls:
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield
 
-    root = FastAPI(title="Territoires d'industrie platform (embedded)", lifespan=lifespan)
+    root = FastAPI(title="Territoires d'industrie platform (embedded)", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_problem_handlers(root)  # a path no service owns (404) or a wrong method (405): problem+json too
+    install_docs(root)
 
     @root.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:

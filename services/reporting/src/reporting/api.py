@@ -26,6 +26,7 @@ from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting import cache, repository
 from reporting.catalogue import CATALOGUE, UNITS
+from reporting.labels import BREAKDOWN_LABELS
 from reporting.domain import AsOf, Scope, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.schemas import Catalogue, IndicatorDefinitionOut, IndicatorsDocument, RebuildStatus
@@ -163,7 +164,14 @@ async def get_indicators(
 async def get_catalogue() -> Catalogue:
     return Catalogue(
         items=[
-            IndicatorDefinitionOut(code=d.code, label=d.label, unit=d.unit, definition=d.definition, breakdown=list(d.breakdown))
+            IndicatorDefinitionOut(
+                code=d.code,
+                label=d.label,
+                unit=d.unit,
+                definition=d.definition,
+                breakdown=list(d.breakdown),
+                breakdown_labels=BREAKDOWN_LABELS.get(d.code, {}),
+            )
             for d in CATALOGUE
         ]
     )

@@ -11,6 +11,8 @@ from ti_shared.settings import ServiceSettings
 
 from reporting import cache, repository
 from reporting.api import router
+from reporting.dashboard.routes import reports_router
+from reporting.dashboard.routes import router as dashboard_router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
 from reporting.projection import BATCH_SIZE, ReportingProjection
@@ -46,12 +48,15 @@ SPEC = ServiceSpec(
         "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
         "past date; exports; rebuild from the event log."
     ),
-    routers=[router],
+    routers=[router, reports_router, dashboard_router],
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
     consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE)],
-    openapi_tags=[{"name": "indicators", "description": "Indicators of CONTRACT §6"}],
+    openapi_tags=[
+        {"name": "indicators", "description": "Indicators of CONTRACT §6"},
+        {"name": "reports", "description": "The Bilan of a scope at an instant, generated from the indicators"},
+    ],
     on_startup=[forget_cached_responses, close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",
     middleware=[CachedIndicators],

@@ -42,6 +42,10 @@ class IndicatorDefinitionOut(BaseModel):
     unit: str = Field(examples=["EUR"])
     definition: str
     breakdown: list[str] = Field(description="Keys of the breakdown map (empty for a plain value)")
+    breakdown_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="French label of each key met in the breakdown map (programmes, axes, statuses, regions, …)",
+    )
 
 
 class Catalogue(BaseModel):

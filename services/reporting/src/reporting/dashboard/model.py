@@ -1,0 +1,348 @@
+"""What a page (or the Bilan) shows, built from indicator documents and the catalogue only (pure).
+
+The sections follow the report: the programme and its network, the action plans, the funding
+programmes, the sites clés en main. Each figure keeps the indicator code and the breakdown path it
+was read from, its raw API value (the page writes it in ``data-value``), and its value at the
+comparison date when one is asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from reporting.dashboard import formatting as fmt
+
+Catalogue = Mapping[str, Mapping[str, Any]]
+Document = Mapping[str, Any]
+
+_ABSENT = object()
+
+#: indicators the map can colour the regions by
+MAP_INDICATORS = (
+    "territories.count",
+    "territories.project_leads_in_post",
+    "actions.count",
+    "grants.count",
+    "grants.amount_eur",
+    "grants.investment_eur",
+    "grants.jobs_forecast",
+    "sites.count",
+    "sites.area_ha_total",
+)
+DEFAULT_MAP_INDICATOR = "territories.count"
+
+
+def read(document: Document | None, code: str, path: tuple[str, ...] = ()) -> Any:
+    """The value at ``code`` then ``path`` in a document's indicators; ``_ABSENT`` when not there."""
+    if document is None:
+        return _ABSENT
+    value: Any = document.get("indicators", {}).get(code, _ABSENT)
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return _ABSENT
+        value = value[key]
+    return value
+
+
+@dataclass(frozen=True)
+class Figure:
+    code: str
+    path: tuple[str, ...]
+    label: str
+    definition: str
+    kind: fmt.Kind
+    value: Any
+    compare: Any = _ABSENT
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def id(self) -> str:
+        return "f-" + re.sub(r"[^a-z0-9]+", "-", f"{self.code}-{self.key}".lower()).strip("-")
+
+    @property
+    def text(self) -> str:
+        return fmt.text(self.value, self.kind)
+
+    @property
+    def exact(self) -> str | None:
+        return fmt.exact(self.value, self.kind)
+
+    @property
+    def compared(self) -> bool:
+        return self.compare is not _ABSENT
+
+    @property
+    def compare_text(self) -> str:
+        return fmt.text(self.compare, self.kind) if self.compared else ""
+
+    @property
+    def delta(self) -> str | None:
+        return fmt.delta(self.value, self.compare, self.kind) if self.compared else None
+
+    @property
+    def ratio(self) -> float:
+        """Where a bar of this figure ends (0–1): the share itself, or set by the chart for counts."""
+        n = fmt.number(self.value)
+        return float(n) if n is not None and self.kind == "share" else 0.0
+
+
+@dataclass(frozen=True)
+class Bar:
+    figure: Figure
+    ratio: float  # 0–1, the length of the bar
+
+
+@dataclass(frozen=True)
+class Tiles:
+    title: str
+    figures: list[Figure]
+    kind: ClassVar[str] = "tiles"
+
+
+@dataclass(frozen=True)
+class Bars:
+    title: str
+    bars: list[Bar]
+    caption: str = ""
+    kind: ClassVar[str] = "bars"
+
+
+@dataclass(frozen=True)
+class StackedRow:
+    label: str
+    href: str | None
+    total: int
+    segments: list[tuple[str, int, float]]  # (status, count, share of the row)
+
+    @property
+    def total_text(self) -> str:
+        return fmt.text(self.total, "count")
+
+
+@dataclass(frozen=True)
+class Stacked:
+    title: str
+    code: str
+    legend: list[tuple[str, str]]  # (status, label)
+    rows: list[StackedRow]
+    kind: ClassVar[str] = "stacked"
+
+    @property
+    def legend_labels(self) -> dict[str, str]:
+        return dict(self.legend)
+
+
+Block = Tiles | Bars | Stacked
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def figures(self) -> list[Figure]:
+        out: list[Figure] = []
+        for b in self.blocks:
+            if isinstance(b, Tiles):
+                out += b.figures
+            elif isinstance(b, Bars):
+                out += [bar.figure for bar in b.bars]
+        return out
+
+
+class Builder:
+    """Figures of one scope at one instant (and at the comparison instant)."""
+
+    def __init__(self, catalogue: Catalogue, document: Document, compare: Document | None = None) -> None:
+        self.catalogue = catalogue
+        self.document = document
+        self.compare_document = compare
+
+    def entry(self, code: str) -> Mapping[str, Any]:
+        return self.catalogue.get(code, {"label": code, "definition": "", "unit": "", "breakdown_labels": {}})
+
+    def key_label(self, code: str, key: str) -> str:
+        labels: Mapping[str, str] = self.entry(code).get("breakdown_labels") or {}
+        return labels.get(key, key)
+
+    def figure(self, code: str, *path: str, label: str | None = None) -> Figure | None:
+        value = read(self.document, code, path)
+        if value is _ABSENT:
+            return None
+        entry = self.entry(code)
+        unit = str(entry.get("unit", ""))
+        key = ".".join(path)
+        if label is None:
+            label = self.key_label(code, path[-1]) if path else str(entry["label"])
+        definition = str(entry.get("definition", ""))
+        if path:
+            definition = f"{entry['label']} — {' › '.join(self.key_label(code, k) for k in path)}. {definition}"
+        compare = read(self.compare_document, code, path) if self.compare_document is not None else _ABSENT
+        if self.compare_document is not None and compare is _ABSENT:
+            compare = None
+        return Figure(code, path, label, definition, fmt.kind_of_unit(unit, key), value, compare)
+
+    def tiles(self, title: str, *specs: tuple[str, ...]) -> Tiles:
+        figures = [f for spec in specs if (f := self.figure(*spec)) is not None]
+        return Tiles(title, figures)
+
+    def bars(self, title: str, code: str, *prefix: str, keys: list[str] | None = None, caption: str = "") -> Bars:
+        values = read(self.document, code, prefix)
+        if not isinstance(values, dict):
+            return Bars(title, [], caption)
+        figures = [f for k in (keys or list(values)) if (f := self.figure(code, *prefix, k)) is not None]
+        if figures and all(f.kind == "share" for f in figures):
+            return Bars(title, [Bar(f, f.ratio) for f in figures], caption)
+        top = max((fmt.number(f.value) or 0 for f in figures), default=0) or 1
+        return Bars(title, [Bar(f, float((fmt.number(f.value) or 0) / top)) for f in figures], caption)
+
+
+def network(b: Builder) -> Section:
+    section = Section("reseau", "Le programme et son réseau")
+    section.blocks.append(
+        b.tiles(
+            "Territoires d'industrie",
+            ("territories.count",),
+            ("territories.epci_count",),
+            ("territories.region_count",),
+            ("territories.project_leads_in_post",),
+            ("territories.project_leads_cofinanced",),
+            ("territories.launch_copil_held",),
+        )
+    )
+    cofinancing = b.figure("grants.by_programme", "cofinancement_chef_projet", "amount_eur",
+                           label="Cofinancement des chefs de projet par l'État")
+    if cofinancing is not None:
+        section.blocks.append(Tiles("Animation", [cofinancing]))
+    return section
+
+
+def action_plans(b: Builder, region_href: Mapping[str, str] | None = None) -> Section:
+    section = Section("plans-action", "Les plans d'action")
+    section.blocks.append(b.tiles("Actions", ("actions.count",)))
+    section.blocks.append(b.bars("Répartition des actions par axe", "actions.by_axis_share"))
+    section.blocks.append(b.bars("Actions par axe", "actions.by_axis"))
+    section.blocks.append(b.bars("Actions par thématique (une action peut en porter plusieurs)", "actions.by_theme"))
+    section.blocks.append(b.bars("Avancement des actions (part)", "actions.by_status_share"))
+    section.blocks.append(b.bars("Avancement des actions (nombre)", "actions.by_status"))
+    by_region = read(b.document, "actions.by_region_status")
+    if isinstance(by_region, dict):
+        statuses = list(b.entry("actions.by_status").get("breakdown") or [])
+        if not statuses:
+            statuses = list(next(iter(by_region.values()), {}))
+        rows = []
+        for region, counts in by_region.items():
+            total = sum(int(counts.get(s, 0)) for s in statuses)
+            segments = [(s, int(counts.get(s, 0)), (int(counts.get(s, 0)) / total) if total else 0.0) for s in statuses]
+            rows.append(StackedRow(b.key_label("actions.by_region_status", region), (region_href or {}).get(region), total, segments))
+        legend = [(s, b.key_label("actions.by_status", s)) for s in statuses]
+        section.blocks.append(Stacked("Avancement des actions par région", "actions.by_region_status", legend, rows))
+    return section
+
+
+_PROGRAMME_TILES = ("count", "amount_eur", "investment_eur", "jobs_forecast", "jobs_conditional", "territory_count",
+                    "departement_count")
+
+
+def funding(b: Builder) -> Section:
+    section = Section("financements", "Financer les projets")
+    section.blocks.append(
+        b.tiles(
+            "Toutes les subventions engagées",
+            ("grants.count",),
+            ("grants.amount_eur",),
+            ("grants.investment_eur",),
+            ("grants.disbursed_eur",),
+            ("grants.jobs_forecast",),
+            ("grants.jobs_conditional",),
+            ("grants.territory_count",),
+            ("grants.departement_count",),
+        )
+    )
+    programmes = read(b.document, "grants.by_programme")
+    if not isinstance(programmes, dict):
+        return section
+    for code in programmes:
+        title = b.key_label("grants.by_programme", code)
+        section.blocks.append(
+            Tiles(title, [f for k in _PROGRAMME_TILES if (f := b.figure("grants.by_programme", code, k)) is not None])
+        )
+        section.blocks.append(b.bars(f"{title} — contribution aux objectifs environnementaux", "grants.by_programme", code,
+                                     "contribution_share"))
+        section.blocks.append(b.bars(f"{title} — filières", "grants.by_programme", code, "value_chain_share"))
+    return section
+
+
+def sites(b: Builder) -> Section:
+    section = Section("sites", "Sites clés en main France 2030")
+    section.blocks.append(
+        b.tiles(
+            "Sites labellisés",
+            ("sites.count",),
+            ("sites.area_ha_total",),
+            ("sites.area_ha_mean",),
+            ("sites.area_ha_median",),
+            ("sites.land_recycling_count",),
+            ("sites.land_recycling_area_ha",),
+            ("sites.workshop_held_share",),
+            ("sites.roadmap_delivered_count",),
+        )
+    )
+    section.blocks.append(b.bars("Sites par maturité", "sites.by_maturity"))
+    return section
+
+
+def sections(b: Builder, region_href: Mapping[str, str] | None = None) -> list[Section]:
+    return [network(b), action_plans(b, region_href), funding(b), sites(b)]
+
+
+# --- the map ----------------------------------------------------------------------------------
+
+#: DSFR « bleu France » shades, lightest to darkest, for five classes of equal width
+MAP_COLOURS = ("#ececfe", "#cacafb", "#8585f6", "#6a6af4", "#000091")
+
+
+@dataclass(frozen=True)
+class MapRegion:
+    code: str
+    name: str
+    href: str
+    value: Any
+    text: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class MapLegend:
+    colour: str
+    text: str
+
+
+def map_regions(
+    catalogue: Catalogue, code: str, documents: Mapping[str, Document], names: Mapping[str, str], hrefs: Mapping[str, str]
+) -> tuple[list[MapRegion], list[MapLegend]]:
+    """The regions coloured by ``code`` (``documents``: region code → its indicators document)."""
+    kind = fmt.kind_of_unit(str(catalogue.get(code, {}).get("unit", "")))
+    values = {r: read(d, code) for r, d in documents.items()}
+    numbers = {r: fmt.number(v) if v is not _ABSENT else None for r, v in values.items()}
+    top = max((n for n in numbers.values() if n is not None), default=None)
+    step = (top / len(MAP_COLOURS)) if top else None
+    regions = []
+    for r, name in names.items():
+        n = numbers.get(r)
+        index = 0 if n is None or not step else min(len(MAP_COLOURS) - 1, int(n / step))
+        value = values.get(r)
+        regions.append(MapRegion(r, name, hrefs[r], None if value is _ABSENT else value, fmt.text(value, kind), MAP_COLOURS[index]))
+    legend = []
+    for i, colour in enumerate(MAP_COLOURS):
+        if step:
+            low, high = step * i, step * (i + 1)
+            legend.append(MapLegend(colour, f"{fmt.text(low, kind)} – {fmt.text(high, kind)}"))
+    return regions, legend

@@ -1,0 +1,174 @@
+"""The pages' content, read from the public API through a ``PlatformReader`` (no database access)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from ti_shared.geo import REGIONS
+
+from reporting.dashboard import formatting as fmt
+from reporting.dashboard import model
+from reporting.dashboard.client import ApiError, PlatformReader, Territory, problem_of
+
+
+@dataclass
+class Links:
+    """Where the pages are (``root``: the prefix the platform is served under, usually empty)."""
+
+    root: str = ""
+    as_of: str | None = None
+    compare: str | None = None
+
+    def query(self, **extra: str | None) -> str:
+        params = {"as_of": self.as_of, "compare": self.compare, **extra}
+        text = "&".join(f"{k}={v}" for k, v in params.items() if v)
+        return f"?{text}" if text else ""
+
+    def national(self) -> str:
+        return f"{self.root}/dashboard{self.query()}"
+
+    def region(self, code: str) -> str:
+        return f"{self.root}/dashboard/regions/{code}{self.query()}"
+
+    def territory(self, territory_id: str) -> str:
+        return f"{self.root}/dashboard/territories/{territory_id}{self.query()}"
+
+    def asset(self, path: str, version: str) -> str:
+        return f"{self.root}/dashboard/assets/{path}?v={version}"
+
+    def static(self, name: str, version: str) -> str:
+        return f"{self.root}/dashboard/static/{name}?v={version}"
+
+    def api(self, scope: str, as_of: str | None) -> str:
+        return f"{self.root}/v1/indicators?scope={scope}" + (f"&as_of={as_of}" if as_of else "")
+
+    def bilan(self, scope: str, fmt_: str) -> str:
+        return f"{self.root}/v1/reports/bilan?scope={scope}&format={fmt_}" + (f"&as_of={self.as_of}" if self.as_of else "")
+
+
+@dataclass
+class Page:
+    scope: str
+    title: str
+    kind: str  # national | region | territory
+    document: dict[str, Any]
+    compare_document: dict[str, Any] | None
+    catalogue: dict[str, dict[str, Any]]
+    sections: list[model.Section]
+    links: Links
+    data_date: str
+    compare_date: str | None = None
+    breadcrumb: list[tuple[str, str | None]] = field(default_factory=list)
+    territories: list[Territory] | None = None
+    map_code: str | None = None
+    map_regions: list[model.MapRegion] = field(default_factory=list)
+    map_legend: list[model.MapLegend] = field(default_factory=list)
+    map_choices: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def compare_label(self) -> str:
+        return f"au {self.links.compare}" if self.links.compare else ""
+
+    @property
+    def map_label(self) -> str:
+        return str(self.catalogue.get(self.map_code or "", {}).get("label", self.map_code or ""))
+
+    @property
+    def figures(self) -> list[model.Figure]:
+        return [f for s in self.sections for f in s.figures()]
+
+
+async def _documents(
+    api: PlatformReader, scope: str, as_of: str | None, compare: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
+    async def nothing() -> None:
+        return None
+
+    try:
+        catalogue, document, compare_document = await asyncio.gather(
+            api.catalogue(), api.indicators(scope, as_of), api.indicators(scope, compare) if compare else nothing()
+        )
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    return catalogue, document, compare_document
+
+
+def _page(
+    scope: str, title: str, kind: str, links: Links, catalogue: dict[str, dict[str, Any]], document: dict[str, Any],
+    compare_document: dict[str, Any] | None,
+) -> Page:
+    builder = model.Builder(catalogue, document, compare_document)
+    hrefs = {code: links.region(code) for code in REGIONS}
+    return Page(
+        scope=scope,
+        title=title,
+        kind=kind,
+        document=document,
+        compare_document=compare_document,
+        catalogue=catalogue,
+        sections=model.sections(builder, hrefs),
+        links=links,
+        data_date=fmt.data_date(document.get("as_of"), document["generated_at"]),
+        compare_date=fmt.data_date(compare_document.get("as_of"), compare_document["generated_at"]) if compare_document else None,
+    )
+
+
+async def national_page(api: PlatformReader, links: Links, map_code: str | None) -> Page:
+    catalogue, document, compare_document = await _documents(api, "national", links.as_of, links.compare)
+    page = _page("national", "Tableau de bord national", "national", links, catalogue, document, compare_document)
+    page.map_code = map_code if map_code in model.MAP_INDICATORS else model.DEFAULT_MAP_INDICATOR
+    try:
+        regional = await api.many_indicators([f"region:{code}" for code in REGIONS], links.as_of)
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    page.map_regions, page.map_legend = model.map_regions(
+        catalogue, page.map_code, {s.removeprefix("region:"): d for s, d in regional.items()}, REGIONS,
+        {code: links.region(code) for code in REGIONS},
+    )
+    page.map_choices = [(c, str(catalogue.get(c, {}).get("label", c))) for c in model.MAP_INDICATORS]
+    page.breadcrumb = [("Tableau de bord national", None)]
+    page.notices = api.notices
+    return page
+
+
+async def region_page(api: PlatformReader, links: Links, code: str) -> Page:
+    scope = f"region:{code}"
+    (catalogue, document, compare_document), territories = await asyncio.gather(
+        _documents(api, scope, links.as_of, links.compare), api.territories(code)
+    )
+    name = REGIONS.get(code, code)
+    page = _page(scope, f"Région {name}", "region", links, catalogue, document, compare_document)
+    page.territories = sorted(territories, key=lambda t: t.name) if territories is not None else None
+    page.breadcrumb = [("Tableau de bord national", links.national()), (name, None)]
+    page.notices = api.notices
+    return page
+
+
+async def territory_page(api: PlatformReader, links: Links, territory_id: str) -> Page:
+    scope = f"territory:{territory_id}"
+    (catalogue, document, compare_document), territory = await asyncio.gather(
+        _documents(api, scope, links.as_of, links.compare), api.territory(territory_id)
+    )
+    name = territory.name if territory is not None else territory_id
+    page = _page(scope, f"Territoire d'industrie {name}", "territory", links, catalogue, document, compare_document)
+    page.breadcrumb = [("Tableau de bord national", links.national())]
+    if territory is not None and territory.region_code in REGIONS:
+        page.breadcrumb.append((REGIONS[territory.region_code], links.region(territory.region_code)))
+    page.breadcrumb.append((name, None))
+    page.notices = api.notices
+    return page
+
+
+async def scope_page(api: PlatformReader, links: Links, scope: str, map_code: str | None = None) -> Page:
+    """The page of any scope (``national``, ``region:<code>``, ``territory:<id>``), as the Bilan needs it."""
+    if scope.startswith("region:"):
+        return await region_page(api, links, scope.removeprefix("region:"))
+    if scope.startswith("territory:"):
+        return await territory_page(api, links, scope.removeprefix("territory:"))
+    if scope != "national":
+        # the API gives the precise 422 for a malformed scope
+        await _documents(api, scope, links.as_of, None)
+    return await national_page(api, links, map_code)
