@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # front-end packages (npm, pinned by frontend/package-lock.json), built into frontend/dist/
 ASSETS := frontend/dist/manifest.json
 
-.PHONY: install lint test test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
+.PHONY: install lint test test-tools test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
 
 $(STAMP): constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,11 @@ reset: ## wipe the local databases and topics (a fresh platform)
 TEST_SUITES := shared/tests shared/testkit/tests deploy/tests $(wildcard services/*/tests) examples/partner-tests tests-e2e
 
 # one pytest run per suite (each service's tests are a package of their own), then one summary line
-test: infra-up ## unit, integration and end-to-end tests against real PostgreSQL and Kafka
+# the browser tests drive Debian's headless Chromium; the Bilan's PDF is read back with pdftotext
+test-tools:
+	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || bash -c '. deploy/local/common.sh && apt_install chromium poppler-utils'
+
+test: infra-up test-tools ## unit, integration, browser and end-to-end tests against real PostgreSQL and Kafka
 	@rm -rf var/test-results && mkdir -p var/test-results
 	@source var/local.env; status=0; for suite in $(TEST_SUITES); do \
 		echo "=== $$suite"; \

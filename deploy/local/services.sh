@@ -89,7 +89,8 @@ start_one() {  # name module port
   # setsid: own session, so that the caller's signals do not reach it; the inner shell writes its
   # pid then exec's uvicorn, so the pid file holds uvicorn's pid.
   # shellcheck disable=SC2016  # $$ is the inner shell's
-  TI_BUS=kafka setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" \
+  # the dashboard (reporting) reads the territories' names from territory-registry's public API
+  TI_BUS=kafka TI_DASHBOARD_API_URL="${TI_DASHBOARD_API_URL:-http://$TI_HOST:${TI_TERRITORY_REGISTRY_PORT:-8001}}" setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" \
     "$UVICORN" --factory "$module.main:create_app" --host "$TI_HOST" --port "$port" \
     --no-access-log --timeout-graceful-shutdown 5 \
     >>"$(log_file "$name")" 2>&1 </dev/null &

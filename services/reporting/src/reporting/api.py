@@ -26,8 +26,8 @@ from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting import cache, repository
 from reporting.catalogue import CATALOGUE, UNITS
-from reporting.labels import BREAKDOWN_LABELS
 from reporting.domain import AsOf, Scope, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
+from reporting.labels import BREAKDOWN_LABELS
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.schemas import Catalogue, IndicatorDefinitionOut, IndicatorsDocument, RebuildStatus
 

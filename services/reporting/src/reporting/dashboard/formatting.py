@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 
 LOCALE = "fr_FR"
-TIMEZONE = "Europe/Paris"
+TIMEZONE = ZoneInfo("Europe/Paris")
 MISSING = "—"
+#: units follow the value after a no-break space, so that « 63,0 M€ » never breaks
 
 Kind = Literal["count", "money", "area", "share"]
 
@@ -45,14 +47,14 @@ def text(value: Any, kind: Kind) -> str:
         return MISSING
     if kind == "money":
         if abs(n) >= 1_000_000_000:
-            return format_decimal(n / 1_000_000_000, "#,##0.0", locale=LOCALE) + " Md€"
+            return format_decimal(n / 1_000_000_000, "#,##0.0", locale=LOCALE) + "\u00a0Md€"
         if abs(n) >= 1_000_000:
-            return format_decimal(n / 1_000_000, "#,##0.0", locale=LOCALE) + " M€"
-        return format_decimal(n, "#,##0", locale=LOCALE) + " €"
+            return format_decimal(n / 1_000_000, "#,##0.0", locale=LOCALE) + "\u00a0M€"
+        return format_decimal(n, "#,##0", locale=LOCALE) + "\u00a0€"
     if kind == "share":
-        return format_percent(n, "#,##0.0 %", locale=LOCALE)
+        return format_percent(n, "#,##0.0\u202f%", locale=LOCALE)
     if kind == "area":
-        return format_decimal(n, "#,##0.##", locale=LOCALE) + " ha"
+        return format_decimal(n, "#,##0.##", locale=LOCALE) + "\u00a0ha"
     return format_decimal(n, "#,##0.##", locale=LOCALE)
 
 
@@ -61,7 +63,7 @@ def exact(value: Any, kind: Kind) -> str | None:
     n = number(value)
     if n is None or kind != "money" or abs(n) < 1_000_000:
         return None
-    return format_decimal(n, "#,##0.00", locale=LOCALE) + " €"
+    return format_decimal(n, "#,##0.00", locale=LOCALE) + "\u00a0€"
 
 
 def delta(value: Any, before: Any, kind: Kind) -> str | None:
@@ -73,7 +75,7 @@ def delta(value: Any, before: Any, kind: Kind) -> str | None:
     sign = "+" if d > 0 else "−" if d < 0 else "±"
     magnitude = abs(d)
     if kind == "share":
-        return sign + format_decimal(magnitude * 100, "#,##0.0", locale=LOCALE) + " pts"
+        return sign + format_decimal(magnitude * 100, "#,##0.0", locale=LOCALE) + "\u00a0pts"
     return sign + text(magnitude, kind)
 
 

@@ -115,6 +115,7 @@ class Bars:
 
 @dataclass(frozen=True)
 class StackedRow:
+    code: str
     label: str
     href: str | None
     total: int
@@ -241,7 +242,7 @@ def action_plans(b: Builder, region_href: Mapping[str, str] | None = None) -> Se
         for region, counts in by_region.items():
             total = sum(int(counts.get(s, 0)) for s in statuses)
             segments = [(s, int(counts.get(s, 0)), (int(counts.get(s, 0)) / total) if total else 0.0) for s in statuses]
-            rows.append(StackedRow(b.key_label("actions.by_region_status", region), (region_href or {}).get(region), total, segments))
+            rows.append(StackedRow(region, b.key_label("actions.by_region_status", region), (region_href or {}).get(region), total, segments))
         legend = [(s, b.key_label("actions.by_status", s)) for s in statuses]
         section.blocks.append(Stacked("Avancement des actions par région", "actions.by_region_status", legend, rows))
     return section

@@ -1,0 +1,196 @@
+"""The dashboard and the Bilan in a real browser, on a platform loaded through its public API: each
+page loads cleanly and offline, shows the API's figures for the same scope and date, the map opens
+the regions, ``as_of`` and ``compare`` change what is shown, axe finds no serious violation, and the
+PDF's text carries the figures."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from reporting.dashboard import formatting as fmt
+from ti_shared.assets import asset_path
+
+from .conftest import Platform, Visit, screenshot
+
+pytestmark = pytest.mark.integration
+
+LAUNCH = "2023-11-30"
+
+
+def at(document: dict[str, Any], code: str, key: str) -> Any:
+    value = document["indicators"][code]
+    for part in key.split(".") if key else []:
+        value = value[part]
+    return value
+
+
+def shown_figures(page: Any) -> list[dict[str, Any]]:
+    return list(
+        page.eval_on_selector_all(
+            ".ti-figure[data-code]",
+            """els => els.map(e => ({code: e.dataset.code, key: e.dataset.key, value: JSON.parse(e.dataset.value),
+                compare: e.dataset.compare === undefined ? undefined : JSON.parse(e.dataset.compare),
+                text: e.querySelector('.ti-figure__value').textContent.trim()}))""",
+        )
+    )
+
+
+def assert_figures_match(page: Any, document: dict[str, Any], catalogue: dict[str, Any]) -> int:
+    figures = shown_figures(page)
+    assert len(figures) > 40
+    for f in figures:
+        expected = at(document, f["code"], f["key"])
+        assert f["value"] == expected, f
+        kind = fmt.kind_of_unit(catalogue[f["code"]]["unit"], f["key"])
+        assert f["text"] == fmt.text(expected, kind), f
+    return len(figures)
+
+
+@pytest.fixture(scope="module")
+def catalogue(platform: Platform) -> dict[str, Any]:
+    return {item["code"]: item for item in platform.get("/v1/indicators/catalogue")["items"]}
+
+
+def a_territory(platform: Platform) -> dict[str, Any]:
+    return next(t for t in sorted(platform.territories, key=lambda t: t["id"]) if t["region_code"] == "53")
+
+
+def test_pages_load_without_console_errors_nor_outside_requests(visit: Any, platform: Platform) -> None:
+    territory = a_territory(platform)
+    for name, path in (
+        ("national", "/dashboard"),
+        ("region-53", "/dashboard/regions/53"),
+        (f"territory-{territory['id']}", f"/dashboard/territories/{territory['id']}"),
+        ("national-as-of-launch-compared", f"/dashboard?as_of={LAUNCH}&compare=2023-11-01&map=actions.count"),
+    ):
+        v: Visit = visit(path)
+        screenshot(v.page, name)
+        assert v.console_errors == [], (path, v.console_errors)
+        assert v.outside_requests == [], (path, v.outside_requests)
+        assert v.page.locator("h1").count() == 1
+
+
+def test_national_figures_are_the_apis(visit: Any, platform: Platform, catalogue: dict[str, Any]) -> None:
+    v = visit("/dashboard")
+    document = platform.get("/v1/indicators", scope="national")
+    assert assert_figures_match(v.page, document, catalogue) > 150
+    # the stacked bars: every region's count of each status
+    for row in v.page.eval_on_selector_all(
+        "tr[data-region]",
+        "rows => rows.map(r => ({region: r.dataset.region, parts: [...r.querySelectorAll('[data-status]')].map("
+        "p => [p.dataset.status, Number(p.dataset.count)])}))",
+    ):
+        assert dict(row["parts"]) == document["indicators"]["actions.by_region_status"][row["region"]]
+
+
+def test_region_and_territory_figures_as_of_a_date(visit: Any, platform: Platform, catalogue: dict[str, Any]) -> None:
+    territory = a_territory(platform)
+    for scope, path in (("region:53", "/dashboard/regions/53"), (f"territory:{territory['id']}", f"/dashboard/territories/{territory['id']}")):
+        v = visit(f"{path}?as_of=2024-06-30")
+        assert_figures_match(v.page, platform.get("/v1/indicators", scope=scope, as_of="2024-06-30"), catalogue)
+        assert "30 juin 2024" in v.page.locator(".ti-data-date").inner_text()
+    assert territory["name"] in visit(f"/dashboard/territories/{territory['id']}").page.locator("h1").inner_text()
+    listed = visit("/dashboard/regions/53").page.eval_on_selector_all("[data-territory]", "els => els.map(e => e.dataset.territory)")
+    assert sorted(listed) == sorted(t["id"] for t in platform.territories if t["region_code"] == "53")
+
+
+def test_the_map_has_18_regions_and_a_click_opens_one(visit: Any, platform: Platform) -> None:
+    v = visit("/dashboard?map=actions.count")
+    regions = v.page.eval_on_selector_all(
+        "a.ti-map__region", "els => els.map(e => [e.dataset.region, JSON.parse(e.dataset.value)])"
+    )
+    assert len(regions) == 18
+    for code, value in regions:
+        assert value == platform.get("/v1/indicators", scope=f"region:{code}")["indicators"]["actions.count"]
+    v.page.locator('a.ti-map__region[data-region="53"]').click()
+    v.page.wait_for_url("**/dashboard/regions/53*")
+    assert "Bretagne" in v.page.locator("h1").inner_text()
+    screenshot(v.page, "map-click-region-53")
+
+
+def test_as_of_and_compare_change_what_is_shown(visit: Any, platform: Platform, catalogue: dict[str, Any]) -> None:
+    now = platform.get("/v1/indicators", scope="region:53")
+    launch = platform.get("/v1/indicators", scope="region:53", as_of=LAUNCH)
+    assert now["indicators"]["actions.count"] != launch["indicators"]["actions.count"]  # the data has a history
+
+    v = visit(f"/dashboard/regions/53?as_of={LAUNCH}")
+    assert_figures_match(v.page, launch, catalogue)
+
+    v = visit(f"/dashboard/regions/53?compare={LAUNCH}")
+    figures = shown_figures(v.page)
+    assert_figures_match(v.page, now, catalogue)
+    for f in figures:
+        assert f["compare"] == at(launch, f["code"], f["key"]), f
+    count = v.page.locator("#f-actions-count")
+    before, after = launch["indicators"]["actions.count"], now["indicators"]["actions.count"]
+    assert count.locator(".ti-compare-value").inner_text() == fmt.text(before, "count")
+    assert count.locator(".ti-delta").inner_text() == f"({fmt.delta(after, before, 'count')})"
+
+
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}"])
+def test_no_serious_accessibility_violation(visit: Any, platform: Platform, path: str) -> None:
+    v = visit(path.format(territory=a_territory(platform)["id"]))
+    v.page.add_script_tag(path=str(asset_path("axe/axe.min.js")))
+    results = v.page.evaluate(
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+    )
+    serious = [
+        {"id": r["id"], "impact": r["impact"], "nodes": [n["target"] for n in r["nodes"][:5]]}
+        for r in results["violations"]
+        if r["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], json.dumps(serious, indent=1)
+
+
+@pytest.mark.parametrize("path", ["/reporting/docs", "/reporting/redoc", "/funding-ledger/docs"])
+def test_api_pages_render_from_local_assets(visit: Any, path: str) -> None:
+    v = visit(path)
+    selector = ".swagger-ui .info .title" if path.endswith("/docs") else "h1"
+    v.page.wait_for_selector(selector, timeout=20_000)
+    assert "Territoires d'industrie" in v.page.locator(selector).first.inner_text()
+    assert v.outside_requests == [], v.outside_requests
+    # the page's Content-Security-Policy keeps ReDoc from fetching the logo of its footer from a CDN
+    errors = [e for e in v.console_errors if "https://cdn.redoc.ly/" not in e]
+    assert errors == [], v.console_errors
+
+
+def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    file = tmp_path / "bilan.pdf"
+    file.write_bytes(pdf)
+    return _normal(subprocess.run(["pdftotext", str(file), "-"], check=True, capture_output=True, text=True).stdout)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u202f", " ").replace("\xa0", " "))
+
+
+def test_the_bilan_pdf_carries_the_figures(visit: Any, platform: Platform, tmp_path: Path) -> None:
+    response = httpx.get(platform.base + "/v1/reports/bilan", params={"scope": "region:53", "as_of": "2024-11-30", "format": "pdf"},
+                         timeout=120)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    text = _pdf_text(response.content, tmp_path)
+    html = visit("/v1/reports/bilan?scope=region:53&as_of=2024-11-30")
+    figures = shown_figures(html.page)
+    assert_figures_match(html.page, platform.get("/v1/indicators", scope="region:53", as_of="2024-11-30"),
+                         {i["code"]: i for i in platform.get("/v1/indicators/catalogue")["items"]})
+    assert "Bretagne" in text and "30 novembre 2024" in text
+    missing = [f for f in figures if _normal(f["text"]) not in text]
+    assert missing == []
+
+
+def test_ti_report_bilan_writes_the_file(platform: Platform, tmp_path: Path) -> None:
+    out = tmp_path / "national.pdf"
+    ti = Path(sys.executable).parent / "ti"
+    subprocess.run([str(ti), "report", "bilan", "--url", platform.base, "--as-of", "2024-11-30", "-o", str(out)], check=True)
+    text = _pdf_text(out.read_bytes(), tmp_path)
+    national = platform.get("/v1/indicators", scope="national", as_of="2024-11-30")["indicators"]
+    for code in ("territories.count", "actions.count", "sites.count", "grants.amount_eur"):
+        assert _normal(fmt.text(national[code], fmt.kind_of_unit("EUR" if code.endswith("_eur") else ""))) in text
+    assert "Les 18 régions" in text and "Actions recensées" in text
