@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -28,16 +28,18 @@ from ti_shared.auth import TokenVerifier
 from ti_shared.bus import make_publisher, make_source
 from ti_shared.consumer import EventConsumer, EventHandler
 from ti_shared.db import Database
-from ti_shared.events import CloudEvent, EventSpec
+from ti_shared.events import CloudEvent, EventSpec, NewEvent
 from ti_shared.logging import bind_request, configure_logging, get_logger
 from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
-from ti_shared.outbox import OutboxRelay, count_pending, record_event
+from ti_shared.outbox import OutboxRelay, count_pending, record_event, record_events
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
 from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
 from ti_shared.settings import ServiceSettings, load_settings
 
 log = get_logger(__name__)
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class ServiceSpec:
     schemas_dir: Path | None = None
     #: ASGI middleware classes (constructed with the inner app only) placed inside the edge middleware
     middleware: Sequence[type[Any]] = ()
+    #: the service's repository class (``repository.Repository``), built over each unit of work's session
+    repository: Callable[[AsyncSession], Any] | None = None
 
     @property
     def source(self) -> str:
@@ -104,12 +108,40 @@ async def get_context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-class UnitOfWork:
-    """One request = one transaction: the changes and their outbox events, committed together."""
+#: the answer to a write that lost a race (two requests creating the same entity at the same time)
+CONCURRENT_WRITE_DETAIL = "Another request wrote the same data at the same time; retry the request"
 
-    def __init__(self, ctx: ServiceContext, session: AsyncSession) -> None:
+
+def concurrent_write() -> Problem:
+    """The 409 of a write that lost a race (:func:`is_concurrent_write`)."""
+    return Problem(409, CONCURRENT_WRITE_DETAIL, kind="concurrent-write")
+
+
+def is_concurrent_write(exc: sa.exc.IntegrityError) -> bool:
+    """A unique (or primary-key, or exclusion) violation: another transaction wrote the same key first.
+
+    Other integrity errors (a NOT NULL or CHECK violation, a missing parent) are bugs, not races."""
+    for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if sqlstate is not None:
+            return str(sqlstate) in ("23505", "23P01")
+        name = getattr(cause, "sqlite_errorname", None)
+        if name is not None:
+            return str(name) in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    return "unique" in str(exc.orig).lower()
+
+
+class UnitOfWork(Generic[R]):
+    """One request = one transaction: the changes and their outbox events, committed together.
+
+    ``repo`` is the service's repository over this transaction (``ServiceSpec.repository``). A unique
+    violation, whether raised by a statement or by the commit, is answered with the 409 of
+    :func:`concurrent_write` (statements: by :func:`unit_of_work`, around the whole request)."""
+
+    def __init__(self, ctx: ServiceContext, session: AsyncSession, repo: R) -> None:
         self.ctx = ctx
         self.session = session
+        self.repo = repo
         self.now = datetime.now(UTC)
         self._events = 0
 
@@ -137,15 +169,40 @@ class UnitOfWork:
             data=data,
         )
 
+    async def record_many(self, events: Sequence[NewEvent]) -> list[str]:
+        """Record many events with one bulk insert (an event without ``time`` takes ``now``)."""
+        if not events:
+            return []
+        self._events += len(events)
+        return await record_events(self.session, events, source=self.ctx.spec.source, time=self.now)
+
     async def commit(self) -> None:
-        await self.session.commit()
+        """Commit the transaction; the relay then publishes its events at once."""
+        try:
+            await self.session.commit()
+        except sa.exc.IntegrityError as exc:
+            if is_concurrent_write(exc):
+                raise concurrent_write() from exc
+            raise
         if self._events:
+            self._events = 0
             self.ctx.relay.notify()
 
+    async def rollback(self) -> None:
+        """Give up what the transaction wrote (its events included)."""
+        await self.session.rollback()
+        self._events = 0
 
-async def unit_of_work(ctx: ContextDep) -> AsyncIterator[UnitOfWork]:
+
+async def unit_of_work(ctx: ContextDep) -> AsyncIterator[UnitOfWork[Any]]:
     async with ctx.db.session() as session:
-        yield UnitOfWork(ctx, session)
+        factory = ctx.spec.repository
+        try:
+            yield UnitOfWork(ctx, session, factory(session) if factory is not None else None)
+        except sa.exc.IntegrityError as exc:
+            if is_concurrent_write(exc):
+                raise concurrent_write() from exc
+            raise
 
 
 async def read_session(ctx: ContextDep) -> AsyncIterator[AsyncSession]:
@@ -153,7 +210,15 @@ async def read_session(ctx: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-UowDep = Annotated[UnitOfWork, Depends(unit_of_work)]
+async def read_repository(ctx: ContextDep) -> AsyncIterator[Any]:
+    """The service's repository over a read session (``ServiceSpec.repository``), for GET routes."""
+    if ctx.spec.repository is None:
+        raise RuntimeError(f"service {ctx.spec.name} declares no repository")
+    async with ctx.db.read_session() as session:
+        yield ctx.spec.repository(session)
+
+
+UowDep = Annotated[UnitOfWork[Any], Depends(unit_of_work)]
 ReadSessionDep = Annotated[AsyncSession, Depends(read_session)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +21,33 @@ BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 T = TypeVar("T")
 
-Instant = sa.DateTime(timezone=True)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """An instant: aware UTC ``datetime`` in and out, on SQLite as on PostgreSQL.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the UTC wall time as text, which its driver
+    gives back naive — read back as UTC here. A naive ``datetime`` is refused on the way in (it
+    would mean the server's local time on PostgreSQL and UTC on SQLite)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: an instant needs its UTC offset")
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None or value.tzinfo is UTC:
+            return value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: the column type of every instant
+Instant = UtcDateTime()
 
 infra_metadata = sa.MetaData()
 

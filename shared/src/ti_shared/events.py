@@ -125,6 +125,21 @@ def encode_new_event(
     }
     return event_id, orjson.dumps(doc)
 
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to record (``UnitOfWork.record_many``): ``data`` already in JSON form
+    (``model_dump(mode="json")``); ``time`` None means the unit of work's clock."""
+
+    topic: str
+    type: str
+    subject: str
+    version: int
+    actor: str
+    data: dict[str, Any]
+    time: datetime | None = None
+
+
 @dataclass(frozen=True)
 class EventSpec:
     """One event type a service publishes, and the model of its ``data``."""

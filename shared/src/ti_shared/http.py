@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from ti_shared.auth import Principal
-from ti_shared.problems import Problem, field_problem
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem
+from ti_shared.service import WriteResult
 from ti_shared.types import parse_instant
 
 JSON_TYPES = ("application/json",)
@@ -176,17 +177,31 @@ def _etag_values(header: str) -> list[str]:
     return [v.strip() for v in header.split(",") if v.strip()]
 
 
-def not_modified(request: Request, version: int) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
+def _same_tag(listed: str, etag: str) -> bool:
+    """Weak comparison (RFC 9110 §8.8.3.2): ``W/"3"`` and ``"3"`` name the same version."""
+    return listed.removeprefix("W/") == etag.removeprefix("W/")
+
+
+def if_none_match(header: str | bytes | None, etag: str | None) -> bool:
+    """Whether an ``If-None-Match`` header matches the current representation's ``etag`` (None: there
+    is none): ``*`` matches any, else one of the listed tags by weak comparison. A GET answers 304 when
+    it matches, a write 412."""
+    if not header or etag is None:
         return False
-    values = _etag_values(header)
-    return "*" in values or any(v.removeprefix("W/") == etag_of(version).removeprefix("W/") for v in values)
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    values = _etag_values(text)
+    return "*" in values or any(_same_tag(v, etag) for v in values)
 
 
-def check_if_match(request: Request, current_version: int | None) -> None:
-    """412 when ``If-Match`` does not match the current version (or the resource does not exist)."""
-    header = request.headers.get("if-match")
+def not_modified(request: Request, version: int) -> bool:
+    """``If-None-Match`` of a GET matches the current version (answer 304)."""
+    return if_none_match(request.headers.get("if-none-match"), etag_of(version))
+
+
+def check_if_match(request: Request | str | None, current_version: int | None) -> None:
+    """412 when ``If-Match`` (the header's value, or read from the request) does not match the current
+    version, or when the resource does not exist."""
+    header = request.headers.get("if-match") if isinstance(request, Request) else request
     if not header:
         return
     values = _etag_values(header)
@@ -194,8 +209,28 @@ def check_if_match(request: Request, current_version: int | None) -> None:
         raise Problem(412, "If-Match was given but the resource does not exist")
     if "*" in values:
         return
-    if not any(v.removeprefix("W/") == etag_of(current_version).removeprefix("W/") for v in values):
+    if not any(_same_tag(v, etag_of(current_version)) for v in values):
         raise Problem(412, f"If-Match does not match the current version ({etag_of(current_version)})")
+
+
+def write_response(result: WriteResult[Any], request: Request | None = None) -> Response:
+    """The HTTP response of a service function's :class:`~ti_shared.service.WriteResult`: its status,
+    ``ETag`` (its version), ``Location``, and its entity as JSON — or its problem document (with the
+    request's path as ``instance`` unless the problem names its own)."""
+    headers: dict[str, str] = {}
+    if result.version is not None:
+        headers["ETag"] = etag_of(result.version)
+    if result.location is not None:
+        headers["Location"] = result.location
+    if result.problem is not None:
+        body: Any = result.problem.body(request.url.path if request is not None else None)
+        media = PROBLEM_MEDIA_TYPE
+        headers.update(result.problem.headers)
+    else:
+        entity = result.entity
+        body = entity.model_dump(mode="json") if isinstance(entity, BaseModel) else entity
+        media = "application/json"
+    return Response(orjson.dumps(body), status_code=result.status, headers=headers, media_type=media)
 
 
 # --- pagination ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.bus import BusUnavailable, OutgoingMessage, Publisher
 from ti_shared.db import Database, insert_rows, outbox_message
-from ti_shared.events import CONTENT_TYPE, CloudEvent, encode_event, new_event
+from ti_shared.events import CONTENT_TYPE, CloudEvent, NewEvent, encode_event, encode_new_event, new_event
 from ti_shared.logging import get_logger
 from ti_shared.metrics import EVENTS_PUBLISHED, OUTBOX_PUBLISH_FAILURES
 
@@ -65,6 +66,23 @@ async def add_many_to_outbox(session: AsyncSession, rows: list[dict[str, Any]]) 
         return
     now = datetime.now(UTC)
     await insert_rows(session, outbox_message, [{**r, "created_at": now, "sent_at": None} for r in rows])
+
+
+async def record_events(session: AsyncSession, events: Sequence[NewEvent], *, source: str, time: datetime) -> list[str]:
+    """Add many events to the outbox in one bulk insert (``COPY`` on PostgreSQL), in the session's
+    transaction; an event without its own ``time`` takes ``time``. Returns their ids, in order."""
+    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        event_id, payload = encode_new_event(
+            source=source, type_=e.type, subject=e.subject, time=e.time or time, version=e.version, actor=e.actor, data=e.data
+        )
+        ids.append(event_id)
+        rows.append(
+            {"topic": e.topic, "message_key": e.subject, "event_id": event_id, "event_type": e.type, "payload": payload.decode()}
+        )
+    await add_many_to_outbox(session, rows)
+    return ids
 
 
 async def count_pending(session: AsyncSession) -> int:

@@ -51,6 +51,8 @@ class Problem(Exception):
         kind: str | None = None,
         errors: Sequence[Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        instance: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -59,6 +61,10 @@ class Problem(Exception):
         self.kind = kind or _default_kind(status)
         self.errors = [dict(e) for e in errors] if errors is not None else None
         self.headers = dict(headers or {})
+        #: the problem's own ``instance`` (else the request's path is used)
+        self.instance = instance
+        #: RFC 9457 extension members added to the document (e.g. an import's whole report)
+        self.extensions = dict(extensions or {})
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -67,10 +73,12 @@ class Problem(Exception):
             "status": self.status,
             "detail": self.detail,
         }
+        instance = self.instance or instance
         if instance:
             doc["instance"] = instance
         if self.errors is not None:
             doc["errors"] = self.errors
+        doc.update(self.extensions)
         return doc
 
 

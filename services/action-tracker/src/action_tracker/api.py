@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -28,14 +27,16 @@ from ti_shared.http import (
     decode_cursor,
     encode_cursor,
     etag_of,
+    if_none_match,
     not_modified,
     parse_effective_at,
 )
-from ti_shared.idempotency import IdempotencyKeyHeader, IdempotentRequest, claim
+from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, problem_responses, validation_problem
 from ti_shared.replica import known_territories
 from ti_shared.tabular import read_table
 from ti_shared.types import TERRITORY_ID_PATTERN
+from ti_shared.uploads import read_upload
 from ti_shared.vocabulary import AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS, Axis, Theme
 from ti_shared.vocabulary import ActionStatus as Status
 
@@ -90,13 +91,14 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 PLAN_FILE_TYPES = (*CSV_TYPES, XLSX_TYPE, MULTIPART, "application/vnd.ms-excel", "application/octet-stream")
+PLAN_MAX_BYTES = 16 * 1024 * 1024
 PLAN_EXAMPLE_CSV = (
     "action_id;title;description;axis;themes;status;planned_start;planned_end;budget_eur;partners\n"
     "grist-17;Campus des métiers;Ouverture d'une formation;competences_attractivite;"
     "nouvelles_formations|besoin_formation;en_cours;2024-01-15;;120 000,00;Région|BPI\n"
 )
 PLAN_IMPORT_OPENAPI: dict[str, Any] = {
-    **accepts(*PLAN_FILE_TYPES, max_body_bytes=16 * 1024 * 1024),
+    **accepts(*PLAN_FILE_TYPES, max_body_bytes=PLAN_MAX_BYTES),
     "requestBody": {
         "required": True,
         "description": "The territory's plan: one action per row (a GRIST export).",
@@ -250,8 +252,8 @@ async def put_action(
     at = parse_effective_at(effective_at, principal)
     current = await repo.load_action(uow.session, action_id, for_update=True)
     check_if_match(request, _live_version(current))
-    if current is not None and not current.deleted and _if_none_match_any(request):
-        raise Problem(412, "If-None-Match: * was given but the action exists")
+    if if_none_match(request.headers.get("if-none-match"), _live_etag(current)):
+        raise Problem(412, "If-None-Match matches the action's current version")
     new = body.body().canonical()
     await _authorize(uow, principal, current, new)
     stored, decision = await _write(uow, principal, action_id, current, new, comment=body.comment, at=at)
@@ -287,27 +289,15 @@ async def create_action(
         )
     at = parse_effective_at(effective_at, principal)
     new = body.body().canonical()
-    idem = await claim(uow.ctx.db, request, f"action-tracker:{principal.sub}", idempotency_key)
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
+    async with idempotent(uow, request, principal, idempotency_key) as idem:
+        if idem.replay is not None:
+            return idem.replay
         await _authorize(uow, principal, None, new)
         action_id = "act-" + uuid.uuid4().hex
         stored, _ = await _write(uow, principal, action_id, None, new, comment=body.comment, at=at)
         response = _resource_response(stored, 201)
         response.headers["Location"] = f"/v1/actions/{action_id}"
-        if idem is not None:
-            await idem.complete(
-                uow.session,
-                201,
-                stored.resource(),
-                {"Location": response.headers["Location"], "ETag": etag_of(stored.version)},
-            )
-        await uow.commit()
-    except BaseException:
-        await _release(uow, idem)
-        raise
-    return response
+        return await idem.commit(response)
 
 
 @router.patch(
@@ -418,52 +408,32 @@ async def import_plan(
 ) -> Response:
     principal.require_territory(territory_id)
     at = parse_effective_at(effective_at, principal)
-    data, media_type = await _plan_file(request)
-    table = read_table(data, media_type, max_rows=MAX_PLAN_ROWS)
+    upload = await read_upload(request, max_bytes=PLAN_MAX_BYTES)
+    table = read_table(upload.data, upload.media_type, max_rows=MAX_PLAN_ROWS)
     columns, missing_columns = plan_columns(table[0].keys() if table else ())
     if table and missing_columns:
         raise validation_problem(
             [{"loc": ["body", "columns", c], "msg": "this column is required"} for c in missing_columns]
         )
-    idem = await claim(
-        uow.ctx.db, request, f"action-tracker:{principal.sub}", idempotency_key, content=data, content_type="plan-file"
-    )
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+        if idem.replay is not None:
+            return idem.replay
         if not await known_territories(uow.session, {territory_id}):
             raise field_problem(["query", "territory_id"], f"unknown territory '{territory_id}'")
         report = await _import_plan(
-            uow, principal, territory_id, read_plan(table, columns, territory_id), mode, delete_missing, at, idem
+            uow, principal, territory_id, read_plan(table, columns, territory_id), mode, delete_missing, at
         )
-        await uow.commit()
-    except BaseException:
-        await _release(uow, idem)
-        raise
-    return JSONResponse(report.model_dump(mode="json"), status_code=200)
-
-
-async def _plan_file(request: Request) -> tuple[bytes, str]:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != MULTIPART:
-        return await request.body(), media_type
-    form = await request.form()
-    upload = form.get("file") or next((v for v in form.values() if not isinstance(v, str)), None)
-    if upload is None or isinstance(upload, str):
-        raise field_problem(["body", "file"], "a multipart upload needs a 'file' part")
-    name = (upload.filename or "").lower()
-    return await upload.read(), XLSX_TYPE if name.endswith(".xlsx") else (upload.content_type or "")
+        return await idem.commit(JSONResponse(report.model_dump(mode="json"), status_code=200))
 
 
 async def _import_plan(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     principal: Principal,
     territory_id: str,
     rows: list[PlanRow],
     mode: Literal["atomic", "partial"],
     delete_missing: bool,
     at: datetime | None,
-    idem: IdempotentRequest | None,
 ) -> PlanImportReport:
     ids = {r.action_id for r in rows if r.action_id}
     current = await repo.load_actions(uow.session, ids, for_update=True)
@@ -523,10 +493,7 @@ async def _import_plan(
                 at=at,
             )
             deleted[gone.action_id] = stored.version
-    report = _plan_report(territory_id, mode, delete_missing, rows, results, missing, applied=True, deleted=deleted)
-    if idem is not None:
-        await idem.complete(uow.session, 200, report.model_dump(mode="json"))
-    return report
+    return _plan_report(territory_id, mode, delete_missing, rows, results, missing, applied=True, deleted=deleted)
 
 
 def _plan_report(
@@ -580,7 +547,7 @@ def _plan_report(
 
 
 async def _authorize(
-    uow: UnitOfWork, principal: Principal, current: repo.StoredAction | None, new: dict[str, Any]
+    uow: UnitOfWork[Any], principal: Principal, current: repo.StoredAction | None, new: dict[str, Any]
 ) -> None:
     """403 unless the token may write every territory touched; 422 when the new territory is unknown."""
     for territory in sorted(territories_touched(current.body if current else None, new)):
@@ -594,7 +561,7 @@ async def _authorize(
 
 
 async def _write(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     principal: Principal,
     action_id: str,
     current: repo.StoredAction | None,
@@ -615,7 +582,7 @@ async def _write(
 
 
 async def _apply(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     principal: Principal,
     current: repo.StoredAction | None,
     decision: Decision,
@@ -636,11 +603,7 @@ async def _apply(
         )
     else:
         stored = current.next_version(body, deleted=deleted, at=time)
-    try:
-        async with uow.session.begin_nested():
-            await repo.save_action(uow.session, stored, is_new=current is None)
-    except sa.exc.IntegrityError as exc:
-        raise Problem(409, f"Action '{stored.action_id}' was created concurrently; retry", kind="conflict") from exc
+    await repo.save_action(uow.session, stored, is_new=current is None)
     await repo.add_version(
         uow.session,
         stored,
@@ -669,8 +632,9 @@ def _live_version(stored: repo.StoredAction | None) -> int | None:
     return stored.version if stored is not None and not stored.deleted else None
 
 
-def _if_none_match_any(request: Request) -> bool:
-    return request.headers.get("if-none-match", "").strip() == "*"
+def _live_etag(stored: repo.StoredAction | None) -> str | None:
+    version = _live_version(stored)
+    return etag_of(version) if version is not None else None
 
 
 def _not_found(action_id: str, stored: repo.StoredAction | None) -> Problem:
@@ -684,10 +648,3 @@ def _not_found(action_id: str, stored: repo.StoredAction | None) -> Problem:
 
 def _resource_response(stored: repo.StoredAction, status_code: int) -> JSONResponse:
     return JSONResponse(stored.resource(), status_code=status_code, headers={"ETag": etag_of(stored.version)})
-
-
-async def _release(uow: UnitOfWork, idem: IdempotentRequest | None) -> None:
-    """Forget the Idempotency-Key claim of a failed request (after giving up its transaction)."""
-    if idem is not None:
-        await uow.session.rollback()
-        await idem.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,11 +15,6 @@ from ti_shared.events import format_instant
 from ti_shared.types import format_decimal
 
 from action_tracker.tables import action, action_theme, action_version
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite gives naive datetimes back: they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,8 @@ def _stored_of(row: Any) -> StoredAction:
         body=_body_of(row),
         version=int(row.version),
         deleted=bool(row.deleted),
-        created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -224,7 +219,7 @@ async def list_versions(session: AsyncSession, action_id: str, *, limit: int, af
         StoredVersion(
             version=int(r.version),
             change=r.change,
-            recorded_at=as_utc(r.recorded_at),
+            recorded_at=r.recorded_at,
             actor=r.actor,
             changed_fields=list(r.changed_fields or []),
             comment=r.comment,

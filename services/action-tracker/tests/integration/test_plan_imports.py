@@ -252,3 +252,15 @@ async def test_bad_files_change_nothing(service: Service) -> None:
     wrong_type = await import_plan(service, territory, b"{}", headers={"Content-Type": "application/json"})
     assert wrong_type.status_code == 415
     assert await territory_actions(service, territory) == before
+
+
+async def test_a_refused_atomic_import_is_replayed_under_its_idempotency_key(service: Service) -> None:
+    territory, prefix = "ti-2705", unique_id("refused")
+    content = to_csv(plan_rows(prefix, 10))  # row 7 has an unknown axis
+    key = {"Idempotency-Key": unique_id("key")}
+    refused = await import_plan(service, territory, content, headers=key)
+    assert refused.status_code == 422 and refused.json()["report"]["applied"] is False
+    again = await import_plan(service, territory, content, headers=key)
+    assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == refused.json()
+    assert (await service.client.get(f"/v1/actions/{prefix}-00")).status_code == 404

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from ti_shared.app import ContextDep, ReadSessionDep, UowDep
@@ -29,8 +28,7 @@ from ti_shared.http import (
     not_modified,
     parse_effective_at,
 )
-from ti_shared.idempotency import IdempotencyKeyHeader, IdempotentRequest, claim
-from ti_shared.outbox import add_many_to_outbox
+from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, problem_responses, validation_problem
 from ti_shared.replica import known_territories
 
@@ -126,13 +124,6 @@ async def _persist(uow: Any, write: GrantWrite, *, created: bool, actor: str) ->
         data=g.model_dump(mode="json"),
         time=g.updated_at,
     )
-
-
-async def _commit(uow: Any) -> None:
-    try:
-        await uow.commit()
-    except sa.exc.IntegrityError as exc:
-        raise Problem(409, "A concurrent write changed this grant; retry the request", kind="concurrent-write") from exc
 
 
 def _require_reader(principal: Principal) -> None:
@@ -346,12 +337,8 @@ async def put_grant(
         assert current is not None
         return _grant_response(current, 200)
     await _persist(uow, write, created=current is None, actor=principal.sub)
-    await _commit(uow)
+    await uow.commit()
     return _grant_response(write.grant, 201 if current is None else 200)
-
-
-async def _claimed(ctx: Any, request: Request, principal: Principal, key: str | None) -> IdempotentRequest | None:
-    return await claim(ctx.db, request, owner=principal.sub, key=key)
 
 
 @grant_router.post(
@@ -369,18 +356,16 @@ async def record_disbursement(
     operator_ref: RefPath,
     body: DisbursementBody,
     request: Request,
-    ctx: ContextDep,
     uow: UowDep,
     principal: GrantsWriter,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
-) -> JSONResponse:
+) -> Response:
     principal.require_operator(operator)
     effective_at = parse_effective_at(effective_at_header, principal)
-    idem = await _claimed(ctx, request, principal, idempotency_key)
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
+    async with idempotent(uow, request, principal, idempotency_key) as idem:
+        if idem.replay is not None:
+            return idem.replay
         current = await repo.get_grant(uow.session, operator, operator_ref, for_update=True)
         if current is None:
             raise Problem(404, f"No grant {grant_id(operator, operator_ref)}")
@@ -390,20 +375,9 @@ async def record_disbursement(
         except DomainError as exc:
             raise _domain_problem(exc) from exc
         result = write.grant or current
-        status_code = 200 if write.grant is None else 201
         if write.grant is not None:
             await _persist(uow, write, created=False, actor=principal.sub)
-        response = _grant_response(result, status_code)
-        if idem is not None:
-            await idem.complete(
-                uow.session, status_code, result.model_dump(mode="json"), {"ETag": etag_of(result.version)}
-            )
-        await _commit(uow)
-    except BaseException:
-        if idem is not None:
-            await idem.release()
-        raise
-    return response
+        return await idem.commit(_grant_response(result, 200 if write.grant is None else 201))
 
 
 @grant_router.get(
@@ -438,7 +412,7 @@ async def get_grant_ledger(
                 disbursement_ref=r.disbursement_ref,
                 paid_on=r.paid_on,
                 grant_version=r.grant_version,
-                recorded_at=repo._aware(r.recorded_at),
+                recorded_at=r.recorded_at,
                 actor=r.actor,
                 committed_eur=committed,
                 disbursed_eur=disbursed,
@@ -489,7 +463,6 @@ async def get_grant_ledger(
 )
 async def post_grant_batch(
     request: Request,
-    ctx: ContextDep,
     uow: UowDep,
     principal: GrantsWriter,
     mode: Annotated[
@@ -508,10 +481,9 @@ async def post_grant_batch(
         if mode is not None:
             raise field_problem(["query", "mode"], "is for CSV bodies; a JSON batch gives its mode in the body")
         rows, batch_mode = parse_json_batch(await json_body(request))
-    idem = await _claimed(ctx, request, principal, idempotency_key)
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
+    async with idempotent(uow, request, principal, idempotency_key) as idem:
+        if idem.replay is not None:
+            return idem.replay
         result = await run_batch(
             uow.session,
             rows=rows,
@@ -520,14 +492,13 @@ async def post_grant_batch(
             now=uow.now,
             effective_at=effective_at,
             today=today(),
-            source=ctx.spec.source,
             csv_locs=media in CSV_TYPES,
         )
         at = effective_at or uow.now
         await repo.insert_grants(uow.session, result.inserts, at)
         await repo.update_grants(uow.session, result.updates)
         await repo.insert_entries(uow.session, result.entries)
-        await add_many_to_outbox(uow.session, result.outbox)
+        await uow.record_many(result.events)
         await repo.insert_batch(
             uow.session,
             result.doc,
@@ -543,16 +514,8 @@ async def post_grant_batch(
         else:
             status_code, content = 201, result.doc
             headers = {"Location": location}
-        if idem is not None:
-            await idem.complete(uow.session, status_code, content, headers)
-        await _commit(uow)
-        if result.outbox:
-            ctx.relay.notify()
-    except BaseException:
-        if idem is not None:
-            await idem.release()
-        raise
-    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+        response = Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+        return await idem.commit(response)
 
 
 @batch_router.get(

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.auth import Principal
-from ti_shared.events import encode_new_event
+from ti_shared.events import NewEvent
 from ti_shared.http import check_not_before
 from ti_shared.problems import Problem, clean_pydantic_errors
 from ti_shared.replica import known_territories
@@ -165,7 +165,7 @@ class BatchResult:
     inserts: list[Grant] = field(default_factory=list)
     updates: list[Grant] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
 
 
 _GRANTS: TypeAdapter[list[Grant]] = TypeAdapter(list[Grant])
@@ -186,7 +186,6 @@ async def run_batch(
     now: datetime,
     effective_at: datetime | None,
     today: date,
-    source: str,
     csv_locs: bool,
 ) -> BatchResult:
     """Validate and apply ``rows`` in memory: the report, then what to insert, update, ledger and publish."""
@@ -209,7 +208,6 @@ async def run_batch(
         principal=principal,
         now=now,
         effective_at=effective_at,
-        source=source,
         csv_locs=csv_locs,
     )
 
@@ -224,7 +222,6 @@ def _apply(
     principal: Principal,
     now: datetime,
     effective_at: datetime | None,
-    source: str,
     csv_locs: bool,
 ) -> BatchResult:
     """Plan every row in order (a key may come back: it then updates the state the batch reached)."""
@@ -306,24 +303,7 @@ def _apply(
         assert write.change is not None
         result.entries.extend(repo.entry_rows(g, write.entries, actor=principal.sub))
         spec = GRANT_EVENTS[write.change]
-        event_id, payload = encode_new_event(
-            source=source,
-            type_=spec.type,
-            subject=g.id,
-            time=at,
-            version=g.version,
-            actor=principal.sub,
-            data=data,
-        )
-        result.outbox.append(
-            {
-                "topic": spec.topic,
-                "message_key": g.id,
-                "event_id": event_id,
-                "event_type": spec.type,
-                "payload": payload.decode(),
-            }
-        )
+        result.events.append(NewEvent(spec.topic, spec.type, g.id, g.version, principal.sub, data, at))
     return result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +17,6 @@ from funding_ledger.tables import grant, grant_batch, grant_ledger_entry, operat
 
 GrantKey = tuple[str, str]
 CHUNK = 1000
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- operators and programmes ----------------------------------------------------------------
@@ -115,7 +111,7 @@ def grant_from_row(row: Any) -> Grant:
             "value_chain": row.value_chain,
             "status": row.status,
             "version": row.version,
-            "updated_at": _aware(row.updated_at),
+            "updated_at": row.updated_at,
             "disbursed_eur": Decimal(row.disbursed_eur),
             "disbursements": list(row.disbursements),
         }
@@ -369,7 +365,7 @@ async def get_batch(session: AsyncSession, batch_id: str) -> tuple[GrantBatch, s
             "id": row.id,
             "status": row.status,
             "mode": row.mode,
-            "received_at": _aware(row.received_at),
+            "received_at": row.received_at,
             "counts": row.counts,
             "rows": row.rows,
         }

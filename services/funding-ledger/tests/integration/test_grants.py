@@ -285,3 +285,23 @@ async def test_admin_effective_at_dates_the_change_and_its_event():
         ).status_code == 403
         [event] = await s.grant_events(1)
         assert event["time"] == "2024-06-12T09:30:00Z"
+
+
+async def test_a_disbursement_refused_under_an_idempotency_key_is_replayed_a_conflict_is_not():
+    async with service() as s:
+        c, h = s.client, s.token()
+        assert (await c.put("/v1/grants/ADEME/FV-9", json={**GRANT, "amount_eur": "1000"}, headers=h)).status_code == 201
+        url = "/v1/grants/ADEME/FV-9/disbursements"
+        too_much = {"ref": "DP-1", "amount_eur": "1000.01", "paid_on": "2024-09-01"}
+        keyed = {**h, "Idempotency-Key": "too-much"}
+        refused = await c.post(url, json=too_much, headers=keyed)
+        assert refused.status_code == 422 and "idempotent-replayed" not in refused.headers
+        again = await c.post(url, json=too_much, headers=keyed)
+        assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true" and again.json() == refused.json()
+        assert (await c.post(url, json={**too_much, "amount_eur": "10"}, headers=h)).status_code == 201
+        conflicting = {**too_much, "amount_eur": "20"}  # DP-1 was recorded with other values: 409
+        keyed = {**h, "Idempotency-Key": "conflict"}
+        first = await c.post(url, json=conflicting, headers=keyed)
+        second = await c.post(url, json=conflicting, headers=keyed)
+        assert first.status_code == second.status_code == 409 and "idempotent-replayed" not in second.headers
+        assert (await c.get("/v1/grants/ADEME/FV-9", headers=h)).json()["disbursed_eur"] == "10.00"

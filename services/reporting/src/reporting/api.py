@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ContextDep, ReadSessionDep
 from ti_shared.auth import Principal, scoped
 from ti_shared.geo import REGIONS
-from ti_shared.http import XLSX_TYPE, TiRoute
+from ti_shared.http import XLSX_TYPE, TiRoute, if_none_match
 from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting import cache, repository
@@ -115,14 +115,6 @@ async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | Non
     return _Resolved(doc, f'W/"{generation}-{repository.digest_of({"as_of": as_of.label, **indicators})}"')
 
 
-def _matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
-    return "*" in tags or etag.removeprefix("W/") in tags
-
-
 @router.get(
     "",
     summary="Indicators of a scope, current or as of a past instant",
@@ -149,13 +141,13 @@ async def get_indicators(
         if cached is not None:
             etag, body = cached
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
-            if _matches(request, etag):
+            if if_none_match(request.headers.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)
             return Response(body, media_type="application/json", headers=headers)
     async with ctx.db.read_session() as session:
         resolved = await _resolve(session, scope, as_of)
     headers = {"ETag": resolved.etag, "Cache-Control": "no-cache"}
-    if _matches(request, resolved.etag):
+    if if_none_match(request.headers.get("if-none-match"), resolved.etag):
         return Response(status_code=304, headers=headers)
     return JSONResponse(resolved.document.model_dump(mode="json"), headers=headers)
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from ti_shared.geo import REGIONS
+from ti_shared.http import if_none_match
 
 from reporting import cache, repository
 from reporting.domain import parse_scope
@@ -38,11 +39,6 @@ def _scope_key(query_string: bytes) -> str | None:
     if scope.kind == "region" and scope.code not in REGIONS:
         return None
     return scope.key
-
-
-def _not_modified(header: bytes, etag: str) -> bool:
-    tags = [t.strip().removeprefix("W/") for t in header.decode("latin-1").split(",")]
-    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 class CachedIndicators:
@@ -72,8 +68,8 @@ class CachedIndicators:
         etag, body = cached
         scope["route"] = _ROUTE
         headers = [(b"etag", etag.encode()), (b"cache-control", b"no-cache")]
-        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if if_none_match and _not_modified(if_none_match, etag):
+        header = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+        if if_none_match(header, etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from ti_shared.app import ContextDep, ReadSessionDep, UnitOfWork, UowDep
+from ti_shared.app import ReadSessionDep, UnitOfWork, UowDep
 from ti_shared.auth import Principal, scoped
 from ti_shared.events import TOPIC_SITES
 from ti_shared.http import (
@@ -31,11 +29,12 @@ from ti_shared.http import (
     not_modified,
     parse_effective_at,
 )
-from ti_shared.idempotency import IdempotencyKeyHeader, claim
+from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, problem_responses
 from ti_shared.replica import known_territories
 from ti_shared.tabular import read_table
 from ti_shared.types import TERRITORY_ID_PATTERN, DepartementCode, RegionCode
+from ti_shared.uploads import Upload, read_upload
 
 from site_catalog.domain import SiteChange, plan_write, territory_to_check
 from site_catalog.events import EVENT_OF_CHANGE
@@ -105,7 +104,7 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 async def write_site(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     site_id: str,
     current: SiteResource | None,
     body: SiteBody,
@@ -141,13 +140,6 @@ async def write_site(
     return change
 
 
-async def _commit(uow: UnitOfWork) -> None:
-    try:
-        await uow.commit()
-    except IntegrityError as exc:
-        raise Problem(409, "Another request wrote this site at the same time; retry", kind="conflict") from exc
-
-
 @router.put(
     "/v1/sites/{site_id}",
     summary="Create or replace a site",
@@ -177,29 +169,14 @@ async def put_site(
     effective_at = parse_effective_at(effective_at_header, principal)
     current = await get_site(uow.session, site_id, for_update=True)
     check_if_match(request, current.version if current else None)
-    try:
-        change = await write_site(uow, site_id, current, body, principal.sub, effective_at)
-    except IntegrityError as exc:
-        raise Problem(409, "Another request created this site at the same time; retry", kind="conflict") from exc
-    await _commit(uow)
+    change = await write_site(uow, site_id, current, body, principal.sub, effective_at)
+    await uow.commit()
     response.status_code = 201 if change.kind == "labelled" else 200
     response.headers["ETag"] = etag_of(change.resource.version)
     return change.resource
 
 
 # --- import ---------------------------------------------------------------------------------------
-
-
-async def _read_upload(request: Request) -> tuple[bytes, str]:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != MULTIPART:
-        return await request.body(), media
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise field_problem(["body", "file"], "a multipart import needs the file in the field 'file'")
-    content_type = (upload.content_type or "").lower()
-    return await upload.read(), content_type
 
 
 @router.post(
@@ -218,7 +195,6 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
 )
 async def import_sites(
     request: Request,
-    ctx: ContextDep,
     uow: UowDep,
     principal: WriterDep,
     mode: Annotated[ImportMode, Query(description="atomic: all rows or none; partial: the valid rows")] = "atomic",
@@ -226,35 +202,22 @@ async def import_sites(
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     effective_at = parse_effective_at(effective_at_header, principal)
-    idem = await claim(ctx.db, request, f"{ctx.spec.name}:{principal.sub}:POST /v1/sites/imports", idempotency_key)
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
-        response = await _run_import(request, uow, principal, mode, effective_at)
-        if idem is not None and response.status_code < 400:
-            await idem.complete(uow.session, response.status_code, _json_body(response), {"Location": response.headers["Location"]})
-        await _commit(uow)
-    except BaseException:
-        if idem is not None:
-            await uow.session.rollback()
-            await idem.release()
-        raise
-    if idem is not None and response.status_code >= 400:
-        await idem.release()
-    return response
-
-
-def _json_body(response: Response) -> Any:
-    return json.loads(bytes(response.body))
+    upload = await read_upload(request, max_bytes=IMPORT_MAX_BYTES)
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+        if idem.replay is not None:
+            return idem.replay
+        return await idem.commit(await _run_import(request, uow, principal, upload, mode, effective_at))
 
 
 async def _run_import(
-    request: Request, uow: UnitOfWork, principal: Principal, mode: ImportMode, effective_at: datetime | None
+    request: Request,
+    uow: UnitOfWork[Any],
+    principal: Principal,
+    upload: Upload,
+    mode: ImportMode,
+    effective_at: datetime | None,
 ) -> JSONResponse:
-    data, media = await _read_upload(request)
-    if not data.strip():
-        raise field_problem(["body"], "the file is empty")
-    parsed = parse_rows(read_table(data, media))
+    parsed = parse_rows(read_table(upload.data, upload.media_type))
     wanted = {p.body.territory_id for p in parsed if p.body is not None and p.body.territory_id}
     known = set(await known_territories(uow.session, wanted))
     rows: list[ImportRow] = []
@@ -292,7 +255,6 @@ async def _run_import(
     )
     document = report.model_dump(mode="json")
     if refused:
-        await uow.session.rollback()
         problem_errors = [
             {"loc": ["body", r.row, e.column or "row"], "msg": e.msg}
             for r in rejected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,10 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from site_catalog.schemas import ChangeKind, SiteResource, SiteVersionEntry
 from site_catalog.tables import site, site_import, site_version
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _resource(row: Any) -> SiteResource:
@@ -34,7 +30,7 @@ def _resource(row: Any) -> SiteResource:
         departement_code=row.departement_code,
         region_code=row.region_code,
         version=row.version,
-        updated_at=_aware(row.updated_at),
+        updated_at=row.updated_at,
     )
 
 
@@ -128,7 +124,7 @@ async def site_history(session: AsyncSession, site_id: str, after: int | None, l
         SiteVersionEntry(
             version=r.version,
             change=r.change,
-            changed_at=_aware(r.changed_at),
+            changed_at=r.changed_at,
             actor=r.actor,
             site=SiteResource.model_validate(r.data),
         )

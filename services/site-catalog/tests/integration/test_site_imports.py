@@ -148,3 +148,16 @@ async def test_cli_import(service: Any, site_file: Callable[..., Any], tmp_path:
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_refused_atomic_import_is_replayed_under_its_idempotency_key(service: Any, site_file: Callable[..., Any]) -> None:
+    client, writer = service.client, service.writer()
+    await service.feed_territories(*TERRITORIES)
+    content = site_file().content  # six bad rows
+    key = {"Idempotency-Key": "refused-import-1"}
+    refused = await client.post("/v1/sites/imports", content=content, headers={**writer, **CSV, **key})
+    assert refused.status_code == 422 and refused.json()["report"]["status"] == "refused"
+    again = await client.post("/v1/sites/imports", content=content, headers={**writer, **CSV, **key})
+    assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == refused.json() and again.headers["content-type"] == "application/problem+json"
+    assert await all_sites(client) == []

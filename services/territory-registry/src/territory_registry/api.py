@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
-from ti_shared.app import ContextDep, ReadSessionDep, UnitOfWork, UowDep
+from ti_shared.app import ReadSessionDep, UnitOfWork, UowDep, concurrent_write
 from ti_shared.auth import Principal, scoped
 from ti_shared.events import TOPIC_TERRITORIES
 from ti_shared.geo import DEPARTEMENTS, REGIONS
@@ -30,10 +29,11 @@ from ti_shared.http import (
     not_modified,
     parse_effective_at,
 )
-from ti_shared.idempotency import IdempotencyKeyHeader, claim
+from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, problem_responses, validation_problem
 from ti_shared.tabular import read_table
 from ti_shared.types import TERRITORY_ID_PATTERN
+from ti_shared.uploads import read_upload
 
 from territory_registry import repository
 from territory_registry.domain import FIELDS, PlannedChange, plan_change, territory_problems, territory_state
@@ -114,7 +114,7 @@ async def list_departements(region_code: RegionQuery = None) -> list[Departement
 
 
 async def save_territory(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     territory_id: str,
     current: Territory | None,
     fields: TerritoryFields,
@@ -136,7 +136,7 @@ async def save_territory(
     else:
         written = await repository.update_territory(uow.session, resource, actor, previous_version=current.version)
     if not written:
-        raise Problem(409, f"Territory {territory_id} was changed by another request; retry", kind="concurrent-write")
+        raise concurrent_write()
     await repository.add_version(uow.session, resource, planned, actor=actor, recorded_at=uow.now)
     await uow.record(
         topic=TOPIC_TERRITORIES,
@@ -280,17 +280,6 @@ _IMPORT_BODY = {
 }
 
 
-async def _read_upload(request: Request) -> tuple[bytes, str]:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media == MULTIPART:
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise field_problem(["body", "file"], "a multipart upload needs a 'file' part holding the file")
-        return await upload.read(), (upload.content_type or "").lower()
-    return await request.body(), media
-
-
 def _row_report(candidate: Candidate, outcome: RowOutcome, version: int | None, changed: list[str]) -> ImportRowReport:
     return ImportRowReport(
         row=candidate.rows[0],
@@ -304,7 +293,7 @@ def _row_report(candidate: Candidate, outcome: RowOutcome, version: int | None, 
 
 
 async def _run_import(
-    uow: UnitOfWork, rows: list[dict[str, str]], kind: ImportKind, mode: ImportMode, actor: str
+    uow: UnitOfWork[Any], rows: list[dict[str, str]], kind: ImportKind, mode: ImportMode, actor: str
 ) -> ImportReport:
     header = list(rows[0]) if rows else []
     if kind == "territories":
@@ -367,20 +356,16 @@ async def _run_import(
 async def import_territories(
     request: Request,
     principal: WriterDep,
-    ctx: ContextDep,
     uow: UowDep,
     kind: Annotated[ImportKind, Query(description="territories or groupements")] = "territories",
     mode: Annotated[ImportMode, Query(description="atomic (all or nothing) or partial")] = "atomic",
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Any:
-    data, media = await _read_upload(request)
-    idem = await claim(
-        ctx.db, request, f"territory-imports:{principal.sub}"[:256], idempotency_key, content=data, content_type=media
-    )
-    if idem is not None and idem.replay is not None:
-        return idem.replay
-    try:
-        rows = read_table(data, media)
+) -> Response:
+    upload = await read_upload(request, max_bytes=MAX_IMPORT_BYTES)
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+        if idem.replay is not None:
+            return idem.replay
+        rows = read_table(upload.data, upload.media_type)
         if not rows:
             raise Problem(422, "The file has a header but no data row", title="Invalid content")
         if len(rows) > MAX_IMPORT_ROWS:
@@ -399,11 +384,4 @@ async def import_territories(
             )
             body = {**problem.body(request.url.path), "report": body}
             status_code, headers = 422, {"content-type": PROBLEM_MEDIA_TYPE}
-        if idem is not None:
-            await idem.complete(uow.session, status_code, body, headers)
-        await uow.commit()
-    except BaseException:
-        if idem is not None:
-            await idem.release()
-        raise
-    return JSONResponse(body, status_code=status_code, headers=headers)
+        return await idem.commit(JSONResponse(body, status_code=status_code, headers=headers))

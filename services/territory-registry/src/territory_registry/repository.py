@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,14 +18,8 @@ from territory_registry.tables import territory, territory_version
 _RESOURCE_COLUMNS = [c for c in territory.c if c.name != "updated_by"]
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _territory_of(row: sa.Row[Any]) -> Territory:
-    values = dict(row._mapping)
-    values["updated_at"] = _aware(values["updated_at"])
-    return Territory.model_validate(values)
+    return Territory.model_validate(dict(row._mapping))
 
 
 def _locking(session: AsyncSession, query: sa.Select[Any]) -> sa.Select[Any]:
@@ -133,8 +127,8 @@ async def list_versions(
                 version=row.version,
                 change=row.change,
                 event_type=TYPE_OF_CHANGE[row.change],
-                time=_aware(row.effective_at),
-                recorded_at=_aware(row.recorded_at),
+                time=row.effective_at,
+                recorded_at=row.recorded_at,
                 actor=row.actor,
                 changed_fields=list(row.changed_fields),
                 state=Territory.model_validate(row.state),

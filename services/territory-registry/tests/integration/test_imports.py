@@ -152,3 +152,16 @@ async def test_multipart_upload_of_a_comma_separated_utf8_file(registry) -> None
         "/v1/territories/imports", files={"other": ("x.csv", text, "text/csv")}, headers=registry.writer
     )
     assert missing.status_code == 422 and missing.json()["errors"][0]["loc"] == ["body", "file"]
+
+
+async def test_a_refused_atomic_import_is_replayed_under_its_idempotency_key(registry) -> None:
+    text = b"id_ti;lib_ti;code_reg;codes_dep\nti-9461;Corte;94;2B\nti-9462;Calvi;99;2B\n"
+    key = {"Idempotency-Key": "refused-import-1"}
+    outbox_before = await registry.outbox_count()
+    refused = await post(registry, text, kind="territories", **key)
+    assert refused.status_code == 422 and refused.json()["report"]["imported"] is False
+    again = await post(registry, text, kind="territories", **key)
+    assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == refused.json() and again.headers["content-type"] == "application/problem+json"
+    assert await registry.outbox_count() == outbox_before
+    assert (await registry.client.get("/v1/territories/ti-9461")).status_code == 404
