@@ -25,8 +25,9 @@ $(ASSETS): frontend/package.json frontend/package-lock.json frontend/build.mjs
 
 install: $(STAMP) $(ASSETS) ## create .venv, install every package (pinned by constraints.txt) and build the front-end assets
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + the layout check (docs/conventions.md)
 	$(BIN)/ruff check .
+	$(BIN)/python -m ti_shared.devtools.check_layout .
 	$(BIN)/mypy shared/src shared/testkit/src services/*/src
 
 infra-up: install
