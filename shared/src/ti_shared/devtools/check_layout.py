@@ -162,6 +162,8 @@ def _top_level_names(path: Path) -> set[str]:
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom):  # a name re-exported (``from .schemas import Change``) counts
+            names |= {a.asname or a.name for a in node.names}
     return names
 
 
