@@ -16,7 +16,7 @@ $(STAMP): constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$$(grep '^uv==' constraints.txt | cut -d= -f3)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt $(foreach p,$(PACKAGES),-e $(p)) \
-		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright
+		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright frictionless
 	@ldconfig -p | grep -q libpangoft2-1.0 || bash -c '. deploy/local/common.sh && apt_install libpango-1.0-0 libpangoft2-1.0-0'
 	@touch $(STAMP)
 

@@ -18,9 +18,10 @@ from ti_shared.app import ServiceContext, ServiceSpec, UowDep, create_service_ap
 from ti_shared.auth import Principal, scoped
 from ti_shared.db import Database, Instant, idempotency_record, infra_metadata, outbox_message
 from ti_shared.events import TOPIC_TERRITORIES, CloudEvent, NewEvent, event_type
-from ti_shared.http import CSV_TYPES, MULTIPART, XLSX_TYPE, TiRoute, accepts
+from ti_shared.http import CSV_TYPES, MULTIPART, XLSX_TYPE, DryRunQuery, TiRoute, accepts
 from ti_shared.idempotency import IdempotencyKeyHeader, idempotent, is_stored, owner_of
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem
+from ti_shared.service import WriteResult
 from ti_shared.settings import PlatformSettings, ServiceSettings
 from ti_shared.testing import bearer, create_database, drop_database, running
 from ti_shared.uploads import read_upload
@@ -67,6 +68,26 @@ async def post_thing(
             raise RuntimeError("the effect crashed")
         response = JSONResponse({"id": thing_id, "at": uow.now.isoformat()}, status_code=201, headers={"Location": f"/v1/things/{thing_id}"})
         return await idem.commit(response)
+
+
+@router.post("/v1/thing-imports")
+async def import_things(
+    request: Request,
+    uow: UowDep,
+    principal: Writer,
+    rows: Annotated[int, Query()] = 2,
+    prefix: Annotated[str, Query()] = "t",
+    dry_run: DryRunQuery = False,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    async with idempotent(uow, request, principal, idempotency_key, dry_run=dry_run) as idem:
+        if idem.replay is not None:
+            return idem.replay
+        for i in range(rows):
+            await _insert(uow, f"{prefix}-{i}", f"{prefix}-{i}")
+        report = {"created": rows, "rejected": 1}
+        refused = Problem(422, "one row rejected", kind="import-refused", extensions={"report": report})
+        return await idem.finish(WriteResult(report, created=True, location="/x", problem=refused if rows == 0 else None), request)
 
 
 @router.put("/v1/things/{thing_id}")
@@ -207,6 +228,35 @@ async def test_without_a_key_the_block_just_commits(service: Any) -> None:
     assert (await c.post("/v1/things/a", headers=h)).status_code == 201
     assert (await c.post("/v1/things/b?answer=404", headers=h)).status_code == 404
     assert await count(db, thing) == 1 and await count(db, idempotency_record) == 0
+
+
+# --- dry runs --------------------------------------------------------------------------------
+
+
+async def test_a_dry_run_answers_the_report_and_writes_nothing_nor_uses_the_key(service: Any) -> None:
+    c, platform, db = service
+    h = {**bearer(platform, "anct", "territories:write"), "Idempotency-Key": "dry-1"}
+    dry = await c.post("/v1/thing-imports?dry_run=true", headers=h)
+    assert dry.status_code == 200 and dry.json() == {"created": 2, "rejected": 1}
+    assert "location" not in dry.headers and "idempotent-replayed" not in dry.headers
+    assert await count(db, thing) == 0 and await count(db, outbox_message) == 0 and await count(db, idempotency_record) == 0
+    refused = await c.post("/v1/thing-imports?dry_run=true&rows=0", headers=h)  # a real run would be a 422
+    assert refused.status_code == 200 and refused.json()["rejected"] == 1
+    real = await c.post("/v1/thing-imports", headers=h)  # the key was not consumed by the dry runs
+    assert real.status_code == 201 and "idempotent-replayed" not in real.headers
+    assert await count(db, thing) == 2 and await count(db, outbox_message) == 2
+    again_dry = await c.post("/v1/thing-imports?dry_run=true&prefix=u", headers=h)  # nor is a used key looked at
+    assert again_dry.status_code == 200 and "idempotent-replayed" not in again_dry.headers
+    replayed = await c.post("/v1/thing-imports", headers=h)
+    assert replayed.headers["idempotent-replayed"] == "true" and await count(db, thing) == 2
+
+
+async def test_a_dry_run_that_would_commit_is_a_programming_error(service: Any) -> None:
+    from ti_shared.idempotency import Idempotent
+
+    idem = Idempotent(None, None, None, dry_run=True)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="dry run"):
+        await idem.commit(Response())
 
 
 # --- the unit of work -------------------------------------------------------------------------

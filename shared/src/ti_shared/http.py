@@ -233,6 +233,26 @@ def write_response(result: WriteResult[Any], request: Request | None = None) -> 
     return Response(orjson.dumps(body), status_code=result.status, headers=headers, media_type=media)
 
 
+#: ``?dry_run=true`` on every import and batch (CONTRACT §8): the whole report, nothing written
+DryRunQuery = Annotated[
+    bool,
+    Query(
+        description=(
+            "true: the whole report is answered with 200 as the import would give it, but nothing is written, "
+            "no event is published and an Idempotency-Key is neither used nor replayed"
+        )
+    ),
+]
+
+
+def dry_run_response(result: WriteResult[Any]) -> Response:
+    """The answer of a dry run: the report (the result's entity) with 200, whatever the real run would
+    have answered (201 created, 422 for a batch that writes nothing), without ``Location`` or ``ETag``."""
+    entity = result.entity
+    body = entity.model_dump(mode="json") if isinstance(entity, BaseModel) else entity
+    return Response(orjson.dumps(body), status_code=200, media_type="application/json")
+
+
 # --- pagination ------------------------------------------------------------------------------
 
 T = TypeVar("T")

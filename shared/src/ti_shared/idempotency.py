@@ -23,6 +23,12 @@ Written once for every service as :func:`idempotent` (decision record 16)::
 - **Which release the key** (a retry runs again): 409, 412 and 429 (the state moved or the client is
   told to come back: a retry may succeed), 5xx, and any other failure (database, bus, crash,
   cancellation).
+
+**Dry runs** (``?dry_run=true``, CONTRACT §8) are decided here too: ``idempotent(..., dry_run=True)``
+neither claims nor replays the key, and the block ends with ``return await idem.finish(result,
+request)``, which rolls the unit of work back (nothing written, no event) and answers the report
+with 200 (``ti_shared.http.dry_run_response``). Without a dry run, ``finish`` is
+``commit(write_response(result, request))``.
 """
 
 from __future__ import annotations
@@ -42,11 +48,13 @@ from starlette.responses import Response
 
 from ti_shared.auth import Principal
 from ti_shared.db import Database, idempotency_record
+from ti_shared.http import dry_run_response, write_response
 from ti_shared.logging import get_logger
 from ti_shared.problems import Problem, field_problem, problem_response
 
 if TYPE_CHECKING:
     from ti_shared.app import UnitOfWork
+    from ti_shared.service import WriteResult
     from ti_shared.uploads import Upload
 
 IdempotencyKeyHeader = Annotated[
@@ -179,17 +187,30 @@ async def _claim(db: Database, owner: str, key: str, fingerprint: str) -> tuple[
 
 
 class Idempotent:
-    """The handle of an :func:`idempotent` block: ``replay`` (a repeat), ``commit(response)`` (the end)."""
+    """The handle of an :func:`idempotent` block: ``replay`` (a repeat), ``commit(response)`` or
+    ``finish(result, request)`` (the end)."""
 
-    def __init__(self, uow: UnitOfWork[Any], claim: _Claim | None, replay: Response | None) -> None:
+    def __init__(self, uow: UnitOfWork[Any], claim: _Claim | None, replay: Response | None, *, dry_run: bool = False) -> None:
         self.uow = uow
         self.replay = replay
+        self.dry_run = dry_run
         self._claim = claim
         self._stored = False
         self._committed = False
 
+    async def finish(self, result: WriteResult[Any], request: Request) -> Response:
+        """The end of the block: a dry run is rolled back and answers the report with 200; otherwise
+        ``commit(write_response(result, request))``."""
+        if self.dry_run:
+            await self.uow.rollback()
+            self._committed = True
+            return dry_run_response(result)
+        return await self.commit(write_response(result, request))
+
     async def commit(self, response: Response) -> Response:
         """Store ``response`` (if :func:`is_stored`) with the effect, commit the unit of work, return it."""
+        if self.dry_run:
+            raise RuntimeError("a dry run ends with `return await idem.finish(result, request)`, never a commit")
         if self._claim is not None and is_stored(response.status_code):
             await self._claim.complete(self.uow, response)
             self._stored = True
@@ -206,14 +227,19 @@ async def idempotent(
     key: str | None,
     *,
     upload: Upload | None = None,
+    dry_run: bool = False,
 ) -> AsyncIterator[Idempotent]:
     """Run a POST's effect once per ``Idempotency-Key`` (see the module's docstring for the rules).
 
     Without a key the block runs as it would without this wrapper (``commit`` commits). The block
-    returns ``idem.replay`` when set, else ends with ``return await idem.commit(response)``.
+    returns ``idem.replay`` when set, else ends with ``return await idem.commit(response)`` (or
+    ``idem.finish(result, request)``, which a ``dry_run`` needs: then the key is not looked at).
     """
-    if key is None:
-        yield Idempotent(uow, None, None)
+    if key is None or dry_run:
+        idem = Idempotent(uow, None, None, dry_run=dry_run)
+        yield idem
+        if dry_run and not idem._committed:
+            raise RuntimeError("a dry run ends with `return await idem.finish(result, request)`")
         return
     key = key.strip()
     if not key:

@@ -1,7 +1,8 @@
 """Reading the files partners and territories send: CSV (``;`` or ``,``, UTF-8 or Latin-1) and XLSX.
 
-Every cell stays a string (codes keep their leading zeros); :func:`parse_french_decimal` reads
-``1 234,56`` as well as ``1234.56``.
+Every cell stays a string (codes keep their leading zeros); :func:`read_sheet` gives the header as
+written and each row's number in the file (``ti_shared.imports`` matches the header to a service's
+columns); :func:`parse_french_decimal` reads ``1 234,56`` as well as ``1234.56``.
 
 Every file is bounded before it can make memory grow (:class:`TableLimits`, docs/security.md):
 a CSV by its rows, columns and cells as they are read; an XLSX by the sizes its zip declares, then by
@@ -23,10 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dt_time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from xml.parsers import expat
 
+from ti_shared.cells import read_number
 from ti_shared.problems import Problem
 
 XLSX_MAGIC = b"PK\x03\x04"
@@ -66,15 +68,24 @@ def _limits(limits: TableLimits | None, max_rows: int | None) -> TableLimits:
     return chosen
 
 
+def decode(data: bytes) -> tuple[str, str]:
+    """The text of a CSV and the encoding it was read in: UTF-8 (with or without BOM: ``utf-8-sig``
+    when it has one), else Windows-1252, else Latin-1."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return (text[1:], "utf-8-sig") if text.startswith("\ufeff") else (text, "utf-8")
+    try:
+        return data.decode("cp1252"), "windows-1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
 def decode_text(data: bytes) -> str:
     """UTF-8 (with or without BOM), else Windows-1252/Latin-1."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError:
-            return data.decode("latin-1")
+    return decode(data)[0]
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -83,10 +94,48 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> list[dict[str, str]]:
-    """Rows as dicts keyed by the stripped header names; empty lines skipped."""
+@dataclass
+class Table:
+    """A file's header as written (in order), its data rows keyed by it, and where each row is.
+
+    ``lines`` holds, for each row, its number in the file as a person sees it: the CSV line on which
+    the record starts (the header is line 1; blank lines and line breaks inside quoted cells count),
+    the sheet's row number in an XLSX. ``encoding`` is ``utf-8``, ``utf-8-sig`` (with a BOM),
+    ``windows-1252``, ``latin-1`` or ``xlsx``; ``delimiter`` the CSV separator (None for an XLSX).
+
+    A header cell left empty over an empty column is dropped (spreadsheets export trailing ones);
+    over a column holding values it is named ``(column N)``, so that the values are reported, never
+    lost without a word.
+    """
+
+    header: list[str]
+    rows: list[dict[str, str]]
+    lines: list[int]
+    encoding: str
+    delimiter: str | None = None
+
+
+def _named_header(header: list[str], records: list[list[str]]) -> tuple[list[str], list[int]]:
+    """The header's names and the positions kept: an unnamed column is dropped when empty, else named."""
+    names: list[str] = []
+    keep: list[int] = []
+    for position, name in enumerate(header):
+        if not name:
+            if not any(position < len(r) and r[position] for r in records):
+                continue
+            name = f"(column {position + 1})"
+        names.append(name)
+        keep.append(position)
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise _invalid("The header repeats a column name: " + ", ".join(repeated)[:200])
+    return names, keep
+
+
+def read_csv_table(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> Table:
+    """A CSV file (``;``, ``,`` or tab; UTF-8, Windows-1252 or Latin-1) as a :class:`Table`."""
     bound = _limits(limits, max_rows)
-    text = decode_text(data)
+    text, encoding = decode(data)
     if not text.strip():
         raise _invalid("The file is empty")
     if "\x00" in text:
@@ -97,33 +146,40 @@ def read_csv(data: bytes, *, max_rows: int | None = None, limits: TableLimits | 
     if text.count(delimiter) > 4 * bound.max_cells:
         raise _too_large(f"The file holds more than {bound.max_cells} cells")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records: list[list[str]] = []
+    lines: list[int] = []
     try:
         header = [h.strip() for h in next(reader)]
         if len(header) > bound.max_columns:
             raise _too_large(f"The header has {len(header)} columns; at most {bound.max_columns}")
-        if len(set(header)) != len(header):
-            raise _invalid("The CSV header repeats a column name")
-        out: list[dict[str, str]] = []
+        last_line = reader.line_num
         for cells in reader:
+            first_line_of_record, last_line = last_line + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
-            line_no = reader.line_num
             if len(cells) > len(header):
                 if any(c.strip() for c in cells[len(header) :]):
                     raise _invalid(
-                        f"Line {line_no} has {len(cells)} cells but the header has {len(header)} columns "
+                        f"Line {first_line_of_record} has {len(cells)} cells but the header has {len(header)} columns "
                         "(a separator inside an unquoted value?)"
                     )
                 cells = cells[: len(header)]
-            if len(out) >= bound.max_rows:
+            if len(records) >= bound.max_rows:
                 raise _too_large(f"The file has more than {bound.max_rows} data rows; split it")
-            if (len(out) + 1) * len(header) > bound.max_cells:
+            if (len(records) + 1) * len(header) > bound.max_cells:
                 raise _too_large(f"The file holds more than {bound.max_cells} cells (rows × columns); split it")
-            cells = cells + [""] * (len(header) - len(cells))
-            out.append({h: c.strip() for h, c in zip(header, cells, strict=True)})
+            records.append([c.strip() for c in cells])
+            lines.append(first_line_of_record)
     except csv.Error as exc:
         raise _invalid(f"The CSV file could not be read: {exc}") from exc
-    return out
+    names, keep = _named_header(header, records)
+    rows = [{n: (r[p] if p < len(r) else "") for n, p in zip(names, keep, strict=True)} for r in records]
+    return Table(names, rows, lines, encoding, delimiter)
+
+
+def read_csv(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> list[dict[str, str]]:
+    """Rows as dicts keyed by the stripped header names; empty lines skipped."""
+    return read_csv_table(data, max_rows=max_rows, limits=limits).rows
 
 
 # --- XLSX ----------------------------------------------------------------------------------------
@@ -298,31 +354,42 @@ def check_workbook(data: bytes, limits: TableLimits = DEFAULT_LIMITS) -> None:
         inflated += size
 
 
-def read_xlsx(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> list[dict[str, str]]:
-    """The first sheet's rows as dicts keyed by its header row (after :func:`check_workbook`)."""
+def read_xlsx_table(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> Table:
+    """The first sheet of an XLSX (after :func:`check_workbook`) as a :class:`Table`."""
     from python_calamine import CalamineWorkbook
 
     bound = _limits(limits, max_rows)
     check_workbook(data, bound)
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-        sheet = workbook.get_sheet_by_index(0).to_python(skip_empty_area=True)
+        worksheet = workbook.get_sheet_by_index(0)
+        sheet = worksheet.to_python(skip_empty_area=True)
+        first_row = (worksheet.start or (0, 0))[0] + 1
     except Exception as exc:
         raise _invalid(f"The XLSX file could not be read: {exc}") from exc
     if not sheet:
         raise _invalid("The workbook's first sheet is empty")
     header = [_cell(h) for h in sheet[0]]
-    out = []
-    for cells in sheet[1:]:
+    if any("\x00" in h for h in header):
+        raise _invalid(NUL_DETAIL)
+    records: list[list[str]] = []
+    lines: list[int] = []
+    for index, cells in enumerate(sheet[1:], 1):
         values = [_cell(c) for c in cells] + [""] * (len(header) - len(cells))
         if not any(values):
             continue
         if any("\x00" in v for v in values):
             raise _invalid(NUL_DETAIL)
-        out.append(dict(zip(header, values[: len(header)], strict=True)))
-    if any("\x00" in h for h in header):
-        raise _invalid(NUL_DETAIL)
-    return out
+        records.append(values[: len(header)])
+        lines.append(first_row + index)
+    names, keep = _named_header(header, records)
+    rows = [{n: r[p] for n, p in zip(names, keep, strict=True)} for r in records]
+    return Table(names, rows, lines, "xlsx")
+
+
+def read_xlsx(data: bytes, *, max_rows: int | None = None, limits: TableLimits | None = None) -> list[dict[str, str]]:
+    """The first sheet's rows as dicts keyed by its header row (after :func:`check_workbook`)."""
+    return read_xlsx_table(data, max_rows=max_rows, limits=limits).rows
 
 
 def _cell(value: object) -> str:
@@ -337,27 +404,25 @@ def _cell(value: object) -> str:
     return str(value).strip()
 
 
+def is_xlsx(data: bytes, media_type: str = "") -> bool:
+    return data.startswith(XLSX_MAGIC) or "spreadsheetml" in media_type
+
+
+def read_sheet(data: bytes, media_type: str = "", *, max_rows: int | None = None, limits: TableLimits | None = None) -> Table:
+    """A CSV or an XLSX file as a :class:`Table`, told apart by its media type or its first bytes."""
+    if is_xlsx(data, media_type):
+        return read_xlsx_table(data, max_rows=max_rows, limits=limits)
+    return read_csv_table(data, max_rows=max_rows, limits=limits)
+
+
 def read_table(
     data: bytes, media_type: str = "", *, max_rows: int | None = None, limits: TableLimits | None = None
 ) -> list[dict[str, str]]:
-    """A CSV or an XLSX file, told apart by its media type or its first bytes."""
-    if data.startswith(XLSX_MAGIC) or "spreadsheetml" in media_type:
-        return read_xlsx(data, max_rows=max_rows, limits=limits)
-    return read_csv(data, max_rows=max_rows, limits=limits)
-
-
-_FR_NUMBER = re.compile(r"-?[0-9]{1,40}([.,][0-9]{1,40})?")
+    """A CSV or an XLSX file's rows, told apart by its media type or its first bytes."""
+    return read_sheet(data, media_type, max_rows=max_rows, limits=limits).rows
 
 
 def parse_french_decimal(text: str) -> Decimal:
-    """``1 234,56`` → ``Decimal('1234.56')``; also ``1234.56``, ``1234`` and ``1.234,56``."""
-    cleaned = text.replace("\u202f", "").replace("\xa0", "").replace(" ", "").replace("€", "")
-    if "," in cleaned and "." in cleaned:
-        cleaned = cleaned.replace(".", "")
-    cleaned = cleaned.replace(",", ".")
-    if not _FR_NUMBER.fullmatch(cleaned):
-        raise ValueError(f"'{text[:60]}' is not a number")
-    try:
-        return Decimal(cleaned)
-    except InvalidOperation as exc:
-        raise ValueError(f"'{text[:60]}' is not a number") from exc
+    """``1 234,56`` → ``Decimal('1234.56')``; also ``1234.56``, ``1234``, ``1.234,56`` and ``120 000,00 €``
+    (``ti_shared.cells.read_number``, which also says when the text departs from the plain form)."""
+    return read_number(text).value

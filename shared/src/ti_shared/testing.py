@@ -8,11 +8,14 @@ see each other's data.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -178,3 +181,61 @@ def territory_event(
         "tiactor": "tester",
         "data": data,
     }
+
+
+# --- official schemas (Table Schema, validated with frictionless) ------------------------------
+
+SCHEMAS_ENV = "TI_SCHEMAS_DIR"
+
+
+def official_schemas_dir() -> Path:
+    """The official schemas and their examples, never copied into the repository: ``$TI_SCHEMAS_DIR``,
+    else ``shared/data/schemas/`` in the first folder above the repository that has it (the programme's
+    ``shared/`` lies beside the repository's clone)."""
+    given = os.environ.get(SCHEMAS_ENV)
+    if given:
+        return Path(given)
+    here = Path(__file__).resolve()
+    for folder in here.parents[4:]:  # shared/src/ti_shared/testing.py → above the repository
+        candidate = folder / "shared" / "data" / "schemas"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"the official schemas are not found: set {SCHEMAS_ENV} (…/shared/data/schemas)")
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One error frictionless finds: its type (``type-error``, ``constraint-error``, ``missing-label``…),
+    the file's row (the header is row 1; None for the header or the file), the field and its note."""
+
+    type: str
+    row: int | None
+    field: str | None
+    note: str
+
+
+def table_schema_errors(data: bytes, schema: Path | dict[str, Any], *, delimiter: str = ",") -> list[SchemaError]:
+    """Every error of a CSV (UTF-8) against a Table Schema (a file or its descriptor), as frictionless
+    validates it (the test dependency pinned in constraints.txt)."""
+    from frictionless import Resource, Schema
+    from frictionless.formats import CsvControl
+
+    descriptor = json.loads(schema.read_text(encoding="utf-8")) if isinstance(schema, Path) else schema
+    resource = Resource(
+        data=data,
+        format="csv",
+        encoding="utf-8",
+        schema=Schema.from_descriptor(descriptor),
+        control=CsvControl(delimiter=delimiter),
+    )
+    report = resource.validate()
+    return [
+        SchemaError(
+            error.type,
+            getattr(error, "row_number", None),
+            getattr(error, "field_name", None) or getattr(error, "label", None),
+            error.note,
+        )
+        for task in report.tasks
+        for error in task.errors
+    ]
