@@ -298,6 +298,22 @@ def test_multi_choice_cells_with_either_separator() -> None:
     assert read_choices("a, b; c").value == ["a", "b", "c"]
 
 
+class CountingVocabulary(Vocabulary):
+    lookups = 0
+
+    def lookup(self, text: str) -> str | None:
+        self.lookups += 1
+        return super().lookup(text)
+
+
+def test_a_cell_of_many_separators_costs_a_few_lookups_per_value() -> None:
+    counting = CountingVocabulary("vocation", dict(VOCATIONS.exact))
+    with pytest.raises(ValueError, match="unknown vocation"):
+        read_choices("x, " * 20_000, counting)
+    assert counting.lookups <= 3 * 20_001
+    assert read_choices("mixte; " * 20_000, counting).value == ["mixte"]
+
+
 def test_a_value_holding_a_separator_is_kept_whole() -> None:
     assert read_choices("entrepôts, logistique", VOCATIONS).value == ["entrepôts, logistique"]
     assert read_choices("entrepôts, logistique, mixte", VOCATIONS).value == ["entrepôts, logistique", "mixte"]

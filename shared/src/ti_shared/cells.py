@@ -326,11 +326,16 @@ def read_choices(text: str, vocabulary: Vocabulary | None = None, *, separator: 
     return Cell(unique, note)
 
 
+#: at most this many pieces make one known value (``aéroportuaire, aéronautique``: two): a cell of
+#: thousands of separators costs a few lookups per piece, not one per pair of pieces
+MAX_PIECES = 3
+
+
 def _longest_known(text: str, spans: list[tuple[int, int]], start: int, vocabulary: Vocabulary | None) -> int:
     """The end (exclusive) of the longest run of values from ``start`` that the vocabulary knows as one
     value (``entrepôts, logistique``); ``start + 1`` when there is none."""
     if vocabulary is not None:
-        for end in range(len(spans), start + 1, -1):
+        for end in range(min(len(spans), start + MAX_PIECES), start + 1, -1):
             if vocabulary.lookup(text[spans[start][0] : spans[end - 1][1]]) is not None:
                 return end
     return start + 1
