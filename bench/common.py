@@ -1,7 +1,8 @@
 """What every benchmark needs: the scale, service processes on loopback, RSS sampling, percentiles.
 
-Each service under test runs as its own ``uvicorn`` process (the options of deploy/local/services.sh),
-on a fresh PostgreSQL database and a fresh Kafka topic prefix, on ports no other run uses.
+Each service under test runs as its own ``uvicorn`` process (the options of deploy/local/services.sh)
+beside its outbox relay (``ti relay SERVICE``, as deployed), on a fresh PostgreSQL database and a fresh
+Kafka topic prefix, on ports no other run uses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ti_shared.testing import (
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 UVICORN = str(Path(PYTHON).with_name("uvicorn"))
+TI = str(Path(PYTHON).with_name("ti"))
 #: the options deploy/local/services.sh gives every service (the read baseline gets the same)
 UVICORN_OPTIONS = ["--host", "127.0.0.1", "--no-access-log", "--timeout-graceful-shutdown", "5"]
 
@@ -64,7 +66,7 @@ class Scale:
 
 
 SCALES = {
-    "small": Scale("small", 10_000, 5_000, 50, 15, 100_000, (10_000, 100_000), 5),
+    "small": Scale("small", 10_000, 5_000, 200, 15, 100_000, (10_000, 100_000), 5),
     "full": Scale("full", 100_000, 5_000, 200, 60, 1_000_000, (10_000, 100_000, 1_000_000), 15),
 }
 
@@ -156,10 +158,38 @@ class ServiceProcess:
     port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
+    #: its outbox relay's process (``ti relay``), when it has one
+    relay: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid] + ([self.relay.pid] if self.relay is not None else [])
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time used so far by these processes."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving ``database`` now (one per connection)."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if cmdline and cmdline[0].startswith("postgres: ") and f" {database} " in cmdline[0] + " ":
+            out.append(proc.pid)
+    return out
 
 
 @dataclass
@@ -189,6 +219,7 @@ class Platform:
                 "TI_KAFKA_BOOTSTRAP": kafka_bootstrap(),
                 "TI_TOPIC_PREFIX": self.prefix,
                 "TI_LOG_LEVEL": "WARNING",
+                "TI_RELAY": "process",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -196,23 +227,28 @@ class Platform:
             env["TI_" + name.upper().replace("-", "_") + "_DATABASE_URL"] = url
         return env
 
-    def start(self, name: str, *, module_app: str | None = None) -> ServiceProcess:
+    def start(self, name: str, *, module_app: str | None = None, env: dict[str, str] | None = None) -> ServiceProcess:
+        """A service (or, with ``module_app``, a bench app) and, for a service, its outbox relay."""
         port = free_port()
         target = module_app or f"{MODULES[name]}.main:create_app"
         app_dir = ["--app-dir", str(ROOT / "bench")] if module_app else []
         log_path = self.run_dir / f"{name}.log"
+        environment = {**self.environment(), **(env or {})}
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [UVICORN, "--factory", target, "--port", str(port), *app_dir, *UVICORN_OPTIONS],
-                env=self.environment(),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        service = ServiceProcess(name, port, proc, log_path)
+            relay = None
+            if module_app is None:
+                relay = subprocess.Popen(
+                    [TI, "relay", name], env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+        service = ServiceProcess(name, port, proc, log_path, relay)
         self.services[name] = service
         self.sampler.watch(name, proc.pid)
+        if relay is not None:
+            self.sampler.watch(name + "-relay", relay.pid)
         return service
 
     async def wait_ready(self, timeout_s: float = 120) -> None:
@@ -220,8 +256,8 @@ class Platform:
             for service in self.services.values():
                 deadline = time.monotonic() + timeout_s
                 while True:
-                    if service.proc.poll() is not None:
-                        raise RuntimeError(f"{service.name} exited: see {service.log_path}")
+                    if service.proc.poll() is not None or (service.relay is not None and service.relay.poll() is not None):
+                        raise RuntimeError(f"{service.name} or its relay exited: see {service.log_path}")
                     try:
                         if (await client.get(service.url + "/readyz")).status_code == 200:
                             break
@@ -248,13 +284,15 @@ class Platform:
 
     def stop(self, name: str | None = None) -> None:
         for service in [self.services[name]] if name else list(self.services.values()):
-            if service.proc.poll() is None:
-                service.proc.terminate()
+            for proc in (service.proc, service.relay):
+                if proc is None or proc.poll() is not None:
+                    continue
+                proc.terminate()
                 try:
-                    service.proc.wait(15)
+                    proc.wait(15)
                 except subprocess.TimeoutExpired:
-                    service.proc.kill()
-                    service.proc.wait()
+                    proc.kill()
+                    proc.wait()
             self.services.pop(service.name, None)
 
     async def close(self) -> None:

@@ -1,13 +1,17 @@
 """2. Freshness: a sustained mixed write load, and for each write the time until the indicators show it.
 
-The five services run as separate processes. The load is split over ``rate`` lanes, one territory
-each, writing once a second (a lane that fell behind writes at once; no write starts after the
-window, so the achieved rate is reported next to the target). A lane knows
-every indicator of its territory scope: after each 2xx, the value that write must produce is awaited
-by ``POLLERS`` workers reading ``/v1/indicators?scope=territory:<id>`` of the pending writes in turn
-(each scope at most every ``POLL_S``), so the checks put a bounded load on the reporting service. The mix
-cycles over: action PUT (new action), grant PUT (new grant), territory PUT (launch COPIL toggled),
-action PATCH (status), site PUT (new site).
+The five services run as they are deployed (each its uvicorn process and its ``ti relay`` process).
+Writes arrive open-loop: a Poisson process at the goal's rate, whatever the platform's answers (a slow
+answer never delays the next arrival), each arrival taken by an idle lane — ``LANES_PER_WRITE_S`` ×
+rate lanes, one territory each, a lane writing once at a time — or counted as refused when every lane
+is busy. A lane knows every indicator of its territory scope: after each 2xx (client side), the value
+that write must produce is awaited by ``POLLERS`` workers reading ``/v1/indicators?scope=territory:<id>``
+of the pending writes in turn (conditional requests, each scope at most every ``POLL_S``), so the checks
+put a bounded load on the reporting service. Server side, reporting's ``ti_consumer_event_age_seconds``
+histogram gives, for every event it applied in the window, its time (the write's) to the commit that
+applied it. The mix cycles over: action PUT (new action), grant PUT (new grant), territory PUT (launch
+COPIL toggled), action PATCH (status), site PUT (new site). The CPU time of each service's processes
+(uvicorn and relay) over the window is reported per write it took.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-from common import Platform, Scale, metric_samples, percentile
+from common import Platform, Scale, cpu_seconds, metric_samples, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import (
@@ -37,8 +41,12 @@ POLL_S = 0.05
 #: concurrent indicator reads of the visibility check, whatever the number of writes in flight
 POLLERS = 4
 VISIBLE_TIMEOUT_S = 15.0
+#: lanes per write/s of the target rate: at a freshness of ~0.1-0.5 s a lane is idle most of the time
+LANES_PER_WRITE_S = 1
 KINDS = ("action_put", "grant", "territory", "action_patch", "site")
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
+SERVICE_OF = {"action_put": "action-tracker", "action_patch": "action-tracker", "grant": "funding-ledger",
+              "territory": "territory-registry", "site": "site-catalog"}
 
 
 @dataclass
@@ -100,6 +108,8 @@ class Load:
         self.polling: set[str] = set()
         self.last_polled: dict[str, float] = {}
         self.etags: dict[str, str] = {}
+        self.arrived = self.refused = 0
+        self.service_writes: dict[str, int] = {}
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request; retried on a dropped keep-alive connection (every write here is idempotent)."""
@@ -210,25 +220,49 @@ class Load:
                 self.backlog.setdefault(name, []).append((int(doc.get("outbox_pending", 0)), int(doc.get("consumer_lag", 0))))
             await asyncio.sleep(every_s)
 
-    async def run_lane(self, lane: Lane, start: float, seconds: float, rate_per_lane: float) -> None:
-        slot = start + lane.index / (len(KINDS) * 1000.0)
-        end = start + seconds
-        while slot < end and time.monotonic() < end:
-            delay = slot - time.monotonic()
+    async def lane_write(self, lane: Lane, idle: asyncio.Queue[Lane]) -> None:
+        """One write of ``lane``, then the wait until it is visible; the lane is idle again after."""
+        kind = KINDS[(lane.writes + lane.index) % len(KINDS)]
+        t0 = time.monotonic()
+        try:
+            response, check = await self.write(lane, kind)
+        except httpx.HTTPError:
+            self.samples.append(Sample(kind, (time.monotonic() - t0) * 1000, None, 0))
+            idle.put_nowait(lane)
+            return
+        t1 = time.monotonic()
+        lane.writes += 1
+        self.service_writes[SERVICE_OF[kind]] = self.service_writes.get(SERVICE_OF[kind], 0) + 1
+        if response.status_code >= 300:
+            self.samples.append(Sample(kind, (t1 - t0) * 1000, None, response.status_code))
+        else:
+            seen = await self.visible(lane, check)
+            t2 = time.monotonic()
+            self.samples.append(Sample(kind, (t1 - t0) * 1000, (t2 - t1) * 1000 if seen else None, response.status_code))
+        idle.put_nowait(lane)
+
+    async def arrivals(self, lanes: list[Lane], rate: float, seconds: float, seed: int = 18) -> None:
+        """Open-loop: writes at the instants of a Poisson process of ``rate`` per second, for ``seconds``."""
+        rng = random.Random(seed)
+        idle: asyncio.Queue[Lane] = asyncio.Queue()
+        for lane in lanes:
+            idle.put_nowait(lane)
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        at = start + rng.expovariate(rate)
+        while at < start + seconds:
+            delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            kind = KINDS[(lane.writes + lane.index) % len(KINDS)]
-            t0 = time.monotonic()
-            response, check = await self.write(lane, kind)
-            t1 = time.monotonic()
-            lane.writes += 1
-            if response.status_code >= 300:
-                self.samples.append(Sample(kind, (t1 - t0) * 1000, None, response.status_code))
+            self.arrived += 1
+            if idle.empty():
+                self.refused += 1  # every lane is still waiting for its last write
             else:
-                seen = await self.visible(lane, check)
-                t2 = time.monotonic()
-                self.samples.append(Sample(kind, (t1 - t0) * 1000, (t2 - t1) * 1000 if seen else None, response.status_code))
-            slot += 1.0 / rate_per_lane
+                task = asyncio.create_task(self.lane_write(idle.get_nowait(), idle))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            at += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
 
 
 async def event_ages(client: httpx.AsyncClient, url: str) -> dict[str, float]:
@@ -267,7 +301,7 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         platform.start(name)
     await platform.wait_ready()
     rng = random.Random(2024)
-    lanes_n = scale.write_rate
+    lanes_n = scale.write_rate * LANES_PER_WRITE_S
     per_region = math.ceil(lanes_n / len(REGIONS))
     bodies = list(territory_payloads(rng, list(REGIONS), per_region, first_seq=10).items())[:lanes_n]
     lanes = [
@@ -286,9 +320,11 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         ages_before = await event_ages(load.client, load.urls["reporting"])
         pollers = [asyncio.create_task(load.poller()) for _ in range(POLLERS)]
         pollers.append(asyncio.create_task(load.backlog_sampler()))
+        cpu_before = {name: cpu_seconds(platform.services[name].pids) for name in SERVICES}
         started = time.monotonic()
-        await asyncio.gather(*(load.run_lane(lane, started, scale.write_seconds, 1.0) for lane in lanes))
+        await load.arrivals(lanes, float(scale.write_rate), scale.write_seconds)
         elapsed = time.monotonic() - started
+        cpu = {name: cpu_seconds(platform.services[name].pids) - cpu_before[name] for name in SERVICES}
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
@@ -311,6 +347,9 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
     return {
         "target_writes_per_s": scale.write_rate,
         "seconds": scale.write_seconds,
+        "arrivals": load.arrived,
+        "refused_no_idle_lane": load.refused,
+        "lanes": len(lanes),
         "writes": len(load.samples),
         "achieved_writes_per_s": round(len(load.samples) / elapsed, 1),
         "failed_writes": len(load.samples) - len(ok),
@@ -325,6 +364,13 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         "p99_ms": round(percentile(visible, 0.99), 1),
         "max_ms": round(max(visible), 1) if visible else None,
         "by_kind": by_kind,
+        "write_p50_ms_by_kind": {
+            kind: round(percentile([s.write_ms for s in ok if s.kind == kind], 0.5), 1) for kind in KINDS if any(s.kind == kind for s in ok)
+        },
+        # CPU of each service's processes (uvicorn + relay) over the window, per write it took (reporting: per write in all)
+        "cpu_ms_per_write": {
+            name: round(cpu[name] / (load.service_writes.get(name) or len(load.samples) or 1) * 1000, 2) for name in SERVICES
+        },
         # from each event's time (its write's commit) to the commit of the reporting batch that applied it
         "reporting_event_age": ages,
         "backlog": {

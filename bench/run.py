@@ -23,11 +23,17 @@ from common import ROOT, Platform, RssSampler, Scale, dumps, machine, scale_from
 from freshness import measure_freshness
 from ingest import measure_ingest
 from replay_reads import measure_curve
+from writes import markdown_rows as write_rows
+from writes import measure_writes
+from writes import summary_of as write_summary
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "freshness", "replay")
+SECTIONS = ("writes", "ingest", "freshness", "replay")
 
 GOALS = {
+    "put_cpu_ms": ("<=", 2.0),
+    "put_p50_ms": ("<=", 3.0),
+    "put_c8_ratio": (">=", 0.5),
     "ingest_ratio": (">=", 0.25),
     "freshness_p99_ms": ("<=", 500.0),
     "replay_ratio": (">=", 0.5),
@@ -53,7 +59,8 @@ async def section(name: str, run_dir: Path, scale: Scale) -> tuple[Any, dict[str
     else:
         platform = new_platform(run_dir)
         try:
-            result = await (measure_ingest if name == "ingest" else measure_freshness)(platform, scale)
+            measure = {"writes": measure_writes, "ingest": measure_ingest, "freshness": measure_freshness}[name]
+            result = await measure(platform, scale)
         finally:
             await platform.close()
         peaks = dict(platform.sampler.peaks_mb)
@@ -63,6 +70,8 @@ async def section(name: str, run_dir: Path, scale: Scale) -> tuple[Any, dict[str
 
 def summary(results: dict[str, Any], memory: dict[str, dict[str, float]], scale: Scale) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if "writes" in results:
+        out.update(write_summary(results["writes"]))
     if "ingest" in results:
         out["ingest_ratio"] = results["ingest"]["ratio"]
         out["ingest_grants_per_s"] = results["ingest"]["grants_per_s"]
@@ -123,6 +132,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     labels = {
+        "put_cpu_ms": "PUT, service CPU per request (the most costly of the four), ms",
+        "put_p50_ms": "PUT, sequential p50 (the slowest of the four), ms",
+        "put_c8_ratio": "PUT, requests/s at c=8 / bare FastAPI + asyncpg INSERT (the lowest of the four)",
         "ingest_grants_per_s": "ingest, grants/s (JSON batches of 5,000)",
         "ingest_ratio": "ingest / PostgreSQL COPY",
         "freshness_p50_ms": "freshness p50 (2xx → indicator), ms",
@@ -139,6 +151,8 @@ def markdown(doc: dict[str, Any]) -> str:
             op, goal = GOALS.get(key, ("", None))
             met = doc["goals_met"].get(key)
             lines.append(f"| {label} | {doc[key]} | {op} {goal if goal is not None else ''} | {'' if met is None else ('yes' if met else 'NO')} |")
+    if "writes" in doc["details"]:
+        lines += write_rows(doc["details"]["writes"])
     if "scale" in doc:
         lines += ["", "Scale curve (replay then reads, reporting on a fresh database):", "",
                   "| events | replay s | replay events/s | µs/event | bare consumer events/s | reads rps | reads p99 ms | reporting RSS MB |",

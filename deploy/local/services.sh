@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The five services of the platform in distributed mode: one uvicorn process each on 127.0.0.1,
-# PostgreSQL databases and Kafka from var/local.env (written by up.sh), TI_BUS=kafka.
+# PostgreSQL databases and Kafka from var/local.env (written by up.sh), TI_BUS=kafka; beside each
+# service, its outbox relay as a process of its own (`ti relay <service>`, TI_RELAY=process).
 #
 #   deploy/local/services.sh start   [service]   start (all five, or one), return when /readyz is 200
 #   deploy/local/services.sh stop    [service]   SIGTERM by pid file, SIGKILL after a timeout
@@ -34,6 +35,7 @@ ENV_FILE="${TI_SERVICES_ENV_FILE:-$TI_VAR/local.env}"
 READY_TIMEOUT="${TI_SERVICES_READY_TIMEOUT:-90}"
 STOP_TIMEOUT="${TI_SERVICES_STOP_TIMEOUT:-15}"
 UVICORN="$TI_ROOT/.venv/bin/uvicorn"
+TI_CLI="$TI_ROOT/.venv/bin/ti"
 
 # Variables of the environment file, without overriding those already set.
 load_env_file() {
@@ -57,6 +59,10 @@ port_of() {
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 log_file() { echo "$LOG_DIR/$1.log"; }
 marker() { echo "$2.main:create_app --host $TI_HOST --port $3"; }
+relay_pid_file() { echo "$RUN_DIR/$1-relay.pid"; }
+relay_log_file() { echo "$LOG_DIR/$1-relay.log"; }
+relay_marker() { echo "relay $1"; }
+relay_running() { pid_alive "$(relay_pid_file "$1")" "$(relay_marker "$1")"; }
 
 # The entries of TI_SERVICES selected by the optional argument.
 selected() {
@@ -75,8 +81,19 @@ readyz_code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://$TI_HOST:$1/readyz" 2>/dev/null || true
 }
 
+# The relay of a service: started before it (it waits for the tables the service creates).
+start_relay() {  # name
+  local name="$1"
+  if relay_running "$name"; then return 0; fi
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  # shellcheck disable=SC2016  # $$ is the inner shell's
+  TI_BUS=kafka TI_RELAY=process setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(relay_pid_file "$name")" \
+    "$TI_CLI" relay "$name" >>"$(relay_log_file "$name")" 2>&1 </dev/null &
+}
+
 start_one() {  # name module port
   local name="$1" module="$2" port="$3"
+  start_relay "$name"
   if is_running "$@"; then
     log "$name already running on $TI_HOST:$port (pid $(cat "$(pid_file "$name")"))"
     return 0
@@ -90,7 +107,7 @@ start_one() {  # name module port
   # pid then exec's uvicorn, so the pid file holds uvicorn's pid.
   # shellcheck disable=SC2016  # $$ is the inner shell's
   # the dashboard (reporting) reads the territories' names from territory-registry's public API
-  TI_BUS=kafka TI_DASHBOARD_API_URL="${TI_DASHBOARD_API_URL:-http://$TI_HOST:${TI_TERRITORY_REGISTRY_PORT:-8001}}" setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" \
+  TI_BUS=kafka TI_RELAY=process TI_DASHBOARD_API_URL="${TI_DASHBOARD_API_URL:-http://$TI_HOST:${TI_TERRITORY_REGISTRY_PORT:-8001}}" setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" \
     "$UVICORN" --factory "$module.main:create_app" --host "$TI_HOST" --port "$port" \
     --no-access-log --timeout-graceful-shutdown 5 \
     >>"$(log_file "$name")" 2>&1 </dev/null &
@@ -120,6 +137,17 @@ signal_one() {  # name module port: SIGTERM, the pid on stdout
   fi
   local pid; pid="$(cat "$pidfile")"
   log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  echo "$pid"
+}
+
+signal_relay() {  # name: SIGTERM to its relay, the pid on stdout
+  local pidfile; pidfile="$(relay_pid_file "$1")"
+  if ! relay_running "$1"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  local pid; pid="$(cat "$pidfile")"
   kill -TERM "$pid" 2>/dev/null || true
   echo "$pid"
 }
@@ -163,21 +191,31 @@ cmd_stop() {
     pid="$(signal_one "$name" "$module" "$(port_of "$name" "$port")")"
     [ -n "$pid" ] && pids+=("$pid")
     rm -f "$(pid_file "$name")"
+    pid="$(signal_relay "$name")"
+    [ -n "$pid" ] && pids+=("$pid")
+    rm -f "$(relay_pid_file "$name")"
   done
   [ "${#pids[@]}" -gt 0 ] && reap "${pids[@]}"
   return 0
 }
 
 cmd_status() {
-  local e name module port rc=0 entries; mapfile -t entries < <(selected "${1:-}")
+  local e name module port pid rc=0 entries; mapfile -t entries < <(selected "${1:-}")
   for e in "${entries[@]}"; do
     IFS=: read -r name module port <<<"$e"
     port="$(port_of "$name" "$port")"
     if is_running "$name" "$module" "$port"; then
-      local pid; pid="$(cat "$(pid_file "$name")")"
+      pid="$(cat "$(pid_file "$name")")"
       echo "$name: running pid=$pid $TI_HOST:$port readyz=$(readyz_code "$port") rss=$(rss_mib "$pid")MiB"
     else
       echo "$name: stopped"
+      rc=1
+    fi
+    if relay_running "$name"; then
+      pid="$(cat "$(relay_pid_file "$name")")"
+      echo "$name relay: running pid=$pid rss=$(rss_mib "$pid")MiB"
+    else
+      echo "$name relay: stopped"
       rc=1
     fi
   done
@@ -185,7 +223,7 @@ cmd_status() {
 }
 
 load_env_file
-export TI_BUS=kafka
+export TI_BUS=kafka TI_RELAY=process
 case "${1:-}" in
   start|restart)
     [ -n "${TI_JWT_SECRET:-}" ] \

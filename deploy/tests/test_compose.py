@@ -140,6 +140,18 @@ def test_service_runtime(services: dict[str, dict[str, Any]], name: str) -> None
     assert {"postgres"} <= set(svc["depends_on"])
 
 
+@pytest.mark.parametrize("name", list(CONTRACT))
+def test_each_service_has_its_outbox_relay(services: dict[str, dict[str, Any]], name: str) -> None:
+    """``ti relay <service>`` in a container of its own, on the service's image and database (decision 17)."""
+    relay, svc = services[f"{name}-relay"], services[name]
+    assert relay["command"] == ["ti", "relay", name]
+    assert relay["image"] == svc["image"]
+    prefix = "TI_" + name.upper().replace("-", "_")
+    assert _environment(relay)[f"{prefix}_DATABASE_URL"] == _environment(svc)[f"{prefix}_DATABASE_URL"]
+    assert _environment(relay)["TI_RELAY"] == _environment(svc)["TI_RELAY"] == "process"
+    assert "ports" not in relay and {"postgres", "kafka-topics", name} <= set(relay["depends_on"])
+
+
 def _nginx_routes(text: str) -> tuple[dict[str, str], dict[str, str]]:
     """(upstream name -> "host:port", location prefix -> upstream name)."""
     text = re.sub(r"#[^\n]*", "", text)

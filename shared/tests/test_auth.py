@@ -49,6 +49,27 @@ def test_expired_forged_wrong_audience_and_issuer_are_refused() -> None:
     assert _status("not-a-jwt") == 401
 
 
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(SETTINGS, cache_size=2)
+    token = jwt.encode(_claims(exp=int(time.time()) + 2), SETTINGS.jwt_secret, algorithm="HS256")
+    principal = verifier.verify(token)
+    checks: list[str] = []
+    real = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: (checks.append(t), real(t))[1])
+    assert verifier.verify(token) is principal and checks == []  # remembered: no second signature check
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Problem):
+        verifier.verify(forged)  # other bytes, checked (and refused)
+    time.sleep(2.1)
+    with pytest.raises(Problem) as refused:
+        verifier.verify(token)  # expired: checked again, refused
+    assert refused.value.status == 401 and checks == [forged, token]
+    others = [mint_token(SETTINGS, sub=f"s{n}", scopes=["admin"]) for n in range(3)]
+    for other in others:
+        verifier.verify(other)
+    assert len(verifier._verified) == 2 and others[0] not in verifier._verified  # bounded, oldest first
+
+
 def test_alg_none_is_refused() -> None:
     header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
     payload = base64.urlsafe_b64encode(json.dumps(_claims(scope="admin")).encode()).rstrip(b"=").decode()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from probe import UPDATED, ProbeHandler, probe_metadata, probe_state
 from ti_shared.bus import KafkaPublisher, KafkaSource, OutgoingMessage
 from ti_shared.consumer import EventConsumer
-from ti_shared.db import Database, infra_metadata, outbox_message
+from ti_shared.db import Database, infra_metadata, outbox_relay
 from ti_shared.events import TOPIC_DEAD_LETTERS, TOPIC_TERRITORIES, CloudEvent, encode_event, event_type
 from ti_shared.outbox import OutboxRelay, count_pending, record_event
 from ti_shared.testing import (
@@ -96,7 +96,7 @@ async def test_ten_thousand_events_round_trip_exactly_once_in_order(env: tuple[D
     while await relay.publish_pending():
         pass
     async with db.session() as session:
-        assert await count_pending(session) == 0
+        assert await count_pending(session, "probe") == 0
     consumer = _consumer(db, prefix)
     await _drain(consumer, 1000, 10, db)
     state = await _state(db)
@@ -104,10 +104,12 @@ async def test_ten_thousand_events_round_trip_exactly_once_in_order(env: tuple[D
     assert all(seen == expected for seen in state.values()), "every event applied once, in order per key"
     assert consumer.applied_count == 10_000
     assert await consumer.lag() == 0
-    # published twice (a relay crash after publishing, before marking sent): no effect
+    # published twice (a relay crash after publishing, before its mark was written): no effect
+    await relay.stop()
     async with db.session() as session:
-        await session.execute(outbox_message.update().values(sent_at=None))
+        await session.execute(outbox_relay.update().values(done_snapshot=None, batch_snapshot=None, after_id=0))
         await session.commit()
+    relay = OutboxRelay(db, KafkaPublisher(kafka_bootstrap(), "test-relay", prefix), service="probe", batch_size=1000)
     while await relay.publish_pending():
         pass
     await wait_until(lambda: _caught_up(consumer), 30, 0)
@@ -212,14 +214,14 @@ async def test_writes_commit_while_kafka_is_down_and_the_backlog_drains(env: tup
         try:
             await _write(db, subjects, range(3, 6))  # every write commits with Kafka down
             async with db.session() as session:
-                assert await count_pending(session) == 60  # committed, waiting in the outbox
+                assert await count_pending(session, "probe") == 60  # committed, waiting in the outbox
 
             async def relay_sees_outage() -> bool:
                 return relay.last_error is not None
 
             await wait_until(relay_sees_outage, 60)
             async with db.session() as session:
-                assert await count_pending(session) == 60
+                assert await count_pending(session, "probe") == 60
         finally:
             _kafka("start")
         await wait_until(lambda: _pending_is(db, 0), 120)
@@ -235,4 +237,4 @@ async def test_writes_commit_while_kafka_is_down_and_the_backlog_drains(env: tup
 
 async def _pending_is(db: Database, n: int) -> bool:
     async with db.session() as session:
-        return await count_pending(session) == n
+        return await count_pending(session, "probe") == n

@@ -32,7 +32,7 @@ from ti_shared.events import CloudEvent, EventSpec, NewEvent
 from ti_shared.logging import bind_request, configure_logging, get_logger
 from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
-from ti_shared.outbox import OutboxRelay, count_pending, record_event, record_events
+from ti_shared.outbox import CommitNotifier, OutboxRelay, outbox_status, record_event, record_events
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
 from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
 from ti_shared.settings import ServiceSettings, load_settings
@@ -87,9 +87,12 @@ class ServiceContext:
     spec: ServiceSpec
     settings: ServiceSettings
     db: Database
-    relay: OutboxRelay
+    #: the outbox relay when it runs in this process (``TI_RELAY=task``), else None (``ti relay SERVICE``)
+    relay: OutboxRelay | None
     consumers: list[EventConsumer] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: wakes the relay of this database after a commit that added outbox rows
+    outbox_committed: Callable[[], None] = lambda: None
 
     def consumer(self, name: str) -> EventConsumer:
         for c in self.consumers:
@@ -186,7 +189,7 @@ class UnitOfWork(Generic[R]):
             raise
         if self._events:
             self._events = 0
-            self.ctx.relay.notify()
+            self.ctx.outbox_committed()
 
     async def rollback(self) -> None:
         """Give up what the transaction wrote (its events included)."""
@@ -351,14 +354,20 @@ async def readiness(ctx: ServiceContext) -> JSONResponse:
     checks: dict[str, str] = {}
     ok = True
     pending = 0
+    relay = ctx.relay
+    bus_ok, bus_error, relay_active = True, None, relay is not None
     try:
         async with asyncio.timeout(3):
             async with ctx.db.read_session() as session:
-                pending = await count_pending(session)
+                outbox = await outbox_status(session, ctx.spec.name)
+        pending, bus_ok, bus_error = outbox.pending, outbox.bus_ok, outbox.last_error
+        relay_active = relay_active or outbox.relay_active
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - reported as the failing check
         ok = False
         checks["database"] = "unavailable: " + type(exc).__name__
+    if relay is not None:  # in this process: what it saw last
+        bus_ok, bus_error = relay.bus_ok, relay.last_error
     OUTBOX_PENDING.labels(service=ctx.spec.name).set(pending)
     lag = 0
     for consumer in ctx.consumers:
@@ -368,7 +377,8 @@ async def readiness(ctx: ServiceContext) -> JSONResponse:
         except Exception:  # noqa: BLE001
             lag += 0
         checks[f"consumer:{consumer.name}"] = "ok" if consumer.bus_ok else f"degraded: {consumer.last_error}"
-    checks["bus"] = "ok" if ctx.relay.bus_ok else f"degraded (events wait in the outbox): {ctx.relay.last_error}"
+    checks["bus"] = "ok" if bus_ok else f"degraded (events wait in the outbox): {bus_error}"
+    checks["relay"] = "ok" if relay_active else "not running (events wait in the outbox): start `ti relay " + ctx.spec.name + "`"
     body = {
         "status": "ready" if ok else "unavailable",
         "service": ctx.spec.name,
@@ -392,6 +402,29 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, max(gen1, 20), max(gen2, 50))
 
 
+def make_relay(settings: ServiceSettings, db: Database | None = None) -> OutboxRelay:
+    """The outbox relay of a service's database (``db``, or one of its own)."""
+    platform = settings.platform
+    return OutboxRelay(
+        db or Database(settings.database_url, pool_size=1, max_overflow=1),
+        make_publisher(platform, client_id=f"ti-{settings.name}"),
+        service=settings.name,
+        batch_size=platform.relay_batch_size,
+        idle_s=platform.relay_idle_seconds,
+    )
+
+
+async def run_relay(settings: ServiceSettings) -> None:
+    """``ti relay SERVICE``: the relay of one service in a process of its own, until cancelled."""
+    relay = make_relay(settings)
+    log.info("outbox relay started", service=settings.name, database=settings.database_url.split("@")[-1])
+    await relay.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await relay.stop()
+
+
 def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
     """Build the FastAPI application of ``spec``; its lifespan starts the relay and the consumers."""
     settings = settings or load_settings(spec.name)
@@ -400,17 +433,17 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=platform.db_pool_size, max_overflow=platform.db_max_overflow)
         if platform.migrate_on_start:
             await upgrade(db, spec.migrations_dir)
-        relay = OutboxRelay(
-            db,
-            make_publisher(platform, client_id=f"ti-{spec.name}"),
-            service=spec.name,
-            batch_size=platform.relay_batch_size,
-            idle_s=platform.relay_idle_seconds,
-        )
-        ctx = ServiceContext(spec=spec, settings=settings, db=db, relay=relay)
+        notifier = None
+        relay: OutboxRelay | None = None
+        if platform.relay == "task" or db.is_sqlite:
+            relay = make_relay(settings, db)
+            ctx = ServiceContext(spec=spec, settings=settings, db=db, relay=relay, outbox_committed=relay.notify)
+        else:  # the relay is a process of its own (``ti relay``): wake it through PostgreSQL
+            notifier = CommitNotifier(settings.database_url)
+            ctx = ServiceContext(spec=spec, settings=settings, db=db, relay=None, outbox_committed=notifier.notify)
         for cs in spec.consumers:
             ctx.consumers.append(
                 EventConsumer(
@@ -421,22 +454,30 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
                     handler=cs.handler(),
                     batch_size=cs.batch_size or platform.consumer_batch_size,
                     rebuild_when_empty=cs.rebuild_when_empty,
+                    outbox_committed=ctx.outbox_committed,
                 )
             )
         app.state.ctx = ctx
         for hook in spec.on_startup:
             await hook(ctx)
         tune_gc()
-        await relay.start()
+        if relay is not None:
+            await relay.start()
         for consumer in ctx.consumers:
             await consumer.start()
-        log.info("service started", service=spec.name, database=db.url.split("@")[-1], bus=platform.bus)
+        log.info(
+            "service started", service=spec.name, database=db.url.split("@")[-1], bus=platform.bus,
+            relay="in process" if relay is not None else "ti relay " + spec.name,
+        )
         try:
             yield
         finally:
             for consumer in ctx.consumers:
                 await consumer.stop()
-            await relay.stop()
+            if relay is not None:
+                await relay.stop()
+            if notifier is not None:
+                await notifier.close()
             await db.dispose()
 
     app = FastAPI(

@@ -58,15 +58,34 @@ def _unauthorized(detail: str) -> Problem:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens: HS256 with a shared secret, or RS256 against a JWKS URL."""
+    """Verifies bearer tokens: HS256 with a shared secret, or RS256 against a JWKS URL.
 
-    def __init__(self, settings: PlatformSettings) -> None:
+    A verified token is remembered until it expires (the same bytes are the same signed claims), so a
+    client that writes with one token pays the signature check once; at most ``cache_size`` tokens are
+    remembered, the oldest forgotten first. A key withdrawn from the JWKS stops new tokens at once, the
+    ones already seen at their ``exp``."""
+
+    def __init__(self, settings: PlatformSettings, *, cache_size: int = 4096) -> None:
         self._settings = settings
         self._jwks: jwt.PyJWKClient | None = (
             jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True) if settings.jwt_jwks_url else None
         )
+        self._cache_size = cache_size
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
+        principal, expires_at = self._verify(token)
+        while len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -103,7 +122,7 @@ class TokenVerifier:
             raise _unauthorized("The token's issuer is not trusted") from exc
         except jwt.PyJWTError as exc:
             raise _unauthorized("The token is invalid: " + str(exc)) from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -108,6 +109,32 @@ def serve(
 
     application = create_embedded_app() if service == "all" else load_service_app(service)
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+
+
+@app.command()
+def relay(service: Annotated[str, typer.Argument(help="A service name: territory-registry, action-tracker, …")]) -> None:
+    """Publish a service's outbox to the bus, in a process of its own (the services run with TI_RELAY=process)."""
+    import signal
+
+    from ti_shared.app import run_relay
+    from ti_shared.embedded import load_service_spec
+    from ti_shared.logging import configure_logging
+    from ti_shared.settings import load_settings
+
+    load_service_spec(service)  # an unknown name stops here, listing the installed ones
+    settings = load_settings(service)
+    configure_logging(json=settings.platform.log_json, level=settings.platform.log_level)
+
+    async def _run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_relay(settings)
+
+    asyncio.run(_run())
 
 
 schemas_app = typer.Typer(help="The committed JSON Schemas of the events")

@@ -95,6 +95,7 @@ class EventConsumer:
         batch_size: int = 2000,
         poll_s: float = 0.5,
         rebuild_when_empty: bool = False,
+        outbox_committed: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.service = service
@@ -104,6 +105,8 @@ class EventConsumer:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._rebuild_when_empty = rebuild_when_empty
+        #: wakes the outbox relay after a commit that dead-lettered events
+        self._outbox_committed = outbox_committed
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = False
@@ -267,6 +270,8 @@ class EventConsumer:
         if self.before_commit is not None:
             await self.before_commit()
         await session.commit()
+        if dead and self._outbox_committed is not None:
+            self._outbox_committed()
         self._handler.committed()
         self._positions = positions
         self.applied_count += applied_n

@@ -61,8 +61,33 @@ outbox_message = sa.Table(
     sa.Column("event_type", sa.String(128), nullable=False),
     sa.Column("payload", sa.Text(), nullable=False),
     sa.Column("created_at", Instant, nullable=False),
-    sa.Column("sent_at", Instant, nullable=True),
-    sa.Index("ix_outbox_message_pending", "id", postgresql_where=sa.text("sent_at IS NULL"), sqlite_where=sa.text("sent_at IS NULL")),
+    #: PostgreSQL: the id of the transaction that wrote the row (``pg_current_xact_id()``, by default), which
+    #: tells the relay whether it is visible in a snapshot; NULL for rows published before it was kept and
+    #: on SQLite (whose writers commit one at a time, in id order)
+    sa.Column("xact_id", sa.BigInteger(), nullable=True),
+    sa.Index("ix_outbox_message_xact_id", "xact_id"),
+)
+
+#: the default of ``outbox_message.xact_id`` on PostgreSQL (set by :data:`outbox_message`'s creation and by
+#: ``ti_shared.migrations.upgrade_outbox_relay``)
+OUTBOX_XACT_DEFAULT = "ALTER TABLE outbox_message ALTER COLUMN xact_id SET DEFAULT (pg_current_xact_id()::text::bigint)"
+sa.event.listen(outbox_message, "after_create", sa.DDL(OUTBOX_XACT_DEFAULT).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
+
+outbox_relay = sa.Table(
+    "outbox_relay",
+    infra_metadata,
+    #: the relay's name: the service whose outbox it publishes (one relay is active per database)
+    sa.Column("relay", sa.String(64), primary_key=True),
+    #: PostgreSQL: every row whose transaction is visible in this snapshot is published (NULL: none yet)
+    sa.Column("done_snapshot", sa.Text(), nullable=True),
+    #: PostgreSQL: the snapshot of the batch under way, when it was larger than one fetch (else NULL)
+    sa.Column("batch_snapshot", sa.Text(), nullable=True),
+    #: the last id published of the batch under way (PostgreSQL); on SQLite, of the whole outbox
+    sa.Column("after_id", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("published", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("bus_ok", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("updated_at", Instant, nullable=True),
 )
 
 consumer_offset = sa.Table(
@@ -135,19 +160,26 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """No pre-ping (a round trip on every checkout): a pooled connection the server closed (a restart)
+    is known closed by its driver already, and replaced here; the pool retries with a new one."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
+
+
 class Database:
     """One service's database: a writer engine and a reader engine (the same on PostgreSQL)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 5) -> None:
         self.url = url
         self.is_sqlite = is_sqlite_url(url)
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:
-            self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=600
-            )
+            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=600)
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)

@@ -17,6 +17,7 @@ DEFAULT_JWT_SECRET = "ti-development-secret-change-me-0123456789"  # noqa: S105 
 
 Environment = Literal["development", "test", "production"]
 BusKind = Literal["local", "kafka"]
+RelayMode = Literal["task", "process"]
 
 
 class PlatformSettings(BaseSettings):
@@ -41,8 +42,16 @@ class PlatformSettings(BaseSettings):
     topic_prefix: str = ""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: where each service's outbox relay runs: ``task`` in the service's process (embedded mode, tests),
+    #: ``process`` in ``ti relay SERVICE`` (deploy/local/services.sh, docker-compose), woken by NOTIFY
+    relay: RelayMode = "task"
     relay_batch_size: int = Field(default=1000, ge=1)
-    relay_idle_seconds: float = Field(default=0.2, gt=0)
+    #: the longest a relay waits without a notification before looking at its outbox again
+    relay_idle_seconds: float = Field(default=2.0, gt=0)
+    #: database connections a service process keeps (its concurrent transactions), and how many more
+    #: it may open at a peak (closed when returned)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
     consumer_batch_size: int = Field(default=2000, ge=1)
     migrate_on_start: bool = True
     #: writes per token ``sub`` (``limits`` syntax, ``;``-separated; empty: no limit), see docs/security.md

@@ -1,0 +1,221 @@
+"""0. Writes: latency, throughput and CPU of one PUT in each write service, against a bare FastAPI PUT.
+
+The four write services run as they are deployed (each its uvicorn process and its ``ti relay``
+process) on fresh databases; ``TERRITORIES`` territories are registered first, so the replicas that
+check territory ids are fed. For each service, then for the baseline (``baseline_app``: bare FastAPI,
+one asyncpg ``INSERT`` in a transaction, same uvicorn options), ``wrk`` (``put.lua``) sends PUTs read
+from a file of distinct requests:
+
+- sequentially (one connection) for ``seconds``: p50 / p99 latency and requests/s;
+- at ``CONCURRENCY`` connections for ``seconds``: requests/s;
+
+and, around each run until the outbox has drained, the CPU time of the service's processes (its
+uvicorn and its relay) and of the PostgreSQL server processes of its database, per request.
+The PUTs: a new action, a new grant, a new site; for territories (ids are bounded: two digits per
+region) an update of an existing one (its launch COPIL toggled), a real change each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import ROOT, Platform, Scale, cpu_seconds, postgres_backends
+from ti_shared.auth import mint_token
+from ti_shared.geo import REGIONS
+from ti_shared.streams import action_payloads, grant_payloads, site_payloads, territory_payloads
+from ti_shared.testing import create_database, drop_database
+
+CONCURRENCY = 8
+#: territories registered first (their ids are the ones the actions, grants and sites refer to)
+PER_REGION = 11
+#: distinct requests written per service: more than any run sends at these rates
+REQUESTS = 40_000
+SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog")
+BARE = "bare"
+
+
+def seconds_of(scale: Scale) -> int:
+    return 5 if scale.name == "small" else 15
+
+
+def request_lines(service: str, territories: dict[str, dict[str, Any]], count: int) -> list[str]:
+    """``count`` distinct PUTs ("PATH<TAB>BODY") of ``service`` (the baseline: the site bodies)."""
+    rng = random.Random(18)
+    regions = {tid: body["region_code"] for tid, body in territories.items()}
+    if service == "territory-registry":
+        ids = sorted(territories)
+        lines = []
+        for n in range(count):  # each PUT toggles the territory's launch COPIL: a change every time
+            tid = ids[n % len(ids)]
+            held = (n // len(ids)) % 2 == 0
+            body = {**territories[tid], "launch_copil_held_on": None if held == (territories[tid]["launch_copil_held_on"] is not None) else "2024-03-01"}
+            lines.append(f"/v1/territories/{tid}\t{json.dumps(body)}")
+        return lines
+    if service == "action-tracker":
+        return [f"/v1/actions/{aid}\t{json.dumps(b)}" for aid, b in action_payloads(rng, sorted(territories), count, tag="BW").items()]
+    if service == "funding-ledger":
+        grants = grant_payloads(rng, "ADEME", regions, count, tag="BW")
+        return [f"/v1/grants/{op}/{ref}\t{json.dumps(b)}" for (op, ref), b in grants.items()]
+    sites = site_payloads(rng, regions, count, tag="BW")
+    prefix = "/v1/sites/" if service == "site-catalog" else "/v1/bare/"
+    return [f"{prefix}{sid}\t{json.dumps(b)}" for sid, b in sites.items()]
+
+
+def wrk(url: str, file: Path, token: str, *, connections: int, seconds: int) -> dict[str, Any]:
+    threads = min(2, connections)
+    done = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "put.lua"), url,
+         "--", str(file), f"Bearer {token}", str(threads)],
+        capture_output=True, text=True, timeout=seconds + 120, check=True,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    assert not result["wrapped"], f"{file.name}: more requests sent than written"
+    return result
+
+
+async def warm_up(platform: Platform, name: str, url: str, territories: dict[str, dict[str, Any]], token: str) -> None:
+    """Connections, prepared statements and caches warm: PUTs of other entities (for territories: an even
+    number of toggles of each, which leaves them as they were)."""
+    if name == "territory-registry":
+        lines = request_lines(name, territories, 2 * len(territories))
+    else:
+        lines = [line.replace("\t", "-warm\t", 1) for line in request_lines(name, territories, 200)]
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+        for line in lines:
+            path, body = line.split("\t", 1)
+            r = await client.put(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code in (200, 201), (name, r.status_code, r.text[:300])
+    if name != BARE:
+        await platform.wait_settled()
+
+
+async def run_once(
+    platform: Platform, name: str, url: str, pids: list[int], database: str, file: Path, token: str, *, connections: int, seconds: int
+) -> dict[str, Any]:
+    """One wrk run; CPU from its start until the service's outbox has drained."""
+    backends = postgres_backends(database)
+    cpu0, pg0 = cpu_seconds(pids), cpu_seconds(backends)
+    result = await asyncio.to_thread(wrk, url, file, token, connections=connections, seconds=seconds)
+    if name != BARE:
+        await platform.wait_settled()
+    cpu = cpu_seconds(pids) - cpu0
+    pg = cpu_seconds(set(backends) | set(postgres_backends(database))) - pg0
+    n = result["requests"]
+    return {
+        "requests": n,
+        "rps": round(n / (result["duration_us"] / 1e6), 1),
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p90_ms": round(result["p90_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "failed": result["non2xx"] + result["socket_errors"],
+        "cpu_ms_per_request": round(cpu / n * 1000, 3) if n else None,
+        "postgres_cpu_ms_per_request": round(pg / n * 1000, 3) if n else None,
+    }
+
+
+async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (make bench installs it)")
+    settings = await platform.prepare(SERVICES)
+    bare_url = await create_database("bench_bare_write")
+    try:
+        for name in SERVICES:
+            platform.start(name)
+        platform.start(BARE, module_app="baseline_app:create_app", env={"BENCH_BASELINE_DATABASE_URL": bare_url})
+        await platform.wait_ready()
+        rng = random.Random(2026)
+        territories = territory_payloads(rng, list(REGIONS), PER_REGION, first_seq=20)
+        admin = mint_token(settings, sub="bench-writer", scopes=["admin"], ttl_seconds=7200)
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {admin}"}) as client:
+            base = platform.services["territory-registry"].url
+            for tid, body in territories.items():
+                r = await client.put(f"{base}/v1/territories/{tid}", json=body)
+                assert r.status_code in (200, 201), r.text
+        await platform.wait_settled()
+        seconds = seconds_of(scale)
+        out: dict[str, Any] = {"concurrency": CONCURRENCY, "seconds": seconds, "territories": len(territories), "services": {}}
+        for name in (*SERVICES, BARE):
+            service = platform.services[name]
+            file = platform.run_dir / f"puts-{name}.tsv"
+            file.write_text("\n".join(request_lines(name, territories, REQUESTS)) + "\n", encoding="utf-8")
+            database = (platform.databases.get(name) or bare_url).rsplit("/", 1)[1]
+            await warm_up(platform, name, service.url, territories, admin)
+            sequential = await run_once(platform, name, service.url, service.pids, database, file, admin, connections=1, seconds=seconds)
+            # the concurrent run takes the lines after those the sequential run sent (and the one it may
+            # have had in flight when it stopped); a territory's lines toggle it, so none is skipped there
+            skip = sequential["requests"] + (1 if name == "territory-registry" else 10)
+            rest = platform.run_dir / f"puts-{name}-c{CONCURRENCY}.tsv"
+            rest.write_text("\n".join(file.read_text(encoding="utf-8").splitlines()[skip:]) + "\n", encoding="utf-8")
+            concurrent = await run_once(
+                platform, name, service.url, service.pids, database, rest, admin, connections=CONCURRENCY, seconds=seconds
+            )
+            out["services"][name] = {"sequential": sequential, f"c{CONCURRENCY}": concurrent}
+        bare_c = out["services"][BARE][f"c{CONCURRENCY}"]["rps"]
+        for name in SERVICES:
+            entry = out["services"][name]
+            entry[f"c{CONCURRENCY}_ratio"] = round(entry[f"c{CONCURRENCY}"]["rps"] / bare_c, 3) if bare_c else None
+        return out
+    finally:
+        platform.stop(BARE)
+        await drop_database(bare_url)
+
+
+def summary_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures: the worst of the four services for each goal."""
+    services = {k: v for k, v in result["services"].items() if k != BARE}
+    key = f"c{CONCURRENCY}"
+    return {
+        "put_cpu_ms": max(v["sequential"]["cpu_ms_per_request"] for v in services.values()),
+        "put_p50_ms": max(v["sequential"]["p50_ms"] for v in services.values()),
+        "put_c8_ratio": min(v[f"{key}_ratio"] for v in services.values()),
+        "bare_put_cpu_ms": result["services"][BARE]["sequential"]["cpu_ms_per_request"],
+        "bare_put_p50_ms": result["services"][BARE]["sequential"]["p50_ms"],
+        "bare_put_c8_rps": result["services"][BARE][key]["rps"],
+    }
+
+
+def markdown_rows(result: dict[str, Any]) -> list[str]:
+    key = f"c{CONCURRENCY}"
+    rows = [
+        "", f"Writes (sequential {result['seconds']} s, then {CONCURRENCY} connections {result['seconds']} s; CPU per request"
+        " from the start of a run until the outbox has drained):", "",
+        "| PUT | req/s c=1 | p50 ms | p99 ms | service CPU ms/req | PostgreSQL CPU ms/req | req/s c=8 | c=8 / bare | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in result["services"].items():
+        s, c = v["sequential"], v[key]
+        rows.append(
+            f"| {name} | {s['rps']} | {s['p50_ms']} | {s['p99_ms']} | {s['cpu_ms_per_request']} | {s['postgres_cpu_ms_per_request']}"
+            f" | {c['rps']} | {v.get(key + '_ratio', '')} | {s['failed'] + c['failed']} |"
+        )
+    return rows
+
+
+if __name__ == "__main__":  # one section alone: python bench/writes.py
+    import tempfile
+
+    from common import RssSampler, scale_from_env
+
+    async def _main() -> None:
+        with tempfile.TemporaryDirectory(prefix="ti-bench-") as tmp:
+            sampler = RssSampler()
+            sampler.start()
+            platform = Platform(run_dir=Path(tmp), sampler=sampler)
+            try:
+                result = await measure_writes(platform, scale_from_env())
+            finally:
+                await platform.close()
+            print(json.dumps(result, indent=2))
+            print("\n".join(markdown_rows(result)))
+
+    asyncio.run(_main())
