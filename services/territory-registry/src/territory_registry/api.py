@@ -1,16 +1,12 @@
-"""The registry's routes: reference data, territories (PUT, GET, list, history) and file imports."""
+"""The registry's routes (reference data, territories, imports): HTTP → a service call → the response."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
-from ti_shared.app import ReadSessionDep, UnitOfWork, UowDep, concurrent_write
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from ti_shared.app import UnitOfWork, read_repository, unit_of_work
 from ti_shared.auth import Principal, scoped
-from ti_shared.events import TOPIC_TERRITORIES
-from ti_shared.geo import DEPARTEMENTS, REGIONS
 from ti_shared.http import (
     CSV_TYPES,
     MULTIPART,
@@ -21,46 +17,25 @@ from ti_shared.http import (
     Page,
     TiRoute,
     accepts,
-    check_if_match,
-    check_not_before,
-    decode_cursor,
-    encode_cursor,
     etag_of,
     not_modified,
     parse_effective_at,
+    write_response,
 )
 from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
-from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, problem_responses, validation_problem
-from ti_shared.tabular import read_table
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, problem_responses
 from ti_shared.types import TERRITORY_ID_PATTERN
 from ti_shared.uploads import read_upload
 
-from territory_registry import repository
-from territory_registry.domain import FIELDS, PlannedChange, plan_change, territory_problems, territory_state
-from territory_registry.events import TYPE_OF_CHANGE
-from territory_registry.imports import (
-    GROUPEMENT_COLUMNS,
-    GROUPEMENT_REQUIRED,
-    TERRITORY_COLUMNS,
-    TERRITORY_REQUIRED,
-    Candidate,
-    file_territory_ids,
-    groupement_candidates,
-    resolve_columns,
-    territory_candidates,
-)
+from territory_registry import service
 from territory_registry.schemas import (
     TERRITORY_EXAMPLE,
     Departement,
-    ImportCounts,
     ImportKind,
     ImportMode,
     ImportRejection,
     ImportReport,
-    ImportRowReport,
     Region,
-    RowError,
-    RowOutcome,
     Territory,
     TerritoryFields,
     TerritoryStatus,
@@ -69,9 +44,10 @@ from territory_registry.schemas import (
 
 WRITE_SCOPE = "territories:write"
 MAX_IMPORT_BYTES = 16 * 1024 * 1024
-MAX_IMPORT_ROWS = 20_000
 
 WriterDep = Annotated[Principal, scoped(WRITE_SCOPE)]
+UowDep = Annotated[UnitOfWork[service.Repository], Depends(unit_of_work)]
+ReadRepoDep = Annotated[service.Repository, Depends(read_repository)]
 TerritoryIdPath = Annotated[str, Path(description="ANCT's id_ti, e.g. ti-8402", examples=["ti-8402"])]
 
 reference_router = APIRouter(route_class=TiRoute, tags=["reference"])
@@ -81,18 +57,12 @@ router = APIRouter(route_class=TiRoute, tags=["territories"])
 # --- reference data --------------------------------------------------------------------------
 
 
-def _region_query(value: str | None) -> str | None:
-    if value is not None and value not in REGIONS:
-        raise field_problem(["query", "region_code"], "is not an INSEE region code (" + ", ".join(REGIONS) + ")")
-    return value
-
-
 RegionQuery = Annotated[str | None, Query(description="An INSEE region code, e.g. 84", examples=["84"], max_length=3)]
 
 
 @reference_router.get("/v1/regions", summary="List the 18 regions (INSEE COG)", response_model=list[Region])
 async def list_regions() -> list[Region]:
-    return [Region(code=code, name=name) for code, name in REGIONS.items()]
+    return service.list_regions()
 
 
 @reference_router.get(
@@ -102,52 +72,10 @@ async def list_regions() -> list[Region]:
     responses=problem_responses(422),
 )
 async def list_departements(region_code: RegionQuery = None) -> list[Departement]:
-    wanted = _region_query(region_code)
-    return [
-        Departement(code=code, name=name, region_code=region)
-        for code, (name, region) in DEPARTEMENTS.items()
-        if wanted is None or region == wanted
-    ]
+    return service.list_departements(region_code)
 
 
 # --- territories -----------------------------------------------------------------------------
-
-
-async def save_territory(
-    uow: UnitOfWork[Any],
-    territory_id: str,
-    current: Territory | None,
-    fields: TerritoryFields,
-    *,
-    actor: str,
-    effective_at: datetime | None,
-) -> tuple[Territory, PlannedChange | None]:
-    """Write ``fields`` over ``current`` with its history row and event; nothing when unchanged."""
-    new_state = territory_state(fields)
-    current_state = current.model_dump(mode="json", include=set(FIELDS)) if current is not None else None
-    planned = plan_change(current_state, current.version if current is not None else None, new_state)
-    if planned is None:
-        assert current is not None
-        return current, None
-    time = effective_at or uow.now
-    resource = Territory.model_validate({**new_state, "id": territory_id, "version": planned.version, "updated_at": time})
-    if current is None:
-        written = await repository.insert_territory(uow.session, resource, actor)
-    else:
-        written = await repository.update_territory(uow.session, resource, actor, previous_version=current.version)
-    if not written:
-        raise concurrent_write()
-    await repository.add_version(uow.session, resource, planned, actor=actor, recorded_at=uow.now)
-    await uow.record(
-        topic=TOPIC_TERRITORIES,
-        type_=TYPE_OF_CHANGE[planned.change],
-        subject=territory_id,
-        version=resource.version,
-        actor=actor,
-        data=resource.model_dump(mode="json"),
-        time=time,
-    )
-    return resource, planned
 
 
 @router.put(
@@ -162,7 +90,6 @@ async def save_territory(
 )
 async def put_territory(
     request: Request,
-    response: Response,
     territory_id: Annotated[str, Path(pattern=TERRITORY_ID_PATTERN, description="ANCT's id_ti", examples=["ti-8402"])],
     body: Annotated[
         TerritoryFields,
@@ -171,24 +98,17 @@ async def put_territory(
     principal: WriterDep,
     uow: UowDep,
     effective_at_header: EffectiveAtHeader = None,
-) -> Territory:
-    effective_at = parse_effective_at(effective_at_header, principal)
-    problems = territory_problems(body)
-    if problems:
-        raise validation_problem([{"loc": ["body", *p["loc"]], "msg": p["msg"]} for p in problems])
-    current = await repository.get_territory(uow.session, territory_id, for_update=True)
-    check_if_match(request, current.version if current is not None else None)
-    check_not_before(effective_at, current.updated_at if current is not None else None)
-    resource, planned = await save_territory(
-        uow, territory_id, current, body, actor=principal.sub, effective_at=effective_at
+) -> Response:
+    result = await service.put_territory(
+        uow,
+        principal,
+        territory_id,
+        body,
+        effective_at=parse_effective_at(effective_at_header, principal),
+        if_match=request.headers.get("if-match"),
     )
-    if planned is not None:
-        await uow.commit()
-        if planned.change == "registered":
-            response.status_code = 201
-            response.headers["Location"] = f"/v1/territories/{territory_id}"
-    response.headers["ETag"] = etag_of(resource.version)
-    return resource
+    await uow.commit()
+    return write_response(result, request)
 
 
 @router.get(
@@ -198,20 +118,13 @@ async def put_territory(
     responses=problem_responses(422),
 )
 async def list_territories(
-    session: ReadSessionDep,
+    repo: ReadRepoDep,
     region_code: RegionQuery = None,
     status: Annotated[TerritoryStatus | None, Query(description="active or withdrawn")] = None,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Page[Territory]:
-    key = decode_cursor(cursor)
-    if key is not None and (len(key) != 1 or not isinstance(key[0], str)):
-        raise field_problem(["query", "cursor"], "is not a cursor this API produced")
-    items = await repository.list_territories(
-        session, region_code=_region_query(region_code), status=status, after=key[0] if key else None, limit=limit + 1
-    )
-    next_cursor = encode_cursor([items[limit - 1].id]) if len(items) > limit else None
-    return Page[Territory](items=items[:limit], next_cursor=next_cursor)
+    return await service.list_territories(repo, region_code=region_code, status=status, limit=limit, cursor=cursor)
 
 
 @router.get(
@@ -221,10 +134,8 @@ async def list_territories(
     response_model=Territory,
     responses={304: {"description": "Not modified"}, **problem_responses(404)},
 )
-async def get_territory(request: Request, response: Response, territory_id: TerritoryIdPath, session: ReadSessionDep) -> Any:
-    resource = await repository.get_territory(session, territory_id)
-    if resource is None:
-        raise Problem(404, f"Territory {territory_id} is not registered")
+async def get_territory(request: Request, response: Response, territory_id: TerritoryIdPath, repo: ReadRepoDep) -> Any:
+    resource = await service.get_territory(repo, territory_id)
     if not_modified(request, resource.version):
         return Response(status_code=304, headers={"ETag": etag_of(resource.version)})
     response.headers["ETag"] = etag_of(resource.version)
@@ -238,16 +149,9 @@ async def get_territory(request: Request, response: Response, territory_id: Terr
     responses=problem_responses(404, 422),
 )
 async def get_territory_history(
-    territory_id: TerritoryIdPath, session: ReadSessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    territory_id: TerritoryIdPath, repo: ReadRepoDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> Page[TerritoryVersion]:
-    key = decode_cursor(cursor)
-    if key is not None and (len(key) != 1 or not isinstance(key[0], int)):
-        raise field_problem(["query", "cursor"], "is not a cursor this API produced")
-    versions = await repository.list_versions(session, territory_id, after=key[0] if key else None, limit=limit + 1)
-    if not versions and key is None:
-        raise Problem(404, f"Territory {territory_id} is not registered")
-    next_cursor = encode_cursor([versions[limit - 1].version]) if len(versions) > limit else None
-    return Page[TerritoryVersion](items=versions[:limit], next_cursor=next_cursor)
+    return await service.get_territory_history(repo, territory_id, limit=limit, cursor=cursor)
 
 
 # --- imports ---------------------------------------------------------------------------------
@@ -278,59 +182,6 @@ _IMPORT_BODY = {
         },
     }
 }
-
-
-def _row_report(candidate: Candidate, outcome: RowOutcome, version: int | None, changed: list[str]) -> ImportRowReport:
-    return ImportRowReport(
-        row=candidate.rows[0],
-        rows=candidate.rows,
-        territory_id=candidate.territory_id,
-        outcome=outcome,
-        version=version,
-        changed_fields=changed,
-        errors=[RowError.model_validate(e) for e in candidate.errors],
-    )
-
-
-async def _run_import(
-    uow: UnitOfWork[Any], rows: list[dict[str, str]], kind: ImportKind, mode: ImportMode, actor: str
-) -> ImportReport:
-    header = list(rows[0]) if rows else []
-    if kind == "territories":
-        columns = resolve_columns(header, TERRITORY_COLUMNS, TERRITORY_REQUIRED)
-    else:
-        columns = resolve_columns(header, GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
-    current = await repository.get_territories(uow.session, file_territory_ids(rows, columns["id_ti"]), for_update=True)
-    states = {i: t.model_dump(mode="json") for i, t in current.items()}
-    if kind == "territories":
-        candidates = territory_candidates(rows, columns, states)
-    else:
-        candidates = groupement_candidates(rows, columns, states)
-    rejected = any(c.fields is None for c in candidates)
-    imported = not (rejected and mode == "atomic")
-    reports: list[ImportRowReport] = []
-    counts = ImportCounts()
-    for candidate in candidates:
-        if candidate.fields is None or candidate.territory_id is None:
-            reports.append(_row_report(candidate, "rejected", None, []))
-            counts.rejected += 1
-            continue
-        existing = current.get(candidate.territory_id)
-        if imported:
-            resource, planned = await save_territory(
-                uow, candidate.territory_id, existing, candidate.fields, actor=actor, effective_at=None
-            )
-            version: int | None = resource.version
-        else:
-            existing_state = existing.model_dump(mode="json") if existing is not None else None
-            planned = plan_change(existing_state, existing.version if existing else None, territory_state(candidate.fields))
-            version = existing.version if existing is not None else None
-        outcome: RowOutcome = (
-            "unchanged" if planned is None else "created" if planned.change == "registered" else "updated"
-        )
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
-        reports.append(_row_report(candidate, outcome, version, planned.changed_fields if planned else []))
-    return ImportReport(kind=kind, mode=mode, imported=imported, counts=counts, rows=reports)
 
 
 @router.post(
@@ -365,23 +216,5 @@ async def import_territories(
     async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
         if idem.replay is not None:
             return idem.replay
-        rows = read_table(upload.data, upload.media_type)
-        if not rows:
-            raise Problem(422, "The file has a header but no data row", title="Invalid content")
-        if len(rows) > MAX_IMPORT_ROWS:
-            raise Problem(422, f"The file has {len(rows)} rows; at most {MAX_IMPORT_ROWS} per import", title="Invalid content")
-        report = await _run_import(uow, rows, kind, mode, principal.sub)
-        body: dict[str, Any] = report.model_dump(mode="json")
-        status_code, headers = 200, {}
-        if not report.imported:
-            errors = [e for r in report.rows for e in r.model_dump(mode="json")["errors"]]
-            problem = Problem(
-                422,
-                f"{report.counts.rejected} territory row(s) rejected; nothing was imported (mode=atomic)",
-                title="Invalid content",
-                kind="import-rejected",
-                errors=errors,
-            )
-            body = {**problem.body(request.url.path), "report": body}
-            status_code, headers = 422, {"content-type": PROBLEM_MEDIA_TYPE}
-        return await idem.commit(JSONResponse(body, status_code=status_code, headers=headers))
+        result = await service.import_territories(uow, principal, upload, kind=kind, mode=mode)
+        return await idem.commit(write_response(result, request))

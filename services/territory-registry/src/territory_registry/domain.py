@@ -1,12 +1,14 @@
-"""Pure rules of the registry: what a PUT changes, which event it gives, and the checks beyond types."""
+"""Pure rules of the registry: what a write changes, which event it gives, and the checks beyond types."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from territory_registry.schemas import Change, TerritoryFields
+import ti_shared.service
+
+from territory_registry.schemas import Change, Territory, TerritoryFields
 
 #: the body fields of a territory, in their contract order
 FIELDS: tuple[str, ...] = tuple(TerritoryFields.model_fields)
@@ -49,25 +51,27 @@ def state_problems(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     return problems
 
 
-@dataclass(frozen=True)
-class PlannedChange:
-    """A real change of a territory: the event it gives, its new version and the fields it changes."""
-
-    change: Change
-    version: int
-    changed_fields: list[str]
+class Decision(ti_shared.service.Decision[Change, Territory]):
+    """What writing a territory does: nothing (``change`` None, ``entity`` the current territory) or one
+    new version (``entity``), published as ``territory.<change>``."""
 
 
-def plan_change(current: dict[str, Any] | None, current_version: int | None, new: dict[str, Any]) -> PlannedChange | None:
-    """What writing ``new`` over ``current`` does; None when nothing changes (same version, no event).
+def decide_write(current: Territory | None, body: TerritoryFields, *, territory_id: str, at: datetime) -> Decision:
+    """What writing ``body`` as the territory ``territory_id`` at instant ``at`` does.
 
-    Creation is ``registered``; a status becoming ``withdrawn`` is ``withdrawn``; anything else,
-    re-activation included, is ``updated``.
+    Creation is ``registered`` (every field changed); a status becoming ``withdrawn`` is ``withdrawn``;
+    anything else, re-activation included, is ``updated``; the same state changes nothing.
     """
-    if current is None or current_version is None:
-        return PlannedChange("registered", 1, list(FIELDS))
-    changed = [f for f in FIELDS if current.get(f) != new.get(f)]
+    new = territory_state(body)
+    if current is None:
+        return Decision("registered", _territory(new, territory_id, 1, at), FIELDS)
+    state = current.model_dump(mode="json", include=set(FIELDS))
+    changed = tuple(f for f in FIELDS if state.get(f) != new.get(f))
     if not changed:
-        return None
-    withdrawn = new.get("status") == "withdrawn" and current.get("status") != "withdrawn"
-    return PlannedChange("withdrawn" if withdrawn else "updated", current_version + 1, changed)
+        return Decision(None, current)
+    withdrawn = new.get("status") == "withdrawn" and state.get("status") != "withdrawn"
+    return Decision("withdrawn" if withdrawn else "updated", _territory(new, territory_id, current.version + 1, at), changed)
+
+
+def _territory(state: dict[str, Any], territory_id: str, version: int, at: datetime) -> Territory:
+    return Territory.model_validate({**state, "id": territory_id, "version": version, "updated_at": at})

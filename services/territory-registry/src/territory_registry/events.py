@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ti_shared.events import TOPIC_TERRITORIES, EventSpec, event_type
 
-from territory_registry.schemas import Territory
+from territory_registry.schemas import Change, Territory
 
 TERRITORY_REGISTERED = EventSpec(
     type=event_type("territory", "registered"),
@@ -27,9 +27,9 @@ TERRITORY_WITHDRAWN = EventSpec(
 
 EVENTS = (TERRITORY_REGISTERED, TERRITORY_UPDATED, TERRITORY_WITHDRAWN)
 
-#: the event type of each kind of change
-TYPE_OF_CHANGE: dict[str, str] = {
-    "registered": TERRITORY_REGISTERED.type,
-    "updated": TERRITORY_UPDATED.type,
-    "withdrawn": TERRITORY_WITHDRAWN.type,
+#: the event each kind of change publishes
+EVENT_OF_CHANGE: dict[Change, EventSpec] = {
+    "registered": TERRITORY_REGISTERED,
+    "updated": TERRITORY_UPDATED,
+    "withdrawn": TERRITORY_WITHDRAWN,
 }

@@ -10,6 +10,7 @@ from ti_shared.settings import ServiceSettings
 
 from territory_registry.api import reference_router, router
 from territory_registry.events import EVENTS
+from territory_registry.repository import Repository
 from territory_registry.tables import metadata
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=SERVICE_DIR / "migrations",
     events=EVENTS,
+    repository=Repository,
     schemas_dir=SERVICE_DIR / "events",
     openapi_tags=[
         {"name": "reference", "description": "Regions and départements (INSEE COG)"},

@@ -1,19 +1,31 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from territory_registry.domain import FIELDS, plan_change, territory_problems, territory_state
+from territory_registry.domain import FIELDS, decide_write, territory_problems, territory_state
 from territory_registry.schemas import TERRITORY_EXAMPLE, Territory, TerritoryFields
 from ti_shared.types import luhn_complete
+
+T1 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+T2 = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def body(**changes: Any) -> dict[str, Any]:
     doc = copy.deepcopy(TERRITORY_EXAMPLE)
     doc.update(changes)
     return doc
+
+
+def fields(**changes: Any) -> TerritoryFields:
+    return TerritoryFields.model_validate(body(**changes))
+
+
+def territory(version: int = 1, **changes: Any) -> Territory:
+    return Territory.model_validate({**body(**changes), "id": "ti-8402", "version": version, "updated_at": T1})
 
 
 def error_locs(doc: dict[str, Any]) -> list[tuple[str | int, ...]]:
@@ -89,35 +101,38 @@ def test_distinct_values_raise_no_problem() -> None:
 
 
 def test_creation_is_registered_with_every_field() -> None:
-    planned = plan_change(None, None, TERRITORY_EXAMPLE)
-    assert planned is not None
-    assert (planned.change, planned.version, planned.changed_fields) == ("registered", 1, list(FIELDS))
+    decision = decide_write(None, fields(), territory_id="ti-8402", at=T1)
+    assert (decision.change, decision.changed_fields) == ("registered", FIELDS)
+    assert decision.changed and decision.entity == territory(1)
 
 
 def test_same_state_is_no_change() -> None:
-    assert plan_change(TERRITORY_EXAMPLE, 4, copy.deepcopy(TERRITORY_EXAMPLE)) is None
+    current = territory(4)
+    decision = decide_write(current, fields(), territory_id="ti-8402", at=T2)
+    assert not decision.changed and decision.change is None and decision.changed_fields == ()
+    assert decision.entity is current
 
 
 def test_a_change_names_its_fields_and_bumps_the_version() -> None:
-    planned = plan_change(TERRITORY_EXAMPLE, 4, body(name="Autre nom", phase="temps-1"))
-    assert planned is not None
-    assert (planned.change, planned.version, planned.changed_fields) == ("updated", 5, ["name", "phase"])
+    decision = decide_write(territory(4), fields(name="Autre nom", phase="temps-1"), territory_id="ti-8402", at=T2)
+    assert (decision.change, decision.changed_fields) == ("updated", ("name", "phase"))
+    assert (decision.entity.version, decision.entity.updated_at, decision.entity.name) == (5, T2, "Autre nom")
 
 
 def test_withdrawal_and_reactivation() -> None:
-    withdrawn = body(status="withdrawn")
-    planned = plan_change(TERRITORY_EXAMPLE, 1, withdrawn)
-    assert planned is not None and planned.change == "withdrawn" and planned.version == 2
-    again = plan_change(withdrawn, 2, body(status="withdrawn", name="Renommé"))
-    assert again is not None and again.change == "updated"
-    back = plan_change(withdrawn, 2, TERRITORY_EXAMPLE)
-    assert back is not None and back.change == "updated" and back.changed_fields == ["status"]
+    decision = decide_write(territory(1), fields(status="withdrawn"), territory_id="ti-8402", at=T2)
+    assert decision.change == "withdrawn" and decision.entity.version == 2
+    withdrawn = territory(2, status="withdrawn")
+    again = decide_write(withdrawn, fields(status="withdrawn", name="Renommé"), territory_id="ti-8402", at=T2)
+    assert again.change == "updated"
+    back = decide_write(withdrawn, fields(), territory_id="ti-8402", at=T2)
+    assert back.change == "updated" and back.changed_fields == ("status",)
 
 
 def test_order_of_epcis_is_part_of_the_state() -> None:
     two = [{"siren": "200071751", "name": "A"}, {"siren": luhn_complete("24010001"), "name": "B"}]
-    planned = plan_change(body(epcis=two), 1, body(epcis=list(reversed(two))))
-    assert planned is not None and planned.changed_fields == ["epcis"]
+    decision = decide_write(territory(1, epcis=two), fields(epcis=list(reversed(two))), territory_id="ti-8402", at=T2)
+    assert decision.changed_fields == ("epcis",)
 
 
 def test_resource_serializes_updated_at_in_utc_with_z() -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from territory_registry.events import EVENTS, TYPE_OF_CHANGE
+from territory_registry.events import EVENT_OF_CHANGE, EVENTS
 from territory_registry.main import SPEC
 from ti_shared.events import TOPIC_TERRITORIES, event_json_schema, stale_event_schemas
 
@@ -17,7 +17,10 @@ def test_the_three_contract_event_types_travel_on_ti_territories() -> None:
         "fr.anct.ti.territory.withdrawn.v1",
     ]
     assert {e.topic for e in EVENTS} == {TOPIC_TERRITORIES}
-    assert set(TYPE_OF_CHANGE.values()) == {e.type for e in EVENTS}
+    assert set(EVENT_OF_CHANGE.values()) == set(EVENTS)
+    assert {change: spec.type.split('.')[-2] for change, spec in EVENT_OF_CHANGE.items()} == {
+        "registered": "registered", "updated": "updated", "withdrawn": "withdrawn"
+    }
 
 
 def test_event_data_schema_is_the_whole_resource() -> None:

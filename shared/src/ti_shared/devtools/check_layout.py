@@ -28,7 +28,7 @@ from pathlib import Path
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
 WRITE_SERVICES = SERVICES[:4]
 #: the write services whose use cases are in service.py: the rules of the service layer apply to them
-SERVICE_LAYER: frozenset[str] = frozenset()
+SERVICE_LAYER: frozenset[str] = frozenset({"territory-registry"})
 
 REQUIRED_FILES = ("__init__.py", "tables.py", "schemas.py", "domain.py", "events.py", "repository.py", "api.py", "main.py")
 OPTIONAL_FILES = ("cli.py",)
