@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 # front-end packages (npm, pinned by frontend/package-lock.json), built into frontend/dist/
 ASSETS := frontend/dist/manifest.json
 
-.PHONY: install lint test test-tools test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
+.PHONY: install lint lint-openapi test test-tools test-unit test-integration e2e up down reset infra-up infra-down demo bench schemas clean
 
 $(STAMP): constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$$(grep '^uv==' constraints.txt | cut -d= -f3)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt $(foreach p,$(PACKAGES),-e $(p)) \
-		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright frictionless
+		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright frictionless \
+		openapi-core openapi-spec-validator openapi-python-client
 	@ldconfig -p | grep -q libpangoft2-1.0 || bash -c '. deploy/local/common.sh && apt_install libpango-1.0-0 libpangoft2-1.0-0'
 	@touch $(STAMP)
 
@@ -25,10 +26,19 @@ $(ASSETS): frontend/package.json frontend/package-lock.json frontend/build.mjs
 
 install: $(STAMP) $(ASSETS) ## create .venv, install every package (pinned by constraints.txt) and build the front-end assets
 
-lint: install ## ruff + mypy + the layout check (docs/conventions.md)
+lint: install ## ruff + mypy + the layout check (docs/conventions.md) + the OpenAPI documents' lint
 	$(BIN)/ruff check .
 	$(BIN)/python -m ti_shared.devtools.check_layout .
 	$(BIN)/mypy shared/src shared/testkit/src services/*/src
+	@$(MAKE) --no-print-directory lint-openapi
+
+# every service's document and the single base URL's: valid (openapi-spec-validator) and lint-free
+# (Redocly CLI's recommended rules, redocly.yaml; pinned in frontend/package.json)
+lint-openapi: install
+	@rm -rf var/openapi && $(BIN)/ti openapi --out var/openapi >/dev/null
+	$(BIN)/openapi-spec-validator var/openapi/*.json
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true NO_UPDATE_NOTIFIER=1 \
+		frontend/node_modules/.bin/redocly lint --config redocly.yaml --format=summary var/openapi/*.json
 
 infra-up: install
 	@bash deploy/local/up.sh

@@ -27,11 +27,13 @@ from ti_shared.assets import install_docs
 from ti_shared.auth import TokenVerifier
 from ti_shared.bus import make_publisher, make_source
 from ti_shared.consumer import EventConsumer, EventHandler
+from ti_shared.cors import install_cors
 from ti_shared.db import Database
 from ti_shared.events import CloudEvent, EventSpec, NewEvent
 from ti_shared.logging import bind_request, configure_logging, get_logger
 from ti_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, OUTBOX_PENDING
 from ti_shared.migrations import upgrade
+from ti_shared.openapi import install_openapi, operation_id
 from ti_shared.outbox import CommitNotifier, OutboxRelay, outbox_status, record_event, record_events
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
 from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
@@ -488,15 +490,20 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         openapi_tags=list(spec.openapi_tags) or None,
         docs_url=None,  # /docs and /redoc come from the local assets (ti_shared.assets)
         redoc_url=None,
+        generate_unique_id_function=operation_id,
+        root_path_in_servers=False,  # one server, "/", wherever the service is mounted (ti_shared.openapi)
     )
+    install_openapi(app)
     app.state.token_verifier = verifier = TokenVerifier(platform)
     app.state.spec = spec
+    app.state.platform = platform
     install_problem_handlers(app)
     for middleware in reversed(spec.middleware):  # the first listed is the outermost of them
         app.add_middleware(middleware)
     limiter = WriteRateLimiter(platform.rate_limit_writes, platform.rate_limit_anonymous_writes)
     app.add_middleware(RateLimitMiddleware, limiter=limiter, verifier=verifier)
     app.add_middleware(EdgeMiddleware, service=spec.name, max_body_bytes=platform.max_body_bytes)
+    install_cors(app, platform)
     app.include_router(health_router())
     install_docs(app)
     for router in spec.routers:

@@ -215,4 +215,5 @@ def scoped(scope: str) -> Any:
         principal.require_scope(scope)
         return principal
 
+    _dep.ti_scope = scope  # type: ignore[attr-defined]  # read by ti_shared.openapi (the operation's description)
     return Depends(_dep)

@@ -155,6 +155,21 @@ def schemas_write(service: Annotated[str, typer.Argument(help="e.g. funding-ledg
         typer.echo(str(path))
 
 
+@app.command("openapi")
+def openapi_write(
+    out: Annotated[Path, typer.Option(help="Directory to write <service>.json and platform.json into")] = Path("var/openapi"),
+) -> None:
+    """Write the OpenAPI document of every service and the single base URL's (platform.json)."""
+    import json
+
+    from ti_shared.openapi import documents
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in documents().items():
+        (out / f"{name}.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        typer.echo(f"{out / name}.json: {sum(len(ops) for ops in doc['paths'].values())} operations")
+
+
 def _load_plugins() -> None:
     for ep in entry_points(group="ti.cli"):
         try:

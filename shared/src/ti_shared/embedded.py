@@ -11,9 +11,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ti_shared.assets import install_docs
+from ti_shared.cors import install_cors
+from ti_shared.openapi import install_openapi, platform_document
 from ti_shared.problems import install_problem_handlers
 from ti_shared.settings import PlatformSettings, ServiceSettings
 
+PLATFORM_TITLE = "Territoires d'industrie platform"
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
 
 
@@ -84,9 +87,11 @@ def _prefixes(app: FastAPI) -> set[str]:
 
 
 def _strip(prefix: str, app: ASGIApp) -> ASGIApp:
+    """``app`` mounted under ``prefix``: the ASGI ``root_path`` (the path keeps it, as the ASGI
+    specification says, so that URLs and problems' ``instance`` name what the client asked for)."""
+
     async def _app(scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
-        scope["path"] = scope["path"][len(prefix) :] or "/"
         scope["root_path"] = scope.get("root_path", "") + prefix
         await app(scope, receive, send)
 
@@ -104,8 +109,11 @@ def create_embedded_app(platform: PlatformSettings | None = None, database_urls:
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield
 
-    root = FastAPI(title="Territoires d'industrie platform (embedded)", lifespan=lifespan, docs_url=None, redoc_url=None)
+    root = FastAPI(title=PLATFORM_TITLE, lifespan=lifespan, docs_url=None, redoc_url=None, root_path_in_servers=False)
+    # the single base URL's document: every service's paths, as the root serves them
+    install_openapi(root, lambda: platform_document({n: a.openapi() for n, a in apps.items()}, title=PLATFORM_TITLE))
     install_problem_handlers(root)  # a path no service owns (404) or a wrong method (405): problem+json too
+    install_cors(root, next(iter(apps.values())).state.platform)
     install_docs(root)
 
     @root.get("/livez", include_in_schema=False)

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from ti_shared.auth import Principal
-from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, request_path
 from ti_shared.service import WriteResult
 from ti_shared.types import parse_instant
 
@@ -223,7 +223,7 @@ def write_response(result: WriteResult[Any], request: Request | None = None) -> 
     if result.location is not None:
         headers["Location"] = result.location
     if result.problem is not None:
-        body: Any = result.problem.body(request.url.path if request is not None else None)
+        body: Any = result.problem.body(request_path(request.scope) if request is not None else None)
         media = PROBLEM_MEDIA_TYPE
         headers.update(result.problem.headers)
     else:

@@ -115,9 +115,34 @@ def field_problem(loc: Sequence[str | int], msg: str, status: int = 422) -> Prob
     return Problem(status, ".".join(str(p) for p in loc) + ": " + msg, title="Invalid content", errors=errors)
 
 
+def request_path(scope: Mapping[str, Any]) -> str:
+    """The path the client asked for, mount prefix included (an app mounted under ``root_path`` sees
+    it in ``path`` too, as ASGI says; an older server may have left it out)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    return path if not root or path.startswith(root) else root + path
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the application serves at the request's path (a 405's ``Allow``), whichever
+    of its routes serves it."""
+    from fastapi.routing import iter_route_contexts
+
+    path = request_path(request.scope)
+    root = str(request.scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     return JSONResponse(
-        problem.body(str(request.url.path) if request is not None else None),
+        problem.body(request_path(request.scope) if request is not None else None),
         status_code=problem.status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=problem.headers,
@@ -169,7 +194,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return problem_response(Problem(exc.status_code, detail, headers=exc.headers), request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; use " + ", ".join(allowed)
+        return problem_response(Problem(exc.status_code, detail, headers=headers), request)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_database_unavailable(exc):

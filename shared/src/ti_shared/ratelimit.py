@@ -21,7 +21,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ti_shared.auth import PRINCIPAL_STATE_KEY, Principal, TokenVerifier
-from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, request_path
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -81,7 +81,7 @@ class RateLimitMiddleware:
             title="Too Many Requests",
             headers={"Retry-After": str(wait)},
         )
-        payload = json.dumps(problem.body(scope.get("path"))).encode()
+        payload = json.dumps(problem.body(request_path(scope))).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -59,6 +59,19 @@ class PlatformSettings(BaseSettings):
     #: writes per client address without a valid token
     rate_limit_anonymous_writes: str = "100/second;1000/minute"
 
+    #: origins whose pages may read cross-origin (GET, HEAD; ``*``: any), see ti_shared.cors
+    cors_origins: str = "*"
+    #: origins whose pages may also write cross-origin (every method, with a token); none by default
+    cors_write_origins: str = ""
+
+    @field_validator("cors_origins", "cors_write_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        from ti_shared.cors import parse_origins
+
+        parse_origins(value)
+        return value
+
     @field_validator("rate_limit_writes", "rate_limit_anonymous_writes")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
