@@ -186,3 +186,24 @@ def test_contract_table_matches_this_test() -> None:
     )
     table = {name: (int(port), tuple(re.findall(r"`(/[^`]+)`", paths))) for name, port, paths in rows}
     assert table == CONTRACT
+
+
+def test_the_proxy_serves_the_single_base_urls_openapi_document(services: dict[str, dict[str, Any]]) -> None:
+    """``/openapi.json`` behind the proxy is the platform's document, written into the proxy's image by
+    ``ti openapi`` from the five services' sources; ``/docs`` and ``/redoc`` read it by a relative URL."""
+    build = services["proxy"]["build"]
+    dockerfile = (ROOT / build["dockerfile"]).read_text(encoding="utf-8")
+    for name in CONTRACT:
+        assert f"services/{name}" in dockerfile, f"{name} is not installed where the document is written"
+    written = re.search(r"ti openapi --out (\S+)", dockerfile)
+    assert written is not None
+    copied = re.search(rf"COPY --from=\S+ {re.escape(written.group(1))}/platform\.json (\S+)", dockerfile)
+    assert copied is not None, "the proxy's image does not get platform.json"
+    conf = NGINX.read_text(encoding="utf-8")
+    block = re.search(r"location = /openapi\.json \{([^}]*)\}", conf)
+    assert block is not None, "deploy/nginx.conf does not serve /openapi.json"
+    root = re.search(r"root\s+(\S+);", block.group(1))
+    assert root is not None and copied.group(1) == root.group(1) + "/openapi.json"
+    for page in ("/docs", "/redoc"):
+        assert re.search(rf"location = {page}\s+\{{ proxy_pass http://\w+/{page[1:]}; \}}", conf), page
+    assert re.search(r"location /docs/assets/\s+\{ proxy_pass http://\w+; \}", conf)

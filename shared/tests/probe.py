@@ -16,7 +16,7 @@ from ti_shared.consumer import Delivery, EventHandler, EventRejected
 from ti_shared.db import dialect_of, infra_metadata, upsert
 from ti_shared.events import TOPIC_TERRITORIES, event_type
 from ti_shared.http import TiRoute, accepts
-from ti_shared.problems import Problem
+from ti_shared.problems import Problem, problem_responses
 from ti_shared.types import PositiveDecimal2
 
 probe_metadata = sa.MetaData()
@@ -91,7 +91,7 @@ async def boom() -> None:
     raise RuntimeError("kaboom")
 
 
-@router.get("/v1/teapot")
+@router.get("/v1/teapot", responses=problem_responses(409))
 async def teapot() -> None:
     raise Problem(409, "conflicting teapot")
 

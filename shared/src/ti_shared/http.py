@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from ti_shared.auth import Principal
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, request_path
 from ti_shared.service import WriteResult
-from ti_shared.types import parse_instant
+from ti_shared.types import RFC3339_INSTANT, parse_instant
 
 JSON_TYPES = ("application/json",)
 CSV_TYPES = ("text/csv", "application/csv")
@@ -319,7 +319,10 @@ EffectiveAtHeader = Annotated[
     str | None,
     Header(
         alias="TI-Effective-At",
-        description="Admin only: the instant (RFC 3339 with offset) the change took effect, for loading history",
+        description="Admin only: the instant (an RFC 3339 date-time with its offset, `2024-11-30T10:00:00Z`) "
+        "the change took effect, for loading history",
+        # the date-time's grammar as a pattern: generators refuse a header typed `format: date-time`
+        json_schema_extra={"pattern": f"^{RFC3339_INSTANT.pattern}$", "examples": ["2024-11-30T10:00:00Z"]},
     ),
 ]
 

@@ -55,17 +55,23 @@ ETAG_HEADER = {
     "description": 'The version of the resource as a weak entity tag (`W/"<version>"`): send it back in '
     "`If-Match` to write only that version, or in `If-None-Match` to get 304 while it is current",
     "required": True,
-    "schema": {"type": "string", "pattern": '^W/"[0-9]+"$', "example": 'W/"3"'},
+    "schema": {"type": "string", "pattern": '^W/"[0-9]+"$', "examples": ['W/"3"']},
+}
+#: the entity tag of a representation that is not one versioned resource (an indicators document)
+OPAQUE_ETAG_HEADER = {
+    "description": "The representation's entity tag: send it back in `If-None-Match` to get 304 while it is current",
+    "required": True,
+    "schema": {"type": "string", "pattern": '^(W/)?"[^"]*"$', "examples": ['W/"0-c3a35f5f4b233824"']},
 }
 RETRY_AFTER_HEADER = {
     "description": "Seconds to wait before retrying",
     "required": True,
-    "schema": {"type": "integer", "minimum": 0, "example": 2},
+    "schema": {"type": "integer", "minimum": 0, "examples": [2]},
 }
 WWW_AUTHENTICATE_HEADER = {
     "description": "The authentication scheme to use",
     "required": True,
-    "schema": {"type": "string", "example": 'Bearer realm="ti-platform"'},
+    "schema": {"type": "string", "examples": ['Bearer realm="ti-platform"']},
 }
 
 #: why each status can happen, said once for every operation that can give it
@@ -211,22 +217,61 @@ def _not_null(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {**kept[0], **outer}
 
 
+#: the conditional request headers, declared on the routes that answer 412 or 304 without naming them
+CONDITIONAL_PARAMETERS = {
+    "if-match": {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": 'Write only if the resource is at this version (its `ETag`, `W/"<version>"`; `*`: if it exists); '
+        "412 otherwise",
+        "schema": {"type": "string", "examples": ['W/"3"']},
+    },
+    "if-none-match": {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": 'The `ETag` you hold (`W/"<version>"`): 304 with no body while it is the current version',
+        "schema": {"type": "string", "examples": ['W/"3"']},
+    },
+}
+
+
+def _conditional_parameters(method: str, op: dict[str, Any], facts: RouteFacts) -> None:
+    """A route that documents 412 honours ``If-Match`` (a read's 304, ``If-None-Match``): declare the
+    header when the route reads it from the request rather than as a parameter."""
+    responses = op.get("responses", {})
+    wanted = []
+    if "412" in responses and method in WRITE_METHODS:
+        wanted.append("if-match")
+    if "304" in responses and method == "get":
+        wanted.append("if-none-match")
+    declared = {str(p["name"]).lower() for p in op.get("parameters", []) if p.get("in") == "header"}
+    for name in wanted:
+        facts.headers.add(name)
+        if name not in declared:
+            op.setdefault("parameters", []).append(copy.deepcopy(CONDITIONAL_PARAMETERS[name]))
+
+
 def _refine_operation(doc: dict[str, Any], method: str, op: dict[str, Any], facts: RouteFacts) -> None:
+    _conditional_parameters(method, op, facts)
     responses: dict[str, Any] = op.setdefault("responses", {})
     inferred = error_statuses(method, facts)
     declared_errors = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
     for status in sorted(declared_errors | {s for s in inferred if s >= 400}):
         responses[str(status)] = _problem_response(status, responses.get(str(status)))
-    if 304 in inferred or "304" in responses:
-        responses["304"] = {"description": STATUS_DESCRIPTIONS[304], "headers": {"ETag": ETAG_HEADER}}
     conditional = bool({"if-match", "if-none-match"} & facts.headers)
+    etag = OPAQUE_ETAG_HEADER
     for code, response in responses.items():
         if not code.startswith("2"):
             continue
-        content = response.get("content", {})
-        schema = content.get("application/json", {}).get("schema")
-        if conditional or _carries_version(doc, schema):
-            response.setdefault("headers", {})["ETag"] = ETAG_HEADER
+        schema = response.get("content", {}).get("application/json", {}).get("schema")
+        versioned = _carries_version(doc, schema)
+        if conditional or versioned:
+            response.setdefault("headers", {})["ETag"] = ETAG_HEADER if versioned else OPAQUE_ETAG_HEADER
+            etag = ETAG_HEADER if versioned else etag
+    if 304 in inferred or "304" in responses:
+        responses["304"] = {"description": STATUS_DESCRIPTIONS[304], "headers": {"ETag": etag}}
     if facts.auth == "required":
         op["security"] = [{BEARER: []}]
     elif facts.auth == "optional":
@@ -255,8 +300,9 @@ _PARAM = re.compile(r"\{([^}]+)\}")
 def _links(doc: dict[str, Any]) -> None:
     """Links from each successful write to the operations on the resource it wrote.
 
-    A write on ``P`` links to every operation on ``P`` or below it (``P/history``, ``P/disbursements``)
-    whose path parameters are ``P``'s, by the request's values; a creation on a collection ``C`` whose
+    A write on ``P`` links to the other operations on ``P`` and, when ``P`` names one resource, to
+    those below it (``P/history``, ``P/disbursements``) with the same path parameters, by the
+    request's values; a creation on a collection ``C`` whose
     answer has an ``id`` links to the operations on ``C/{x}`` (and below) by that ``id``."""
     operations = [(path, method, op) for path, ops in doc.get("paths", {}).items() for method, op in ops.items()]
     for path, method, op in operations:
@@ -268,7 +314,7 @@ def _links(doc: dict[str, Any]) -> None:
             if target is op or "operationId" not in target:
                 continue
             params = _PARAM.findall(target_path)
-            if own and params == own and (target_path == path or target_path.startswith(path + "/")):
+            if params == own and (target_path == path or (own and target_path.startswith(path + "/"))):
                 values = {p: f"$request.path.{p}" for p in own}
             elif (
                 method == "post"

@@ -195,6 +195,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         headers = dict(exc.headers or {})
+        if exc.status_code == 400:  # a body Starlette cannot read (multipart): invalid content, the contract has no 400
+            problem = Problem(422, f"The body cannot be read: {detail}", title="Invalid content", kind="malformed-body")
+            return problem_response(problem, request)
         if exc.status_code == 405:
             allowed = allowed_methods(request)
             headers["Allow"] = ", ".join(allowed)

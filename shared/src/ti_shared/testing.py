@@ -8,20 +8,29 @@ see each other's data.
 from __future__ import annotations
 
 import asyncio
+import compileall
+import hashlib
+import importlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.datastructures import Headers, QueryParams
 
 from ti_shared.auth import mint_token
 from ti_shared.bus import ensure_kafka_topics
@@ -81,12 +90,90 @@ def service_settings(service: str, database_url: str, platform: PlatformSettings
 
 
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app``'s lifespan and give an HTTP client talking to it in-process."""
+async def running(app: FastAPI, *, validate: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and give an HTTP client talking to it in-process; every response it
+    receives is checked against the app's OpenAPI document (:class:`ResponseValidator`) unless
+    ``validate`` is False."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        hooks: dict[str, list[Callable[..., Any]]] = {"response": [ResponseValidator.of(app.openapi())]} if validate else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", event_hooks=hooks) as client:
             yield client
+
+
+class _OpenAPIRequest:
+    """An httpx request as openapi-core reads one (to find its operation)."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        from openapi_core.datatypes import RequestParameters
+
+        self.host_url = f"{request.url.scheme}://{request.url.netloc.decode()}"
+        self.path = request.url.path
+        self.method = request.method.lower()
+        self.body = None
+        self.content_type = request.headers.get("content-type", "application/octet-stream")
+        self.parameters = RequestParameters(
+            query=QueryParams(request.url.query.decode()), header=Headers(raw=list(request.headers.raw)), cookie={}
+        )
+
+
+class _OpenAPIResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.content_type = response.headers.get("content-type", "")
+        self.headers = Headers(raw=list(response.headers.raw))
+        self.data = response.content
+
+
+class ResponseValidator:
+    """An httpx response hook checking each response against an OpenAPI document (openapi-core): its
+    status is documented for the operation, its body matches the documented schema of its media type,
+    its documented required headers are there. Requests the document does not describe (``/readyz``,
+    an unknown path or method) are not checked: the tests send those on purpose."""
+
+    _cache: ClassVar[dict[str, ResponseValidator]] = {}
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        from openapi_core import OpenAPI
+        from openapi_core.configurations import Config
+
+        # problem+json is JSON (openapi-core reads only application/json as JSON by itself)
+        config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+        self.openapi = OpenAPI.from_dict(document, config=config)
+
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> ResponseValidator:
+        """One validator per document (building one reads the whole document)."""
+        key = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+        if key not in cls._cache:
+            cls._cache[key] = cls(document)
+        return cls._cache[key]
+
+    def check(self, response: httpx.Response) -> None:
+        from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+
+        request = _OpenAPIRequest(response.request)
+        if response.status_code == 500:
+            return  # a crash is never documented: the tests that provoke one assert on it themselves
+        if response.status_code == 404 and (request.path.endswith("/") or "//" in request.path):
+            return  # an empty segment is no route's path (a path parameter is never empty), whatever the
+            # document's path matcher makes of it
+        try:
+            self.openapi.validate_response(request, _OpenAPIResponse(response))  # type: ignore[arg-type]
+        except (PathNotFound, OperationNotFound):
+            return
+        except Exception as exc:
+            causes = getattr(exc, "schema_errors", None) or [exc.__cause__ or exc]
+            details = "; ".join(str(getattr(c, "message", c))[:300] for c in causes)
+            raise AssertionError(
+                f"{response.request.method} {response.request.url.path} → {response.status_code} "
+                f"{response.headers.get('content-type', '')} is not what the OpenAPI document says: "
+                f"{type(exc).__name__}: {details}\nbody: {response.text[:500]}"
+            ) from exc
+
+    async def __call__(self, response: httpx.Response) -> None:
+        await response.aread()
+        self.check(response)
 
 
 def bearer(platform: PlatformSettings, sub: str = "tester", *scopes: str, **kwargs: Any) -> dict[str, str]:
@@ -239,3 +326,50 @@ def table_schema_errors(data: bytes, schema: Path | dict[str, Any], *, delimiter
         for task in report.tasks
         for error in task.errors
     ]
+
+
+# --- clients generated from the OpenAPI documents, as an integrator generates them ---------------
+
+#: where generated clients are kept between test sessions, one directory per document's digest
+CLIENTS_DIR = Path(__file__).resolve().parents[3] / "var" / "openapi-clients"
+#: openapi-python-client's configuration: CSV and XLSX bodies are bytes (it reads no other media as a file)
+CLIENT_CONFIG = (
+    "post_hooks: []\ncontent_type_overrides:\n  text/csv: application/octet-stream\n"
+    "  application/vnd.openxmlformats-officedocument.spreadsheetml.sheet: application/octet-stream\n"
+)
+
+
+def generated_client(document: dict[str, Any], package: str) -> ModuleType:
+    """The package openapi-python-client generates from ``document`` (named ``package``), imported.
+
+    Generated once per document: kept under ``var/openapi-clients/<package>-<digest>/`` (the digest of
+    the document, the generator's version and its configuration). A warning of the generator (an
+    operation or a body it could not generate) is a failure: an integrator would get a client that
+    silently lacks it."""
+    from importlib.metadata import version
+
+    text = json.dumps(document, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{text}\n{version('openapi-python-client')}\n{CLIENT_CONFIG}".encode()).hexdigest()[:16]
+    home = CLIENTS_DIR / f"{package}-{digest}"
+    if not (home / package / "__init__.py").is_file():
+        CLIENTS_DIR.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{package}-", dir=CLIENTS_DIR))
+        (work / "openapi.json").write_text(text, encoding="utf-8")
+        (work / "config.yaml").write_text(CLIENT_CONFIG + f"package_name_override: {package}\n", encoding="utf-8")
+        done = subprocess.run(  # noqa: S603 - the generator installed in this environment
+            [str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path", str(work / "openapi.json"),
+             "--config", str(work / "config.yaml"), "--meta", "none", "--output-path", str(work / package)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        output = done.stdout + done.stderr
+        if done.returncode != 0 or "warning" in output.lower():
+            raise AssertionError(f"openapi-python-client could not generate {package} whole:\n{output[-6000:]}")
+        if not compileall.compile_dir(str(work / package), quiet=1):
+            raise AssertionError(f"the generated {package} does not compile")
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir()
+        (work / package).rename(home / package)  # whole or not at all: a session cut short leaves none
+        shutil.rmtree(work, ignore_errors=True)
+    if str(home) not in sys.path:
+        sys.path.insert(0, str(home))
+    return importlib.import_module(package)

@@ -188,6 +188,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+#: the form of an instant :func:`parse_instant` reads (the OpenAPI documents give it as a pattern)
+RFC3339_INSTANT = _RFC3339
 
 
 def check_date(day: date) -> date:

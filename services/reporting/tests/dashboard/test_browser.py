@@ -194,3 +194,63 @@ def test_ti_report_bilan_writes_the_file(platform: Platform, tmp_path: Path) -> 
     for code in ("territories.count", "actions.count", "sites.count", "grants.amount_eur"):
         assert _normal(fmt.text(national[code], fmt.kind_of_unit("EUR" if code.endswith("_eur") else ""))) in text
     assert "Les 18 régions" in text and "Actions recensées" in text
+
+
+CROSS_ORIGIN_PAGE = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Indicateurs</title></head>
+<body><p id="count">…</p><p id="etag">…</p><p id="write">…</p>
+<script>
+const api = new URLSearchParams(location.search).get("api");
+(async () => {
+  const r = await fetch(api + "/v1/indicators?scope=national");
+  const doc = await r.json();
+  document.getElementById("count").textContent = doc.indicators["territories.count"];
+  document.getElementById("etag").textContent = r.headers.get("ETag");
+  try {
+    await fetch(api + "/v1/territories/ti-8402", {method: "PUT", headers: {"Authorization": "Bearer x", "Content-Type": "application/json"}, body: "{}"});
+    document.getElementById("write").textContent = "sent";
+  } catch (e) {
+    document.getElementById("write").textContent = "blocked";
+  }
+})();
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def other_origin() -> Any:
+    """A page served from another origin (another port): the ANCT site's front end, as it would call the API."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = CROSS_ORIGIN_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_page_on_another_origin_reads_the_indicators_but_may_not_write(browser: Any, platform: Platform, other_origin: str) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{other_origin}/indicateurs.html?api={platform.base}")
+        page.wait_for_function("document.getElementById('write').textContent !== '…'", timeout=30_000)
+        national = httpx.get(platform.base + "/v1/indicators", params={"scope": "national"}, timeout=30)
+        assert page.text_content("#count") == str(national.json()["indicators"]["territories.count"])
+        assert page.text_content("#etag") == national.headers["etag"]  # an exposed header
+        assert page.text_content("#write") == "blocked"  # writes need an origin of TI_CORS_WRITE_ORIGINS
+        screenshot(page, "cross-origin-indicators")
+    finally:
+        context.close()
