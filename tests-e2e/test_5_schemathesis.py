@@ -45,6 +45,17 @@ async def test_schemathesis_finds_no_server_error(platform: Platform, stats: Sta
 async def test_platform_consistent_after_fuzzing(platform: Platform, stats: Stats, pushed: dict[str, str]) -> None:
     """Whatever the fuzzers wrote, reporting counts what the registry says: the active territories."""
     stats.last_write_at = time.monotonic()  # the fuzzers' writes ended with the last schemathesis run
+    async with httpx.AsyncClient(timeout=30) as client:
+        # the stateful phase follows POST /v1/indicators/rebuild to its progress: a rebuild it started
+        # swaps its generation in when it has caught up, which the comparison below waits for
+        deadline = time.monotonic() + 300
+        while True:
+            r = await client.get(platform.url("reporting") + "/v1/indicators/rebuild")
+            if r.status_code == 404 or r.json()["state"] != "running":
+                break
+            assert time.monotonic() < deadline, f"the rebuild did not finish in 300 s: {r.text[:300]}"
+            await asyncio.sleep(0.5)
+        assert r.status_code == 404 or r.json()["state"] == "done", r.text[:500]
     await stats.settle(platform, "schemathesis", timeout_s=180)
     active = 0
     cursor: str | None = None

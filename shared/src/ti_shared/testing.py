@@ -93,12 +93,18 @@ def service_settings(service: str, database_url: str, platform: PlatformSettings
 async def running(app: FastAPI, *, validate: bool = True) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app``'s lifespan and give an HTTP client talking to it in-process; every response it
     receives is checked against the app's OpenAPI document (:class:`ResponseValidator`) unless
-    ``validate`` is False."""
+    ``validate`` is False (or ``TI_TEST_OPENAPI_VALIDATION=off``, to measure what it costs)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        validate = validate and os.environ.get("TI_TEST_OPENAPI_VALIDATION", "on") != "off"
         hooks: dict[str, list[Callable[..., Any]]] = {"response": [ResponseValidator.of(app.openapi())]} if validate else {}
         async with httpx.AsyncClient(transport=transport, base_url="http://test", event_hooks=hooks) as client:
             yield client
+
+
+def _headers(headers: httpx.Headers) -> Headers:
+    """httpx's headers as Starlette's, which openapi-core reads (ASGI: lower-case names)."""
+    return Headers(raw=[(k.lower(), v) for k, v in headers.raw])
 
 
 class _OpenAPIRequest:
@@ -113,7 +119,7 @@ class _OpenAPIRequest:
         self.body = None
         self.content_type = request.headers.get("content-type", "application/octet-stream")
         self.parameters = RequestParameters(
-            query=QueryParams(request.url.query.decode()), header=Headers(raw=list(request.headers.raw)), cookie={}
+            query=QueryParams(request.url.query.decode()), header=_headers(request.headers), cookie={}
         )
 
 
@@ -121,7 +127,7 @@ class _OpenAPIResponse:
     def __init__(self, response: httpx.Response) -> None:
         self.status_code = response.status_code
         self.content_type = response.headers.get("content-type", "")
-        self.headers = Headers(raw=list(response.headers.raw))
+        self.headers = _headers(response.headers)
         self.data = response.content
 
 
