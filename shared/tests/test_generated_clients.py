@@ -20,6 +20,9 @@ from ti_shared.testing import (
     generated_client,
     new_topic_prefix,
     platform_settings,
+    publish_events,
+    territory_event,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,6 +49,8 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Ca
 
     try:
         async with app.router.lifespan_context(app):
+            if name in ("action-tracker", "site-catalog"):  # they check territories against their replica
+                await publish_events(platform, [territory_event("ti-9303", "93"), territory_event("ti-8402", "84")])
             yield package, client, mint_token(platform, sub="integrator", scopes=["admin"])
     finally:
         await drop_database(url)
@@ -103,3 +108,73 @@ async def test_reporting_client(service: tuple[Any, Callable[..., Any], str]) ->
     assert wrong.status_code == 422 and isinstance(wrong.parsed, ProblemDetails) and wrong.parsed.errors
     catalogue = await get_catalogue.asyncio(client=client)
     assert isinstance(catalogue, Catalogue)
+
+
+SITE = {
+    "name": "Port fluvial d'Arles", "commune_insee": "13004", "territory_id": "ti-9303", "area_ha": "25.00",
+    "maturity": "ready", "land_recycling": True, "labelled_on": "2024-04-15", "workshop_held": True,
+    "roadmap_delivered": False, "owner_kind": "entreprise", "status": "labelled",
+}
+
+
+async def _once_replicated(write: Callable[[], Any]) -> Any:
+    """The first answer of ``write`` that is not the 422 of a territory the replica has not received yet."""
+    answers: list[Any] = []
+
+    async def accepted() -> bool:
+        answers.append(await write())
+        return bool(answers[-1].status_code != 422)
+
+    await wait_until(accepted, timeout_s=30, interval_s=0.2)
+    return answers[-1]
+
+
+@pytest.mark.parametrize("service", ["site-catalog"], indirect=True)
+async def test_site_catalog_client(service: tuple[Any, Callable[..., Any], str]) -> None:
+    _, make_client, token = service
+    from ti_client_site_catalog.api.sites import get_site, list_sites, put_site
+    from ti_client_site_catalog.models import PageSiteResource, ProblemDetails, SiteBody, SiteResource
+
+    client = make_client(token)
+    site_id = "13004_SITE-ECO_00001"
+    created = await _once_replicated(lambda: put_site.asyncio_detailed(site_id, client=client, body=SiteBody.from_dict(SITE)))
+    assert created.status_code == 201 and isinstance(created.parsed, SiteResource) and created.parsed.version == 1
+    bigger = SiteBody.from_dict({**SITE, "area_ha": "30.00"})
+    updated = await put_site.asyncio_detailed(site_id, client=client, body=bigger, if_match=created.headers["etag"])
+    assert updated.status_code == 200 and isinstance(updated.parsed, SiteResource) and updated.parsed.area_ha == "30.00"
+    stale = await put_site.asyncio_detailed(site_id, client=client, body=SiteBody.from_dict(SITE), if_match=created.headers["etag"])
+    assert stale.status_code == 412 and isinstance(stale.parsed, ProblemDetails)
+    invalid = await put_site.asyncio_detailed(site_id, client=client, body=SiteBody.from_dict({**SITE, "commune_insee": "20000"}))
+    assert invalid.status_code == 422 and isinstance(invalid.parsed, ProblemDetails) and invalid.parsed.errors
+    public = make_client()
+    page = await list_sites.asyncio(client=public)
+    assert isinstance(page, PageSiteResource) and [s.id for s in page.items] == [site_id]
+    assert isinstance(await get_site.asyncio(site_id, client=public), SiteResource)
+
+
+ACTION = {
+    "territory_id": "ti-8402", "title": "Campagne de découverte des métiers", "description": "Visites d'entreprises",
+    "axis": "competences_attractivite", "themes": ["nouvelles_formations"], "status": "en_cours",
+    "planned_start": "2024-01-15", "planned_end": None, "budget_eur": "120000.00", "partners": ["BPI"],
+}
+
+
+@pytest.mark.parametrize("service", ["action-tracker"], indirect=True)
+async def test_action_tracker_client(service: tuple[Any, Callable[..., Any], str]) -> None:
+    _, make_client, token = service
+    from ti_client_action_tracker.api.actions import get_action, list_actions, patch_action, put_action
+    from ti_client_action_tracker.models import ActionPage, ActionPatch, ActionResource, ActionWrite, ProblemDetails
+
+    client = make_client(token)
+    created = await _once_replicated(lambda: put_action.asyncio_detailed("grist-17", client=client, body=ActionWrite.from_dict(ACTION)))
+    assert created.status_code == 201 and isinstance(created.parsed, ActionResource)
+    done = ActionPatch.from_dict({"status": "realise"})
+    patched = await patch_action.asyncio_detailed("grist-17", client=client, body=done, if_match=created.headers["etag"])
+    assert patched.status_code == 200 and isinstance(patched.parsed, ActionResource) and patched.parsed.version == 2
+    stale = await patch_action.asyncio_detailed("grist-17", client=client, body=done, if_match=created.headers["etag"])
+    assert stale.status_code == 412 and isinstance(stale.parsed, ProblemDetails)
+    public = make_client()
+    missing = await get_action.asyncio_detailed("nope", client=public)
+    assert missing.status_code == 404 and isinstance(missing.parsed, ProblemDetails)
+    page = await list_actions.asyncio(client=public, territory_id="ti-8402")
+    assert isinstance(page, ActionPage) and all(isinstance(a, ActionResource) for a in page.items) and len(page.items) == 1
