@@ -31,7 +31,8 @@ def found(root: Path) -> set[tuple[str, str]]:
     return {(v.file, v.rule) for v in check_service(root, "site-catalog")}
 
 
-def test_it_finds_queries_commits_impure_domains_and_wrong_layers(tmp_path: Path) -> None:
+def test_it_finds_queries_commits_impure_domains_and_wrong_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check_layout, "SERVICE_LAYER", frozenset())  # the rules of any service, layered or not
     service_tree(
         tmp_path,
         {
@@ -53,6 +54,7 @@ def test_it_finds_queries_commits_impure_domains_and_wrong_layers(tmp_path: Path
 
 
 def test_the_service_layer_rules_apply_once_a_service_is_switched_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check_layout, "SERVICE_LAYER", frozenset())
     service_tree(
         tmp_path,
         {"api.py": "from site_catalog import repository\n", "domain.py": "from site_catalog.schemas import Change\ndef decide_write(): ...\n"},

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import ti_shared.service
 from ti_shared.geo import departement_of_commune, region_of_departement
 
-from site_catalog.schemas import ChangeKind, SiteBody, SiteResource
+from site_catalog.schemas import Change, SiteBody, SiteResource
 
 #: the fields a client writes; a PUT changes the site when one of them differs
 BODY_FIELDS: tuple[str, ...] = tuple(SiteBody.model_fields)
@@ -31,19 +31,12 @@ def resource_state(resource: SiteResource) -> dict[str, Any]:
     return {name: getattr(resource, name) for name in BODY_FIELDS}
 
 
-@dataclass(frozen=True)
-class SiteChange:
-    """What a write does: nothing (``kind`` None) or a new version published as ``site.<kind>``."""
-
-    kind: ChangeKind | None
-    resource: SiteResource
-
-    @property
-    def changed(self) -> bool:
-        return self.kind is not None
+class Decision(ti_shared.service.Decision[Change, SiteResource]):
+    """What writing a site does: nothing (``change`` None, ``entity`` the current site) or one new
+    version (``entity``), published as ``site.<change>``."""
 
 
-def change_kind(previous_status: str | None, new_status: str) -> ChangeKind:
+def change_of(previous_status: str | None, new_status: str) -> Change:
     """``labelled`` on creation, ``withdrawn`` when the status becomes withdrawn, else ``updated``."""
     if previous_status is None:
         return "labelled"
@@ -52,20 +45,27 @@ def change_kind(previous_status: str | None, new_status: str) -> ChangeKind:
     return "updated"
 
 
-def plan_write(site_id: str, current: SiteResource | None, body: SiteBody, at: datetime) -> SiteChange:
-    """The site after writing ``body`` at instant ``at`` (same version when nothing changes)."""
-    if current is not None and resource_state(current) == body_state(body):
-        return SiteChange(None, current)
+def decide_write(current: SiteResource | None, body: SiteBody, *, site_id: str, at: datetime) -> Decision:
+    """The site after writing ``body`` as the site ``site_id`` at instant ``at`` (the current one, same
+    version, when nothing changes)."""
+    new = body_state(body)
+    if current is not None:
+        state = resource_state(current)
+        changed = tuple(f for f in BODY_FIELDS if state[f] != new[f])
+        if not changed:
+            return Decision(None, current)
+    else:
+        changed = BODY_FIELDS
     departement, region = geography_of(body.commune_insee)
     resource = SiteResource(
         id=site_id,
-        **body_state(body),
+        **new,
         departement_code=departement,
         region_code=region,
         version=1 if current is None else current.version + 1,
         updated_at=at,
     )
-    return SiteChange(change_kind(None if current is None else current.status, body.status), resource)
+    return Decision(change_of(None if current is None else current.status, body.status), resource, changed)
 
 
 def territory_to_check(current: SiteResource | None, body: SiteBody) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ti_shared.events import TOPIC_SITES, EventSpec, event_type
 
-from site_catalog.schemas import ChangeKind, SiteResource
+from site_catalog.schemas import Change, SiteResource
 
 SITE_LABELLED = EventSpec(
     type=event_type("site", "labelled"),
@@ -26,7 +26,8 @@ SITE_WITHDRAWN = EventSpec(
 )
 
 EVENTS: list[EventSpec] = [SITE_LABELLED, SITE_UPDATED, SITE_WITHDRAWN]
-EVENT_OF_CHANGE: dict[ChangeKind, EventSpec] = {
+#: the event each kind of change publishes
+EVENT_OF_CHANGE: dict[Change, EventSpec] = {
     "labelled": SITE_LABELLED,
     "updated": SITE_UPDATED,
     "withdrawn": SITE_WITHDRAWN,

@@ -11,6 +11,7 @@ from ti_shared.settings import ServiceSettings
 
 from site_catalog.api import router
 from site_catalog.events import EVENTS
+from site_catalog.repository import Repository
 from site_catalog.tables import metadata
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -24,6 +25,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=SERVICE_DIR / "migrations",
     events=EVENTS,
+    repository=Repository,
     consumers=[ConsumerSpec(name="site-catalog.territories", handler=TerritoryReplicaHandler, rebuild_when_empty=True)],
     openapi_tags=[{"name": "sites", "description": "Sites clés en main (CONTRACT §4)"}],
     schemas_dir=SERVICE_DIR / "events",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+import ti_shared.service
+from ti_shared.replica import known_territories
 
-from site_catalog.schemas import ChangeKind, SiteResource, SiteVersionEntry
+from site_catalog.domain import Decision
+from site_catalog.schemas import SiteImportReport, SiteResource, SiteVersionEntry
 from site_catalog.tables import site, site_import, site_version
 
 
@@ -54,33 +55,6 @@ def _row_values(resource: SiteResource) -> dict[str, Any]:
     }
 
 
-async def get_site(session: AsyncSession, site_id: str, *, for_update: bool = False) -> SiteResource | None:
-    query = sa.select(site).where(site.c.site_id == site_id)
-    if for_update and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return _resource(row) if row is not None else None
-
-
-async def save_site(session: AsyncSession, resource: SiteResource, change: ChangeKind, actor: str) -> None:
-    """Write the new version of a site and its history row (in the caller's transaction)."""
-    values = _row_values(resource)
-    if resource.version == 1:
-        await session.execute(site.insert().values(site_id=resource.id, created_at=resource.updated_at, **values))
-    else:
-        await session.execute(site.update().where(site.c.site_id == resource.id).values(**values))
-    await session.execute(
-        site_version.insert().values(
-            site_id=resource.id,
-            version=resource.version,
-            change=change,
-            changed_at=resource.updated_at,
-            actor=actor,
-            data=resource.model_dump(mode="json"),
-        )
-    )
-
-
 @dataclass(frozen=True)
 class SiteFilter:
     region_code: str | None = None
@@ -91,53 +65,94 @@ class SiteFilter:
     status: str | None = None
 
 
-async def list_sites(session: AsyncSession, where: SiteFilter, after: str | None, limit: int) -> list[SiteResource]:
-    """Sites matching ``where``, ordered by id, after the id ``after``; at most ``limit``."""
-    query = sa.select(site).order_by(site.c.site_id).limit(limit)
-    for column, value in (
-        (site.c.region_code, where.region_code),
-        (site.c.departement_code, where.departement_code),
-        (site.c.maturity, where.maturity),
-        (site.c.land_recycling, where.land_recycling),
-        (site.c.territory_id, where.territory_id),
-        (site.c.status, where.status),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if after is not None:
-        query = query.where(site.c.site_id > after)
-    rows = (await session.execute(query)).all()
-    return [_resource(r) for r in rows]
+class Repository(ti_shared.service.Repository):
+    """The sites, their versions, the reports of the imports and the replica's territories."""
 
+    async def get_site(self, site_id: str, *, for_update: bool = False) -> SiteResource | None:
+        query = sa.select(site).where(site.c.site_id == site_id)
+        if for_update and self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        return _resource(row) if row is not None else None
 
-async def site_history(session: AsyncSession, site_id: str, after: int | None, limit: int) -> list[SiteVersionEntry]:
-    query = (
-        sa.select(site_version)
-        .where(site_version.c.site_id == site_id)
-        .order_by(site_version.c.version)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(site_version.c.version > after)
-    rows = (await session.execute(query)).all()
-    return [
-        SiteVersionEntry(
-            version=r.version,
-            change=r.change,
-            changed_at=r.changed_at,
-            actor=r.actor,
-            site=SiteResource.model_validate(r.data),
+    async def list_sites(self, where: SiteFilter, *, after: str | None, limit: int) -> list[SiteResource]:
+        """Sites matching ``where``, ordered by id, after the id ``after``; at most ``limit``."""
+        query = sa.select(site).order_by(site.c.site_id).limit(limit)
+        for column, value in (
+            (site.c.region_code, where.region_code),
+            (site.c.departement_code, where.departement_code),
+            (site.c.maturity, where.maturity),
+            (site.c.land_recycling, where.land_recycling),
+            (site.c.territory_id, where.territory_id),
+            (site.c.status, where.status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if after is not None:
+            query = query.where(site.c.site_id > after)
+        rows = (await self.session.execute(query)).all()
+        return [_resource(r) for r in rows]
+
+    async def insert_site(self, resource: SiteResource) -> None:
+        """A new site (another writer creating it first is a unique violation: 409)."""
+        await self.session.execute(
+            site.insert().values(site_id=resource.id, created_at=resource.updated_at, **_row_values(resource))
         )
-        for r in rows
-    ]
 
+    async def update_site(self, resource: SiteResource) -> None:
+        await self.session.execute(site.update().where(site.c.site_id == resource.id).values(**_row_values(resource)))
 
-async def save_import(session: AsyncSession, import_id: str, mode: str, actor: str, at: datetime, report: dict[str, Any]) -> None:
-    await session.execute(
-        site_import.insert().values(import_id=import_id, mode=mode, actor=actor, imported_at=at, report=report)
-    )
+    async def add_site_version(self, decision: Decision, *, actor: str) -> None:
+        resource = decision.entity
+        await self.session.execute(
+            site_version.insert().values(
+                site_id=resource.id,
+                version=resource.version,
+                change=decision.change,
+                changed_at=resource.updated_at,
+                actor=actor,
+                data=resource.model_dump(mode="json"),
+            )
+        )
 
+    async def list_site_versions(self, site_id: str, *, after: int | None, limit: int) -> list[SiteVersionEntry]:
+        query = (
+            sa.select(site_version)
+            .where(site_version.c.site_id == site_id)
+            .order_by(site_version.c.version)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(site_version.c.version > after)
+        rows = (await self.session.execute(query)).all()
+        return [
+            SiteVersionEntry(
+                version=r.version,
+                change=r.change,
+                changed_at=r.changed_at,
+                actor=r.actor,
+                site=SiteResource.model_validate(r.data),
+            )
+            for r in rows
+        ]
 
-async def get_import(session: AsyncSession, import_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(sa.select(site_import.c.report).where(site_import.c.import_id == import_id))).first()
-    return dict(row.report) if row is not None else None
+    async def add_site_import(self, report: SiteImportReport) -> None:
+        """The report of an applied import (``report.id`` is set)."""
+        await self.session.execute(
+            site_import.insert().values(
+                import_id=report.id,
+                mode=report.mode,
+                actor=report.actor,
+                imported_at=report.imported_at,
+                report=report.model_dump(mode="json"),
+            )
+        )
+
+    async def get_site_import(self, import_id: str) -> dict[str, Any] | None:
+        query = sa.select(site_import.c.report).where(site_import.c.import_id == import_id)
+        row = (await self.session.execute(query)).first()
+        return dict(row.report) if row is not None else None
+
+    async def known_territories(self, territory_ids: set[str]) -> set[str]:
+        """Those of ``territory_ids`` the replica of ``ti.territories`` knows."""
+        return set(await known_territories(self.session, territory_ids))

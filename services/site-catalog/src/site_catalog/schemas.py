@@ -24,7 +24,7 @@ SITE_ID_PATTERN = r"^[A-Za-z0-9_-]{3,64}$"
 RESERVED_SITE_IDS = frozenset({"imports"})
 
 OwnerKind = Literal["entreprise", "collectivite", "etablissement_public", "association", "autre"]
-ChangeKind = Literal["labelled", "updated", "withdrawn"]
+Change = Literal["labelled", "updated", "withdrawn"]
 Outcome = Literal["created", "updated", "unchanged", "rejected"]
 ImportMode = Literal["atomic", "partial"]
 
@@ -113,7 +113,7 @@ class SiteVersionEntry(BaseModel):
     """One version of a site: what changed, when, by whom, and the whole state after it."""
 
     version: int = Field(ge=1)
-    change: ChangeKind = Field(description="The event published for this version (site.<change>)")
+    change: Change = Field(description="The event published for this version (site.<change>)")
     changed_at: Instant
     actor: str = Field(description="The token's sub that made the change")
     site: SiteResource

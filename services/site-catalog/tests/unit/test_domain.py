@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
-from site_catalog.domain import change_kind, geography_of, plan_write, territory_to_check
+from site_catalog.domain import BODY_FIELDS, change_of, decide_write, geography_of, territory_to_check
 from site_catalog.schemas import SITE_EXAMPLE, SiteBody, SiteResource
 
 T1 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -23,26 +23,26 @@ def test_geography_comes_from_the_commune(commune: str, expected: tuple[str, str
 
 
 def test_creation_is_labelled_version_one_with_derived_fields() -> None:
-    change = plan_write("13004_SITE-ECO_00001", None, body(), T1)
-    assert change.kind == "labelled"
-    site = change.resource
+    decision = decide_write(None, body(), site_id="13004_SITE-ECO_00001", at=T1)
+    assert decision.change == "labelled" and decision.changed_fields == BODY_FIELDS
+    site = decision.entity
     assert (site.version, site.updated_at, site.departement_code, site.region_code) == (1, T1, "13", "93")
     assert site.area_ha == Decimal("25.00")
 
 
 def test_same_body_changes_nothing() -> None:
-    created = plan_write("s-1", None, body(area_ha="25"), T1).resource
-    again = plan_write("s-1", created, body(area_ha="25.00", name="  Port fluvial d'Arles "), T2)
-    assert again.kind is None and not again.changed
-    assert again.resource == created
+    created = decide_write(None, body(area_ha="25"), site_id="s-1", at=T1).entity
+    again = decide_write(created, body(area_ha="25.00", name="  Port fluvial d'Arles "), site_id="s-1", at=T2)
+    assert again.change is None and not again.changed and again.changed_fields == ()
+    assert again.entity == created
 
 
 def test_a_change_is_a_new_version() -> None:
-    created = plan_write("s-1", None, body(), T1).resource
-    change = plan_write("s-1", created, body(maturity="short_term", commune_insee="84007"), T2)
-    assert change.kind == "updated"
-    assert (change.resource.version, change.resource.updated_at, change.resource.region_code) == (2, T2, "93")
-    assert change.resource.departement_code == "84"
+    created = decide_write(None, body(), site_id="s-1", at=T1).entity
+    decision = decide_write(created, body(maturity="short_term", commune_insee="84007"), site_id="s-1", at=T2)
+    assert decision.change == "updated" and decision.changed_fields == ("commune_insee", "maturity")
+    assert (decision.entity.version, decision.entity.updated_at, decision.entity.region_code) == (2, T2, "93")
+    assert decision.entity.departement_code == "84"
 
 
 @pytest.mark.parametrize(
@@ -56,18 +56,18 @@ def test_a_change_is_a_new_version() -> None:
         ("labelled", "labelled", "updated"),
     ],
 )
-def test_change_kind(previous: str | None, new: str, kind: str) -> None:
-    assert change_kind(previous, new) == kind
+def test_change_of_a_status(previous: str | None, new: str, kind: str) -> None:
+    assert change_of(previous, new) == kind
 
 
 def test_withdrawal_is_published_as_withdrawn() -> None:
-    created = plan_write("s-1", None, body(), T1).resource
-    change = plan_write("s-1", created, body(status="withdrawn"), T2)
-    assert change.kind == "withdrawn" and change.resource.status == "withdrawn"
+    created = decide_write(None, body(), site_id="s-1", at=T1).entity
+    decision = decide_write(created, body(status="withdrawn"), site_id="s-1", at=T2)
+    assert decision.change == "withdrawn" and decision.entity.status == "withdrawn"
 
 
 def test_only_a_newly_given_territory_is_checked() -> None:
-    created = plan_write("s-1", None, body(territory_id="ti-9303"), T1).resource
+    created = decide_write(None, body(territory_id="ti-9303"), site_id="s-1", at=T1).entity
     assert territory_to_check(None, body(territory_id="ti-9303")) == "ti-9303"
     assert territory_to_check(created, body(territory_id="ti-9303", maturity="before_2030")) is None
     assert territory_to_check(created, body(territory_id="ti-9304")) == "ti-9304"
@@ -126,7 +126,7 @@ def test_territory_may_be_omitted_or_null() -> None:
 
 
 def test_resource_renders_as_the_contract_says() -> None:
-    site = plan_write("13004_SITE-ECO_00001", None, body(area_ha="25"), datetime(2024, 4, 15, 9, tzinfo=UTC)).resource
+    site = decide_write(None, body(area_ha="25"), site_id="13004_SITE-ECO_00001", at=datetime(2024, 4, 15, 9, tzinfo=UTC)).entity
     doc = site.model_dump(mode="json")
     assert doc["area_ha"] == "25.00"
     assert doc["updated_at"] == "2024-04-15T09:00:00Z"
