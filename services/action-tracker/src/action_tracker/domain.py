@@ -1,24 +1,16 @@
-"""The rules of action plans: vocabularies, what changed, which event a change is (no I/O)."""
+"""The rules of action plans: what an action is, what a write changes, which event a change is (no I/O)."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
-from ti_shared.vocabulary import (
-    AXES,
-    AXIS_LABELS,
-    STATUS_LABELS,
-    THEME_LABELS,
-    THEMES,
-)
+import ti_shared.service
+from ti_shared.events import format_instant
 
-ACTION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 #: path segments under /v1/actions that name endpoints, not actions
 RESERVED_ACTION_IDS = frozenset({"vocabulary", "plan-imports"})
 
@@ -35,6 +27,8 @@ BODY_FIELDS: tuple[str, ...] = (
     "budget_eur",
     "partners",
 )
+#: the list fields, which a merge patch's ``null`` empties (it clears the other nullable fields)
+LIST_FIELDS = ("themes", "partners")
 
 
 class Change(StrEnum):
@@ -47,15 +41,50 @@ class Change(StrEnum):
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What a write does to an action: no change (``change is None``) or one new version."""
+class Action:
+    """An action's state: its canonical body (JSON form) and its bookkeeping (deleted ones included)."""
 
-    change: Change | None
-    changed_fields: tuple[str, ...]
+    action_id: str
+    body: dict[str, Any]
+    version: int
+    deleted: bool
+    created_at: datetime
+    updated_at: datetime
 
     @property
-    def is_noop(self) -> bool:
-        return self.change is None
+    def territory_id(self) -> str:
+        return str(self.body["territory_id"])
+
+    def resource(self) -> dict[str, Any]:
+        """The representation of GET and of the events' ``data``."""
+        return {
+            "id": self.action_id,
+            **self.body,
+            "version": self.version,
+            "updated_at": format_instant(self.updated_at),
+            "deleted": self.deleted,
+        }
+
+    def next_version(self, body: dict[str, Any], *, deleted: bool, at: datetime) -> Action:
+        return replace(self, body=body, version=self.version + 1, deleted=deleted, updated_at=at)
+
+
+@dataclass(frozen=True)
+class ActionVersion:
+    """One version of an action in its history: when, who, what changed, the comment and the state."""
+
+    version: int
+    change: Change
+    recorded_at: datetime
+    actor: str
+    changed_fields: list[str]
+    comment: str | None
+    state: dict[str, Any]
+
+
+class Decision(ti_shared.service.Decision[Change, Action]):
+    """What a write does to an action: nothing (``change is None``, ``entity`` the current action) or
+    one new version (``entity``)."""
 
 
 def changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> tuple[str, ...]:
@@ -65,30 +94,35 @@ def changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -
     return tuple(f for f in BODY_FIELDS if before.get(f) != after.get(f))
 
 
-def decide_write(current: Mapping[str, Any] | None, current_deleted: bool, new: Mapping[str, Any]) -> Decision:
-    """The effect of writing ``new`` (a canonical body) over the current state.
+def decide_write(current: Action | None, body: dict[str, Any], *, action_id: str, at: datetime) -> Decision:
+    """The effect of writing ``body`` (a canonical body) as the action ``action_id`` at ``at``.
 
     A first write, or a write over a deleted action, (re-)creates it. Otherwise a write that changes
     the status is a status change (whatever else changed with it), any other difference an update,
     and an identical body changes nothing.
     """
     if current is None:
-        return Decision(Change.CREATED, BODY_FIELDS)
-    if current_deleted:
-        return Decision(Change.CREATED, (*changed_fields(current, new), "deleted"))
-    fields = changed_fields(current, new)
+        return Decision(Change.CREATED, Action(action_id, body, 1, False, at, at), BODY_FIELDS)
+    fields = changed_fields(current.body, body)
+    if current.deleted:
+        return Decision(Change.CREATED, current.next_version(body, deleted=False, at=at), (*fields, "deleted"))
     if not fields:
-        return Decision(None, ())
-    if "status" in fields:
-        return Decision(Change.STATUS_CHANGED, fields)
-    return Decision(Change.UPDATED, fields)
+        return Decision(None, current)
+    change = Change.STATUS_CHANGED if "status" in fields else Change.UPDATED
+    return Decision(change, current.next_version(body, deleted=False, at=at), fields)
 
 
-def decide_delete(current_deleted: bool) -> Decision:
+def decide_delete(current: Action, *, at: datetime) -> Decision:
     """Deleting a live action makes a new version; an already deleted one is not there to delete."""
-    if current_deleted:
-        return Decision(None, ())
-    return Decision(Change.DELETED, ("deleted",))
+    if current.deleted:
+        return Decision(None, current)
+    return Decision(Change.DELETED, current.next_version(current.body, deleted=True, at=at), ("deleted",))
+
+
+def merge_patch(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The body a JSON merge patch makes of ``current``: the given fields replace the current ones,
+    ``null`` clears a nullable field and empties a list (:data:`LIST_FIELDS`)."""
+    return {**current, **{k: ([] if v is None and k in LIST_FIELDS else v) for k, v in changes.items()}}
 
 
 def territories_touched(current: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> set[str]:
@@ -98,60 +132,3 @@ def territories_touched(current: Mapping[str, Any] | None, new: Mapping[str, Any
         if state is not None and isinstance(state.get("territory_id"), str):
             out.add(state["territory_id"])
     return out
-
-
-# --- reading plan files ------------------------------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Lower case, no accents, words joined by ``_``: ``"À initier (amont)"`` → ``"a_initier_amont"``."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
-
-
-def _lookup(
-    codes: tuple[str, ...], labels: Mapping[str, str], extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    table = {fold(code): code for code in codes}
-    table.update({fold(label): code for code, label in labels.items()})
-    table.update(extra or {})
-    return table
-
-
-_AXIS_LOOKUP = _lookup(AXES, AXIS_LABELS, {"hors_axes": "autre"})
-_THEME_LOOKUP = _lookup(THEMES, THEME_LABELS)
-_STATUS_LOOKUP = _lookup(
-    STATUSES,
-    STATUS_LABELS,
-    {"a_initier": "amont", "a_debloquer": "en_pause", "termine": "realise", "realisee": "realise"},
-)
-
-
-def axis_code(text: str) -> str:
-    """An axis given by its code or its French label; unknown values come back unchanged."""
-    return _AXIS_LOOKUP.get(fold(text), text)
-
-
-def theme_code(text: str) -> str:
-    return _THEME_LOOKUP.get(fold(text), text)
-
-
-def status_code(text: str) -> str:
-    return _STATUS_LOOKUP.get(fold(text), text)
-
-
-def split_list(text: str) -> list[str]:
-    """A list cell: values separated by ``|`` or ``,``, blanks dropped."""
-    return [part.strip() for part in re.split(r"[|,]", text) if part.strip()]
-
-
-_FRENCH_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
-
-
-def iso_date_text(text: str) -> str:
-    """``31/01/2024`` → ``2024-01-31``; other text is left for the date validator to judge."""
-    match = _FRENCH_DATE.fullmatch(text.strip())
-    if match:
-        day, month, year = match.groups()
-        return f"{year}-{int(month):02d}-{int(day):02d}"
-    return text.strip()

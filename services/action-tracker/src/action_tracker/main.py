@@ -11,6 +11,7 @@ from ti_shared.settings import ServiceSettings
 
 from action_tracker.api import router
 from action_tracker.events import EVENTS
+from action_tracker.repository import Repository
 from action_tracker.tables import metadata
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ SPEC = ServiceSpec(
     migrations_dir=SERVICE_DIR / "migrations",
     schemas_dir=SERVICE_DIR / "events",
     events=EVENTS,
+    repository=Repository,
     consumers=[
         ConsumerSpec(name="action-tracker.territories", handler=TerritoryReplicaHandler, rebuild_when_empty=True)
     ],

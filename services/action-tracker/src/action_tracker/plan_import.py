@@ -1,30 +1,33 @@
-"""Reading a territory's plan file (a GRIST export, CSV or XLSX): one action per row (no I/O)."""
+"""Reading a territory's plan file (a GRIST export, CSV or XLSX): one action per row, and the report of
+its import (no I/O)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from ti_shared.problems import clean_pydantic_errors
 from ti_shared.tabular import parse_french_decimal
 from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
-from ti_shared.vocabulary import AXES, THEMES
+from ti_shared.vocabulary import AXES, AXIS_LABELS, STATUS_LABELS, THEME_LABELS, THEMES
 
-from action_tracker.domain import (
+from action_tracker.domain import RESERVED_ACTION_IDS, Action, Change, Decision
+from action_tracker.schemas import (
     ACTION_ID_PATTERN,
-    RESERVED_ACTION_IDS,
-    axis_code,
-    fold,
-    iso_date_text,
-    split_list,
-    status_code,
-    theme_code,
+    ActionBody,
+    PlanImportMissing,
+    PlanImportReport,
+    PlanImportRow,
+    PlanImportSummary,
 )
-from action_tracker.schemas import ActionBody
+
+#: data rows of one territory's plan file (the largest plans have a few hundred actions)
+MAX_PLAN_ROWS = 10_000
 
 #: the columns a plan file may have, by their folded name (French headers accepted too)
 COLUMN_ALIASES: dict[str, str] = {
@@ -56,6 +59,66 @@ REQUIRED_COLUMNS = ("action_id", "title", "axis")
 FIRST_DATA_ROW = 2  # the header is row 1
 
 _ACTION_ID = re.compile(ACTION_ID_PATTERN)
+
+
+# --- cells: codes or French labels, lists, dates -------------------------------------------------
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, words joined by ``_``: ``"À initier (amont)"`` → ``"a_initier_amont"``."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
+
+
+def _lookup(
+    codes: tuple[str, ...], labels: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    table = {fold(code): code for code in codes}
+    table.update({fold(label): code for code, label in labels.items()})
+    table.update(extra or {})
+    return table
+
+
+_AXIS_LOOKUP = _lookup(AXES, AXIS_LABELS, {"hors_axes": "autre"})
+_THEME_LOOKUP = _lookup(THEMES, THEME_LABELS)
+_STATUS_LOOKUP = _lookup(
+    STATUSES,
+    STATUS_LABELS,
+    {"a_initier": "amont", "a_debloquer": "en_pause", "termine": "realise", "realisee": "realise"},
+)
+
+
+def axis_code(text: str) -> str:
+    """An axis given by its code or its French label; unknown values come back unchanged."""
+    return _AXIS_LOOKUP.get(fold(text), text)
+
+
+def theme_code(text: str) -> str:
+    return _THEME_LOOKUP.get(fold(text), text)
+
+
+def status_code(text: str) -> str:
+    return _STATUS_LOOKUP.get(fold(text), text)
+
+
+def split_list(text: str) -> list[str]:
+    """A list cell: values separated by ``|`` or ``,``, blanks dropped."""
+    return [part.strip() for part in re.split(r"[|,]", text) if part.strip()]
+
+
+_FRENCH_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
+
+
+def iso_date_text(text: str) -> str:
+    """``31/01/2024`` → ``2024-01-31``; other text is left for the date validator to judge."""
+    match = _FRENCH_DATE.fullmatch(text.strip())
+    if match:
+        day, month, year = match.groups()
+        return f"{year}-{int(month):02d}-{int(day):02d}"
+    return text.strip()
+
+
+# --- rows ----------------------------------------------------------------------------------------
 
 
 def plan_columns(header: Iterable[str]) -> tuple[dict[str, str], list[str]]:
@@ -171,3 +234,57 @@ def read_plan(rows: list[dict[str, str]], columns: Mapping[str, str], territory_
                 first_row[plan_row.action_id] = plan_row.row
         out.append(plan_row)
     return out
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def plan_report(
+    territory_id: str,
+    mode: Literal["atomic", "partial"],
+    delete_missing: bool,
+    rows: list[PlanRow],
+    decisions: Mapping[int, Decision],
+    missing: list[Action],
+    *,
+    applied: bool,
+    deleted: Mapping[str, int] | None = None,
+) -> PlanImportReport:
+    """What an import did (or would do: ``applied=False``) row by row: ``decisions`` by row number for
+    the rows taken, ``missing`` the territory's live actions absent from the file, ``deleted`` the
+    version each deleted one reached."""
+    deleted = deleted or {}
+    lines: list[PlanImportRow] = []
+    for row in rows:
+        if row.errors:
+            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="rejected", errors=row.errors))  # type: ignore[arg-type]
+            continue
+        decision = decisions[row.row]
+        version = decision.entity.version
+        if decision.change is None:
+            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="unchanged", version=version))
+        else:
+            outcome = "created" if decision.change is Change.CREATED else "updated"
+            lines.append(
+                PlanImportRow(
+                    row=row.row, action_id=row.action_id, outcome=outcome, change=decision.change.value, version=version
+                )
+            )  # type: ignore[arg-type]
+    gone = [
+        PlanImportMissing(
+            action_id=a.action_id,
+            outcome="deleted" if a.action_id in deleted else "missing",
+            version=deleted.get(a.action_id, a.version),
+        )
+        for a in missing
+    ]
+    count = {o: sum(1 for line in lines if line.outcome == o) for o in ("created", "updated", "unchanged", "rejected")}
+    return PlanImportReport(
+        territory_id=territory_id,
+        mode=mode,
+        delete_missing=delete_missing,
+        applied=applied,
+        summary=PlanImportSummary(rows=len(rows), missing=len(gone), deleted=len(deleted), **count),
+        rows=lines,
+        missing=gone,
+    )

@@ -1,49 +1,35 @@
-"""Every query of the action-tracker."""
+"""Every query of the action-tracker: ``Repository`` over a unit of work's (or a read) session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+import ti_shared.service
 from ti_shared.db import dialect_of, territory_replica
-from ti_shared.events import format_instant
+from ti_shared.replica import known_territories
 from ti_shared.types import format_decimal
 
+from action_tracker.domain import Action, ActionVersion, Change
 from action_tracker.tables import action, action_theme, action_version
+
+#: ids per ``IN (…)`` of a lookup
+LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
-class StoredAction:
-    """An action as stored: its canonical body (JSON form) and its bookkeeping."""
+class ActionFilter:
+    """Which live actions a list selects (None: any)."""
 
-    action_id: str
-    body: dict[str, Any]
-    version: int
-    deleted: bool
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def territory_id(self) -> str:
-        return str(self.body["territory_id"])
-
-    def resource(self) -> dict[str, Any]:
-        """The representation of GET and of the events' ``data``."""
-        return {
-            "id": self.action_id,
-            **self.body,
-            "version": self.version,
-            "updated_at": format_instant(self.updated_at),
-            "deleted": self.deleted,
-        }
-
-    def next_version(self, body: dict[str, Any], *, deleted: bool, at: datetime) -> StoredAction:
-        return replace(self, body=body, version=self.version + 1, deleted=deleted, updated_at=at)
+    territory_id: str | None = None
+    region_code: str | None = None
+    axis: str | None = None
+    theme: str | None = None
+    status: str | None = None
 
 
 def _body_of(row: Any) -> dict[str, Any]:
@@ -62,8 +48,8 @@ def _body_of(row: Any) -> dict[str, Any]:
     }
 
 
-def _stored_of(row: Any) -> StoredAction:
-    return StoredAction(
+def _action_of(row: Any) -> Action:
+    return Action(
         action_id=row.action_id,
         body=_body_of(row),
         version=int(row.version),
@@ -73,7 +59,7 @@ def _stored_of(row: Any) -> StoredAction:
     )
 
 
-def _columns_of(stored: StoredAction) -> dict[str, Any]:
+def _columns_of(stored: Action) -> dict[str, Any]:
     body = stored.body
     return {
         "territory_id": body["territory_id"],
@@ -93,142 +79,113 @@ def _columns_of(stored: StoredAction) -> dict[str, Any]:
     }
 
 
-def _lock(session: AsyncSession, query: sa.Select[Any]) -> sa.Select[Any]:
-    return query.with_for_update() if dialect_of(session) == "postgresql" else query
+class Repository(ti_shared.service.Repository):
+    """The actions, their themes and their history; the territories of the local replica."""
 
+    def _locked(self, query: sa.Select[Any], for_update: bool) -> sa.Select[Any]:
+        """``FOR UPDATE`` on PostgreSQL when asked (SQLite locks the whole database on write)."""
+        return query.with_for_update() if for_update and dialect_of(self.session) == "postgresql" else query
 
-async def load_action(session: AsyncSession, action_id: str, *, for_update: bool = False) -> StoredAction | None:
-    query = sa.select(action).where(action.c.action_id == action_id)
-    row = (await session.execute(_lock(session, query) if for_update else query)).first()
-    return _stored_of(row) if row is not None else None
+    async def get_action(self, action_id: str, *, for_update: bool = False) -> Action | None:
+        """The action ``action_id``, deleted or not; None when it never existed."""
+        query = sa.select(action).where(action.c.action_id == action_id)
+        row = (await self.session.execute(self._locked(query, for_update))).first()
+        return _action_of(row) if row is not None else None
 
+    async def get_actions(self, action_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Action]:
+        """The actions among ``action_ids`` that exist (deleted ones included), by id."""
+        ids = sorted(set(action_ids))
+        out: dict[str, Action] = {}
+        for i in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[i : i + LOOKUP_CHUNK]
+            query = sa.select(action).where(action.c.action_id.in_(chunk)).order_by(action.c.action_id)
+            for row in await self.session.execute(self._locked(query, for_update)):
+                out[row.action_id] = _action_of(row)
+        return out
 
-async def load_actions(
-    session: AsyncSession, action_ids: Iterable[str], *, for_update: bool = False
-) -> dict[str, StoredAction]:
-    ids = sorted(set(action_ids))
-    out: dict[str, StoredAction] = {}
-    for i in range(0, len(ids), 500):
-        query = sa.select(action).where(action.c.action_id.in_(ids[i : i + 500])).order_by(action.c.action_id)
-        for row in await session.execute(_lock(session, query) if for_update else query):
-            out[row.action_id] = _stored_of(row)
-    return out
+    async def list_actions(
+        self, where: ActionFilter, *, after: str | None = None, limit: int | None = None, for_update: bool = False
+    ) -> list[Action]:
+        """The live actions matching ``where``, by id, after the id ``after``; at most ``limit`` (None: all)."""
+        query = sa.select(action).where(action.c.deleted.is_(False))
+        if where.territory_id is not None:
+            query = query.where(action.c.territory_id == where.territory_id)
+        if where.region_code is not None:
+            in_region = sa.select(territory_replica.c.territory_id).where(
+                territory_replica.c.region_code == where.region_code
+            )
+            query = query.where(action.c.territory_id.in_(in_region))
+        if where.axis is not None:
+            query = query.where(action.c.axis == where.axis)
+        if where.status is not None:
+            query = query.where(action.c.status == where.status)
+        if where.theme is not None:
+            with_theme = sa.select(action_theme.c.action_id).where(action_theme.c.theme == where.theme)
+            query = query.where(action.c.action_id.in_(with_theme))
+        if after is not None:
+            query = query.where(action.c.action_id > after)
+        query = query.order_by(action.c.action_id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = await self.session.execute(self._locked(query, for_update))
+        return [_action_of(r) for r in rows]
 
+    async def insert_action(self, new: Action) -> None:
+        """The first version's row and its theme rows."""
+        await self.session.execute(action.insert().values(action_id=new.action_id, **_columns_of(new)))
+        await self._set_themes(new, replace=False)
 
-async def load_territory_actions(
-    session: AsyncSession, territory_id: str, *, for_update: bool = False
-) -> list[StoredAction]:
-    """The live actions of a territory's plan."""
-    query = (
-        sa.select(action)
-        .where(action.c.territory_id == territory_id, action.c.deleted.is_(False))
-        .order_by(action.c.action_id)
-    )
-    rows = await session.execute(_lock(session, query) if for_update else query)
-    return [_stored_of(r) for r in rows]
+    async def update_action(self, changed: Action) -> None:
+        """The action's row (a new version) and its theme rows."""
+        await self.session.execute(
+            action.update().where(action.c.action_id == changed.action_id).values(**_columns_of(changed))
+        )
+        await self._set_themes(changed, replace=True)
 
+    async def _set_themes(self, stored: Action, *, replace: bool) -> None:
+        if replace:
+            await self.session.execute(action_theme.delete().where(action_theme.c.action_id == stored.action_id))
+        if stored.body["themes"]:
+            await self.session.execute(
+                action_theme.insert(), [{"action_id": stored.action_id, "theme": t} for t in stored.body["themes"]]
+            )
 
-async def save_action(session: AsyncSession, stored: StoredAction, *, is_new: bool) -> None:
-    """Insert or update the action's row and its theme rows."""
-    values = _columns_of(stored)
-    if is_new:
-        await session.execute(action.insert().values(action_id=stored.action_id, **values))
-    else:
-        await session.execute(action.update().where(action.c.action_id == stored.action_id).values(**values))
-    await session.execute(action_theme.delete().where(action_theme.c.action_id == stored.action_id))
-    if stored.body["themes"]:
-        await session.execute(
-            action_theme.insert(), [{"action_id": stored.action_id, "theme": t} for t in stored.body["themes"]]
+    async def add_action_version(
+        self, stored: Action, *, change: Change, actor: str, changed_fields: Iterable[str], comment: str | None
+    ) -> None:
+        """The history row of ``stored``'s version (its time is the version's ``updated_at``)."""
+        await self.session.execute(
+            action_version.insert().values(
+                action_id=stored.action_id,
+                version=stored.version,
+                change=change.value,
+                recorded_at=stored.updated_at,
+                actor=actor,
+                changed_fields=list(changed_fields),
+                comment=comment,
+                state=stored.resource(),
+            )
         )
 
+    async def list_action_versions(self, action_id: str, *, after: int | None, limit: int) -> list[ActionVersion]:
+        """The versions of ``action_id`` after the version ``after``, oldest first; at most ``limit``."""
+        query = sa.select(action_version).where(action_version.c.action_id == action_id)
+        if after is not None:
+            query = query.where(action_version.c.version > after)
+        rows = await self.session.execute(query.order_by(action_version.c.version).limit(limit))
+        return [
+            ActionVersion(
+                version=int(r.version),
+                change=Change(r.change),
+                recorded_at=r.recorded_at,
+                actor=r.actor,
+                changed_fields=list(r.changed_fields or []),
+                comment=r.comment,
+                state=dict(r.state),
+            )
+            for r in rows
+        ]
 
-async def add_version(
-    session: AsyncSession,
-    stored: StoredAction,
-    *,
-    change: str,
-    actor: str,
-    changed_fields: Iterable[str],
-    comment: str | None,
-) -> None:
-    await session.execute(
-        action_version.insert().values(
-            action_id=stored.action_id,
-            version=stored.version,
-            change=change,
-            recorded_at=stored.updated_at,
-            actor=actor,
-            changed_fields=list(changed_fields),
-            comment=comment,
-            state=stored.resource(),
-        )
-    )
-
-
-@dataclass(frozen=True)
-class ActionFilter:
-    territory_id: str | None = None
-    region_code: str | None = None
-    axis: str | None = None
-    theme: str | None = None
-    status: str | None = None
-
-
-async def list_actions(
-    session: AsyncSession, where: ActionFilter, *, limit: int, after: str | None
-) -> list[StoredAction]:
-    """Live actions matching ``where``, by id, after the id ``after``; at most ``limit``."""
-    query = sa.select(action).where(action.c.deleted.is_(False))
-    if where.territory_id is not None:
-        query = query.where(action.c.territory_id == where.territory_id)
-    if where.region_code is not None:
-        in_region = sa.select(territory_replica.c.territory_id).where(
-            territory_replica.c.region_code == where.region_code
-        )
-        query = query.where(action.c.territory_id.in_(in_region))
-    if where.axis is not None:
-        query = query.where(action.c.axis == where.axis)
-    if where.status is not None:
-        query = query.where(action.c.status == where.status)
-    if where.theme is not None:
-        with_theme = sa.select(action_theme.c.action_id).where(action_theme.c.theme == where.theme)
-        query = query.where(action.c.action_id.in_(with_theme))
-    if after is not None:
-        query = query.where(action.c.action_id > after)
-    rows = await session.execute(query.order_by(action.c.action_id).limit(limit))
-    return [_stored_of(r) for r in rows]
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    version: int
-    change: str
-    recorded_at: datetime
-    actor: str
-    changed_fields: list[str]
-    comment: str | None
-    state: dict[str, Any]
-
-
-async def list_versions(session: AsyncSession, action_id: str, *, limit: int, after: int | None) -> list[StoredVersion]:
-    query = sa.select(action_version).where(action_version.c.action_id == action_id)
-    if after is not None:
-        query = query.where(action_version.c.version > after)
-    rows = await session.execute(query.order_by(action_version.c.version).limit(limit))
-    return [
-        StoredVersion(
-            version=int(r.version),
-            change=r.change,
-            recorded_at=r.recorded_at,
-            actor=r.actor,
-            changed_fields=list(r.changed_fields or []),
-            comment=r.comment,
-            state=dict(r.state),
-        )
-        for r in rows
-    ]
-
-
-async def action_ever_existed(session: AsyncSession, action_id: str) -> bool:
-    row = await session.execute(sa.select(action.c.action_id).where(action.c.action_id == action_id))
-    return row.first() is not None
+    async def known_territories(self, territory_ids: set[str]) -> set[str]:
+        """Which of ``territory_ids`` the local replica of the territory registry knows."""
+        return set(await known_territories(self.session, territory_ids))

@@ -21,7 +21,7 @@ from ti_shared.types import IsoDate as AnyIsoDate
 from ti_shared.vocabulary import ActionStatus as Status
 from ti_shared.vocabulary import Axis, Theme
 
-from action_tracker.domain import ACTION_ID_PATTERN
+ACTION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 ActionId = Annotated[str, StringConstraints(pattern=ACTION_ID_PATTERN)]
 TerritoryId = Annotated[str, StringConstraints(pattern=TERRITORY_ID_PATTERN)]

@@ -1,27 +1,24 @@
-"""The rules: which change a write is, what changed, how plan cells are read."""
+"""The rules: which change a write is, what changed, what a version of an action is (no I/O)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from action_tracker.domain import (
     BODY_FIELDS,
+    Action,
     Change,
-    axis_code,
     changed_fields,
     decide_delete,
     decide_write,
-    fold,
-    iso_date_text,
-    split_list,
-    status_code,
+    merge_patch,
     territories_touched,
-    theme_code,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
-from ti_shared.vocabulary import AXES, AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS, THEMES
+from ti_shared.vocabulary import AXES, THEMES
 
 STATE: dict[str, Any] = {
     "territory_id": "ti-8402",
@@ -35,46 +32,80 @@ STATE: dict[str, Any] = {
     "budget_eur": "10.00",
     "partners": [],
 }
+T0 = datetime(2024, 1, 1, 8, tzinfo=UTC)
+T1 = T0 + timedelta(days=30)
+
+
+def action(body: dict[str, Any] = STATE, *, version: int = 3, deleted: bool = False) -> Action:
+    return Action("a-1", dict(body), version, deleted, created_at=T0 - timedelta(days=1), updated_at=T0)
 
 
 def test_first_write_creates_with_every_field() -> None:
-    decision = decide_write(None, False, STATE)
+    decision = decide_write(None, STATE, action_id="a-1", at=T1)
     assert decision.change is Change.CREATED
     assert decision.changed_fields == BODY_FIELDS
+    assert decision.entity == Action("a-1", STATE, 1, False, created_at=T1, updated_at=T1)
 
 
 def test_identical_write_changes_nothing() -> None:
-    decision = decide_write(STATE, False, dict(STATE))
-    assert decision.is_noop and decision.changed_fields == ()
+    current = action()
+    decision = decide_write(current, dict(STATE), action_id="a-1", at=T1)
+    assert not decision.changed and decision.changed_fields == ()
+    assert decision.entity is current
 
 
 def test_status_change_wins_over_other_changes() -> None:
-    decision = decide_write(STATE, False, {**STATE, "status": "realise", "title": "Autre"})
+    decision = decide_write(action(), {**STATE, "status": "realise", "title": "Autre"}, action_id="a-1", at=T1)
     assert decision.change is Change.STATUS_CHANGED
     assert decision.changed_fields == ("title", "status")
+    entity = decision.entity
+    assert (entity.version, entity.updated_at, entity.created_at, entity.body["status"]) == (4, T1, action().created_at, "realise")
 
 
 def test_other_changes_are_updates() -> None:
-    decision = decide_write(STATE, False, {**STATE, "themes": ["gestion_eau", "tiers_lieux"], "budget_eur": None})
+    decision = decide_write(
+        action(), {**STATE, "themes": ["gestion_eau", "tiers_lieux"], "budget_eur": None}, action_id="a-1", at=T1
+    )
     assert decision.change is Change.UPDATED
     assert decision.changed_fields == ("themes", "budget_eur")
 
 
 def test_theme_order_is_a_change() -> None:
-    before = {**STATE, "themes": ["a", "b"]}
-    assert decide_write(before, False, {**STATE, "themes": ["b", "a"]}).change is Change.UPDATED
+    before = action({**STATE, "themes": ["a", "b"]})
+    assert decide_write(before, {**STATE, "themes": ["b", "a"]}, action_id="a-1", at=T1).change is Change.UPDATED
 
 
 def test_write_over_a_deleted_action_recreates_it() -> None:
-    decision = decide_write(STATE, True, dict(STATE))
+    gone = action(deleted=True)
+    decision = decide_write(gone, dict(STATE), action_id="a-1", at=T1)
     assert decision.change is Change.CREATED
     assert decision.changed_fields == ("deleted",)
-    assert decide_write(STATE, True, {**STATE, "status": "amont"}).changed_fields == ("status", "deleted")
+    assert (decision.entity.version, decision.entity.deleted) == (4, False)
+    assert decide_write(gone, {**STATE, "status": "amont"}, action_id="a-1", at=T1).changed_fields == ("status", "deleted")
 
 
 def test_delete() -> None:
-    assert decide_delete(False).change is Change.DELETED
-    assert decide_delete(True).is_noop
+    decision = decide_delete(action(), at=T1)
+    assert decision.change is Change.DELETED and decision.changed_fields == ("deleted",)
+    assert (decision.entity.version, decision.entity.deleted, decision.entity.body) == (4, True, STATE)
+    gone = action(deleted=True)
+    assert not decide_delete(gone, at=T1).changed and decide_delete(gone, at=T1).entity is gone
+
+
+def test_the_resource_is_the_body_and_the_bookkeeping() -> None:
+    assert action(version=2).resource() == {
+        "id": "a-1",
+        **STATE,
+        "version": 2,
+        "updated_at": "2024-01-01T08:00:00Z",
+        "deleted": False,
+    }
+
+
+def test_a_merge_patch_replaces_given_fields_and_null_empties_lists() -> None:
+    patched = merge_patch(STATE, {"status": "realise", "budget_eur": None, "themes": None, "partners": None})
+    assert patched == {**STATE, "status": "realise", "budget_eur": None, "themes": [], "partners": []}
+    assert merge_patch(STATE, {}) == STATE
 
 
 def test_territories_touched_by_a_move() -> None:
@@ -102,41 +133,10 @@ body_values = st.fixed_dictionaries(
 @settings(max_examples=60, deadline=None)
 @given(body_values, body_values)
 def test_decision_agrees_with_the_diff(before: dict[str, Any], after: dict[str, Any]) -> None:
-    decision = decide_write(before, False, after)
+    decision = decide_write(action(before), after, action_id="a-1", at=T1)
     fields = changed_fields(before, after)
     assert decision.changed_fields == fields
-    assert decision.is_noop == (before == after)
+    assert decision.changed == (before != after)
+    assert decision.entity.version == (4 if decision.changed else 3)
     assert (decision.change is Change.STATUS_CHANGED) == (before["status"] != after["status"])
-    assert decide_write(after, False, after).is_noop
-
-
-def test_vocabularies_of_the_contract() -> None:
-    assert (len(AXES), len(THEMES), len(STATUSES)) == (5, 15, 7)
-    assert set(AXIS_LABELS) == set(AXES) and set(THEME_LABELS) == set(THEMES) and set(STATUS_LABELS) == set(STATUSES)
-    assert set(THEME_AXES) == set(THEMES) and set(THEME_AXES.values()) <= set(AXES)
-    assert AXIS_LABELS["competences_attractivite"] == "Compétences et attractivité"
-    assert STATUS_LABELS["amont"] == "À initier (amont)"
-    assert THEME_LABELS["optimisation_densification_fonciere"] == "Optimisation / densification foncière"
-
-
-def test_codes_from_codes_or_french_labels() -> None:
-    assert fold("  À initier (amont) ") == "a_initier_amont"
-    assert axis_code("Compétences et attractivité") == "competences_attractivite"
-    assert axis_code("TRANSITION ÉCOLOGIQUE") == "transition_ecologique"
-    assert axis_code("logistique") == "logistique"
-    assert status_code("En pause / à débloquer") == "en_pause"
-    assert status_code("À initier") == "amont"
-    assert status_code("realise") == "realise"
-    assert theme_code("Écologie industrielle et territoriale") == "ecologie_industrielle_territoriale"
-    assert theme_code("Tiers-lieux") == "tiers_lieux"
-    assert all(theme_code(label) == code for code, label in THEME_LABELS.items())
-    assert all(status_code(label) == code for code, label in STATUS_LABELS.items())
-
-
-def test_list_cells_and_dates() -> None:
-    assert split_list("gestion_eau | tiers_lieux") == ["gestion_eau", "tiers_lieux"]
-    assert split_list("BPI, Région,,") == ["BPI", "Région"]
-    assert split_list("") == []
-    assert iso_date_text("5/1/2024") == "2024-01-05"
-    assert iso_date_text(" 2024-01-05 ") == "2024-01-05"
-    assert iso_date_text("janvier") == "janvier"
+    assert not decide_write(action(after), after, action_id="a-1", at=T1).changed

@@ -1,9 +1,20 @@
-"""Reading plan files: columns, codes or labels, French numbers and dates, per-row reasons."""
+"""Reading plan files: columns, codes or labels, French numbers and dates, per-row reasons, the report."""
 
 from __future__ import annotations
 
-from action_tracker.plan_import import plan_columns, read_plan
+from action_tracker.plan_import import (
+    axis_code,
+    fold,
+    iso_date_text,
+    plan_columns,
+    read_plan,
+    split_list,
+    status_code,
+    theme_code,
+)
 from ti_shared.tabular import read_csv
+from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
+from ti_shared.vocabulary import AXES, AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS, THEMES
 
 CSV = """action_id;titre;description;axe;thématiques;statut;planned_start;planned_end;budget;partenaires;colonne GRIST
 a-1;Campus des métiers;;Compétences et attractivité;Nouvelles formations|besoin_formation;En cours;15/01/2024;2025-06-30;1 234,50;Région, BPI;x
@@ -61,3 +72,35 @@ def test_territory_column_must_match_the_import() -> None:
     rows = read_plan(table, columns, "ti-8402")
     assert [r.ok for r in rows] == [False, True, True]
     assert rows[0].errors[0]["loc"] == ["territory_id"]
+
+
+def test_vocabularies_of_the_contract() -> None:
+    assert (len(AXES), len(THEMES), len(STATUSES)) == (5, 15, 7)
+    assert set(AXIS_LABELS) == set(AXES) and set(THEME_LABELS) == set(THEMES) and set(STATUS_LABELS) == set(STATUSES)
+    assert set(THEME_AXES) == set(THEMES) and set(THEME_AXES.values()) <= set(AXES)
+    assert AXIS_LABELS["competences_attractivite"] == "Compétences et attractivité"
+    assert STATUS_LABELS["amont"] == "À initier (amont)"
+    assert THEME_LABELS["optimisation_densification_fonciere"] == "Optimisation / densification foncière"
+
+
+def test_codes_from_codes_or_french_labels() -> None:
+    assert fold("  À initier (amont) ") == "a_initier_amont"
+    assert axis_code("Compétences et attractivité") == "competences_attractivite"
+    assert axis_code("TRANSITION ÉCOLOGIQUE") == "transition_ecologique"
+    assert axis_code("logistique") == "logistique"
+    assert status_code("En pause / à débloquer") == "en_pause"
+    assert status_code("À initier") == "amont"
+    assert status_code("realise") == "realise"
+    assert theme_code("Écologie industrielle et territoriale") == "ecologie_industrielle_territoriale"
+    assert theme_code("Tiers-lieux") == "tiers_lieux"
+    assert all(theme_code(label) == code for code, label in THEME_LABELS.items())
+    assert all(status_code(label) == code for code, label in STATUS_LABELS.items())
+
+
+def test_list_cells_and_dates() -> None:
+    assert split_list("gestion_eau | tiers_lieux") == ["gestion_eau", "tiers_lieux"]
+    assert split_list("BPI, Région,,") == ["BPI", "Région"]
+    assert split_list("") == []
+    assert iso_date_text("5/1/2024") == "2024-01-05"
+    assert iso_date_text(" 2024-01-05 ") == "2024-01-05"
+    assert iso_date_text("janvier") == "janvier"
