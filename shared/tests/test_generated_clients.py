@@ -12,6 +12,7 @@ import httpx
 import pytest
 from ti_shared.auth import mint_token
 from ti_shared.embedded import load_service_app
+from ti_shared.openapi import documents
 from ti_shared.testing import (
     ResponseValidator,
     create_database,
@@ -49,8 +50,8 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Ca
 
     try:
         async with app.router.lifespan_context(app):
-            if name in ("action-tracker", "site-catalog"):  # they check territories against their replica
-                await publish_events(platform, [territory_event("ti-9303", "93"), territory_event("ti-8402", "84")])
+            if name != "territory-registry" and name != "reporting":  # they check territories against their replica
+                await publish_events(platform, [territory_event(t, t[3:5]) for t in ("ti-9303", "ti-8402", "ti-2705")])
             yield package, client, mint_token(platform, sub="integrator", scopes=["admin"])
     finally:
         await drop_database(url)
@@ -178,3 +179,67 @@ async def test_action_tracker_client(service: tuple[Any, Callable[..., Any], str
     assert missing.status_code == 404 and isinstance(missing.parsed, ProblemDetails)
     page = await list_actions.asyncio(client=public, territory_id="ti-8402")
     assert isinstance(page, ActionPage) and all(isinstance(a, ActionResource) for a in page.items) and len(page.items) == 1
+
+
+GRANT = {
+    "programme": "fonds_vert_ti_te", "beneficiary": {"name": "AEROMETAL", "siret": "73282932000074", "kind": "entreprise"},
+    "territory_id": "ti-2705", "commune_insee": "71076", "object": "Recyclage de métaux stratégiques",
+    "amount_eur": "1500000.00", "investment_eur": "4800000.00", "decision_date": "2024-06-12", "jobs_forecast": 12,
+    "contributions": ["climate_mitigation", "circular_economy"], "status": "committed",
+}
+
+
+@pytest.mark.parametrize("service", ["funding-ledger"], indirect=True)
+async def test_funding_ledger_client(service: tuple[Any, Callable[..., Any], str]) -> None:
+    _, make_client, token = service
+    from ti_client_funding_ledger.api.batches import post_grant_batch
+    from ti_client_funding_ledger.api.catalogue import list_operators
+    from ti_client_funding_ledger.api.grants import get_grant_ledger, list_grants, put_grant, record_disbursement
+    from ti_client_funding_ledger.models import (
+        DisbursementBody,
+        Grant,
+        GrantBatch,
+        GrantBatchBody,
+        GrantBody,
+        GrantLedger,
+        OperatorList,
+        PageGrant,
+        ProblemDetails,
+    )
+    from ti_client_funding_ledger.types import File
+
+    client = make_client(token)
+    created = await _once_replicated(lambda: put_grant.asyncio_detailed("ADEME", "FV-2024-0100", client=client, body=GrantBody.from_dict(GRANT)))
+    assert created.status_code == 201 and isinstance(created.parsed, Grant) and created.parsed.version == 1
+    smaller = GrantBody.from_dict({**GRANT, "amount_eur": "1200000.00"})
+    updated = await put_grant.asyncio_detailed("ADEME", "FV-2024-0100", client=client, body=smaller, if_match=created.headers["etag"])
+    assert updated.status_code == 200 and isinstance(updated.parsed, Grant) and updated.parsed.amount_eur == "1200000.00"
+    stale = await put_grant.asyncio_detailed("ADEME", "FV-2024-0100", client=client, body=GrantBody.from_dict(GRANT), if_match=created.headers["etag"])
+    assert stale.status_code == 412 and isinstance(stale.parsed, ProblemDetails)
+    invalid = await put_grant.asyncio_detailed("ADEME", "FV-2024-0101", client=client, body=GrantBody.from_dict({**GRANT, "commune_insee": "20004"}))
+    assert invalid.status_code == 422 and isinstance(invalid.parsed, ProblemDetails) and invalid.parsed.errors
+    paid = await record_disbursement.asyncio_detailed(
+        "ADEME", "FV-2024-0100", client=client, idempotency_key="dp-1",
+        body=DisbursementBody.from_dict({"ref": "DP-1", "amount_eur": "200000.00", "paid_on": "2024-09-01"}),
+    )
+    assert paid.status_code == 201 and isinstance(paid.parsed, Grant) and paid.parsed.disbursed_eur == "200000.00"
+    ledger = await get_grant_ledger.asyncio("ADEME", "FV-2024-0100", client=client)
+    assert isinstance(ledger, GrantLedger) and ledger.disbursed_eur == "200000.00" and len(ledger.entries) == 3
+    item = {"operator": "ADEME", "operator_ref": "FV-2024-0102", **GRANT}
+    batch = await post_grant_batch.asyncio_detailed(client=client, body=GrantBatchBody.from_dict({"items": [item, {**item, "operator_ref": "x y"}]}))
+    assert batch.status_code == 201 and isinstance(batch.parsed, GrantBatch) and batch.parsed.status == "completed_with_errors"
+    assert (batch.parsed.counts.created, batch.parsed.counts.rejected) == (1, 1) and batch.parsed.rows[1].errors
+    # the CSV body as the document shows it (SCDL « subventions »), sent as a file (its bytes: an async
+    # client reads no sync file object)
+    csv = documents(["funding-ledger"])["funding-ledger"]["paths"]["/v1/grant-batches"]["post"]["requestBody"]["content"]["text/csv"]["example"]
+    from_csv = await post_grant_batch.asyncio_detailed(client=client, body=File(payload=csv.encode(), mime_type="text/csv"))
+    assert from_csv.status_code == 201 and isinstance(from_csv.parsed, GrantBatch) and from_csv.parsed.counts.created == 1
+    page = await list_grants.asyncio(client=client, operator="ADEME", limit=2)
+    assert isinstance(page, PageGrant) and len(page.items) == 2 and all(isinstance(g, Grant) for g in page.items)
+    rest = await list_grants.asyncio(client=client, operator="ADEME", cursor=page.next_cursor)
+    assert isinstance(rest, PageGrant) and {g.id for g in page.items + rest.items} == {
+        "ADEME/FV-2024-0042", "ADEME/FV-2024-0100", "ADEME/FV-2024-0102"}
+    anonymous = await list_grants.asyncio_detailed(client=make_client())
+    assert anonymous.status_code == 401 and isinstance(anonymous.parsed, ProblemDetails)
+    operators = await list_operators.asyncio(client=make_client())
+    assert isinstance(operators, OperatorList) and "ADEME" in [o.code for o in operators.items]

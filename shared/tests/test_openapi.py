@@ -14,16 +14,6 @@ from ti_shared.openapi import PROBLEM_REF, documents
 from ti_shared.problems import PROBLEM_MEDIA_TYPE
 from ti_shared.settings import PlatformSettings
 
-#: examples the services' schemas still give wrongly: (document, JSON pointer); the list only shrinks
-KNOWN_BAD_EXAMPLES = {
-    ("funding-ledger", "/components/schemas/Operator/examples/0"),
-    ("funding-ledger", "/components/schemas/Programme/examples/0"),
-    ("funding-ledger", "/components/schemas/Grant/examples/0"),
-    ("reporting", "/components/schemas/IndicatorsDocument/examples/0"),
-    ("reporting", "/components/schemas/RebuildStatus/examples/0"),
-    ("action-tracker", "/components/schemas/ActionResource/examples/0"),
-}
-
 
 @pytest.fixture(scope="module")
 def docs() -> dict[str, dict[str, Any]]:
@@ -145,9 +135,7 @@ def test_every_example_is_valid_against_its_schema(docs: dict[str, dict[str, Any
         if any(True for _ in validator.iter_errors(value)):
             invalid.add((name, example_at))
     assert checked > 5
-    known = {k for k in KNOWN_BAD_EXAMPLES if k[0] == name}
-    assert invalid - known == set(), "examples contradicting their schema"
-    assert known - invalid == set(), "examples now valid: take them off KNOWN_BAD_EXAMPLES"
+    assert invalid == set(), "examples contradicting their schema"
 
 
 # --- the embedded root: its document, 405, problems' instance, CORS ---------------------------------

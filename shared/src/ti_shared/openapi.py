@@ -17,7 +17,13 @@ route it cannot see. :func:`service_document` adds it, from each route's depende
 - ``ETag`` on the answers that carry a ``version`` (and on 304);
 - OpenAPI links from a write to the operations on the same resource (and from a creation to the
   resource it created), which schemathesis's stateful phase follows;
-- optional parameters as their type (not ``anyOf [T, null]``).
+- optional parameters as their type (not ``anyOf [T, null]``);
+- the models' examples as written (FastAPI's document drops every ``null``, so an example with a
+  required nullable field contradicts its schema);
+- a CSV body as what it is, a file's bytes (``format: binary``: the service reads any encoding and
+  separator), so that a generated client sends it as a file;
+- the models a route names in its ``openapi_extra`` (:func:`model_ref`, e.g. a body it reads itself) in
+  the document's components.
 
 :func:`platform_document` merges the services' documents into the one document of the single base
 URL (the embedded root's ``/openapi.json``, and the reverse proxy's, written by ``ti openapi``).
@@ -37,8 +43,10 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel
 
 from ti_shared.auth import optional_principal, require_principal
+from ti_shared.http import CSV_TYPES
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, ProblemDetails
 
 BEARER = "HTTPBearer"
@@ -174,8 +182,14 @@ def error_statuses(method: str, facts: RouteFacts) -> set[int]:
 
 def _problem_response(status: int, declared: Mapping[str, Any] | None) -> dict[str, Any]:
     declared = dict(declared or {})
-    own = declared.get("content", {}).get(PROBLEM_MEDIA_TYPE, {})
-    media: dict[str, Any] = {"schema": own.get("schema") or PROBLEM_REF}
+    content = declared.get("content", {})
+    own = content.get(PROBLEM_MEDIA_TYPE, {})
+    # a route's own model of the problem (``responses={422: {"model": …}}``) is put by FastAPI under
+    # application/json: it is the problem+json body's schema
+    model = content.get("application/json", {}).get("schema")
+    if model is not None and model.get("$ref", "").rsplit("/", 1)[-1] in FASTAPI_VALIDATION_SCHEMAS:
+        model = None
+    media: dict[str, Any] = {"schema": own.get("schema") or model or PROBLEM_REF}
     for key in ("example", "examples"):
         if key in own:
             media[key] = own[key]
@@ -255,6 +269,9 @@ def _conditional_parameters(method: str, op: dict[str, Any], facts: RouteFacts) 
 
 def _refine_operation(doc: dict[str, Any], method: str, op: dict[str, Any], facts: RouteFacts) -> None:
     _conditional_parameters(method, op, facts)
+    for media, content in op.get("requestBody", {}).get("content", {}).items():
+        if media in CSV_TYPES and content.get("schema") == {"type": "string"}:
+            content["schema"] = {"type": "string", "format": "binary"}
     responses: dict[str, Any] = op.setdefault("responses", {})
     inferred = error_statuses(method, facts)
     declared_errors = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
@@ -285,6 +302,26 @@ def _refine_operation(doc: dict[str, Any], method: str, op: dict[str, Any], fact
     for param in op.get("parameters", []):
         if not param.get("required"):
             param["schema"] = _not_null(param.get("schema", {}))
+
+
+#: the models named by :func:`model_ref`, put in every document's components by :func:`refine`
+_EXTRA_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def model_ref(model: type[BaseModel]) -> dict[str, str]:
+    """A ``$ref`` to ``model`` for a route's ``openapi_extra`` (a body the route reads itself): the
+    model and the models it uses are in the document's components."""
+    _EXTRA_MODELS[model.__name__] = model
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _add_models(schemas: dict[str, Any], text: str) -> None:
+    for name, model in _EXTRA_MODELS.items():
+        if f'"#/components/schemas/{name}"' not in text:
+            continue
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for sub_name, sub in {**schema.pop("$defs", {}), name: schema}.items():
+            schemas.setdefault(sub_name, sub)  # FastAPI's own schema of a model it already put there wins
 
 
 def _unreferenced(doc: Mapping[str, Any], names: Iterable[str]) -> list[str]:
@@ -355,6 +392,7 @@ def refine(doc: dict[str, Any], routes: Iterable[Any]) -> dict[str, Any]:
     for name, sub in ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items():
         schemas.setdefault(name, sub)
     schemas[PROBLEM_SCHEMA].pop("$defs", None)
+    _add_models(schemas, json.dumps(doc.get("paths", {})))
     seen: dict[str, str] = {}
     for route in routes:
         if not getattr(route, "include_in_schema", False) or getattr(route, "dependant", None) is None:
@@ -390,7 +428,26 @@ def service_document(app: FastAPI) -> dict[str, Any]:
         servers=app.servers or SERVERS,
         license_info=app.license_info,
     )
+    _restore_examples(doc, app.routes)
     return refine(doc, iter_route_contexts(app.routes))
+
+
+def _restore_examples(doc: dict[str, Any], routes: list[Any]) -> None:
+    """Put back each model's ``examples`` as the model gives them: FastAPI encodes its document without
+    ``None`` values, which takes the ``null`` fields out of the examples too."""
+    from fastapi._compat import get_flat_models_from_fields, get_model_name_map
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.openapi.utils import get_fields_from_routes
+
+    schemas = doc.get("components", {}).get("schemas", {})
+    names = get_model_name_map(get_flat_models_from_fields(get_fields_from_routes(routes), known_models=set()))
+    for model, name in names.items():
+        extra = model.model_config.get("json_schema_extra") if hasattr(model, "model_config") else None
+        if not isinstance(extra, dict) or "examples" not in extra:
+            continue
+        for key in (name, f"{name}-Input", f"{name}-Output"):
+            if "examples" in schemas.get(key, {}):
+                schemas[key]["examples"] = jsonable_encoder(extra["examples"])
 
 
 def install_openapi(app: FastAPI, build: Callable[[], dict[str, Any]] | None = None) -> None:

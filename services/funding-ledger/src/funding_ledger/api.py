@@ -17,6 +17,7 @@ from ti_shared.http import (
     CSV_TYPES,
     CursorQuery,
     EffectiveAtHeader,
+    Page,
     TiRoute,
     accepts,
     check_if_match,
@@ -29,6 +30,7 @@ from ti_shared.http import (
     parse_effective_at,
 )
 from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
+from ti_shared.openapi import model_ref
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, field_problem, problem_responses, validation_problem
 from ti_shared.replica import known_territories
 
@@ -54,14 +56,17 @@ from funding_ledger.schemas import (
     DisbursementBody,
     Grant,
     GrantBatch,
+    GrantBatchBody,
     GrantBody,
     GrantLedger,
     GrantStatus,
     LedgerEntry,
     Operator,
     OperatorBody,
+    OperatorList,
     Programme,
     ProgrammeBody,
+    ProgrammeList,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -134,7 +139,7 @@ def _require_reader(principal: Principal) -> None:
 # --- operators and programmes ---------------------------------------------------------------
 
 
-@catalogue_router.get("/v1/operators", summary="List the operators", response_model=dict[str, list[Operator]])
+@catalogue_router.get("/v1/operators", summary="List the operators", response_model=OperatorList)
 async def list_operators(session: ReadSessionDep) -> dict[str, Any]:
     return {"items": [o.model_dump(mode="json") for o in await repo.list_operators(session)]}
 
@@ -142,7 +147,7 @@ async def list_operators(session: ReadSessionDep) -> dict[str, Any]:
 @catalogue_router.get(
     "/v1/programmes",
     summary="List the programmes and the operators running them",
-    response_model=dict[str, list[Programme]],
+    response_model=ProgrammeList,
 )
 async def list_programmes(session: ReadSessionDep) -> dict[str, Any]:
     return {"items": [p.model_dump(mode="json") for p in await repo.list_programmes(session)]}
@@ -197,8 +202,8 @@ async def put_programme(code: ProgrammePath, body: ProgrammeBody, uow: UowDep, p
 @grant_router.get(
     "/v1/grants",
     summary="List grants (an operator sees its own, admin all)",
-    response_model=dict[str, Any],
-    responses={200: {"description": "{items: [Grant], next_cursor}"}, **problem_responses(401, 403, 422)},
+    response_model=Page[Grant],
+    responses=problem_responses(401, 403, 422),
 )
 async def list_grants(
     session: ReadSessionDep,
@@ -440,7 +445,7 @@ async def get_grant_ledger(
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "object"}, "example": BATCH_EXAMPLE},
+                "application/json": {"schema": model_ref(GrantBatchBody), "example": BATCH_EXAMPLE},
                 "text/csv": {
                     "schema": {"type": "string"},
                     "example": "nomAttribuant;idAttribuant;dateConvention;referenceDecision;nomBeneficiaire;idBeneficiaire;"

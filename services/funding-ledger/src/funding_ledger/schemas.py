@@ -135,7 +135,21 @@ class Grant(GrantBody):
     """The grant resource: GET returns it and every ``grant.*`` event carries it as ``data``."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{**GRANT_EXAMPLE, "id": "ADEME/FV-2024-0042"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    **GRANT_EXAMPLE,
+                    "id": "ADEME/FV-2024-0042",
+                    "operator": "ADEME",
+                    "operator_ref": "FV-2024-0042",
+                    "version": 2,
+                    "updated_at": "2024-09-01T08:30:00Z",
+                    "disbursed_eur": "500000.00",
+                    "disbursements": [{"ref": "DP-1", "amount_eur": "500000.00", "paid_on": "2024-09-01"}],
+                }
+            ]
+        },
     )
 
     id: str = Field(description="OPERATOR/operator_ref")
@@ -177,6 +191,8 @@ class OperatorBody(BaseModel):
 
 
 class Operator(OperatorBody):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"code": "ADEME", "label": "ADEME", "siret": None}]})
+
     code: str
 
 
@@ -193,11 +209,24 @@ class ProgrammeBody(BaseModel):
 
 
 class Programme(ProgrammeBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"code": "fonds_vert_ti_te", "label": "Fonds vert – volet Territoires d'industrie", "operators": ["ADEME"]}
+            ]
+        },
+    )
+
     code: str
 
 
-class ItemsPage(BaseModel):
-    items: list[Any]
+class OperatorList(BaseModel):
+    items: list[Operator]
+
+
+class ProgrammeList(BaseModel):
+    items: list[Programme]
 
 
 class FieldMessage(BaseModel):
@@ -237,3 +266,21 @@ BATCH_EXAMPLE: dict[str, Any] = {
     "mode": "partial",
     "items": [{"operator": "ADEME", "operator_ref": "FV-2024-0042", **GRANT_EXAMPLE}],
 }
+
+
+class BatchItem(GrantBody):
+    """One grant of a JSON batch: its key and its fields (an invalid item is reported on its row)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": BATCH_EXAMPLE["items"]})
+
+    operator: str = Field(pattern=OPERATOR_CODE_PATTERN)
+    operator_ref: str = Field(pattern=OPERATOR_REF_PATTERN)
+
+
+class GrantBatchBody(BaseModel):
+    """The JSON body of ``POST /v1/grant-batches`` (read by ``batches.parse_json_batch``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BATCH_EXAMPLE]})
+
+    items: list[BatchItem]
+    mode: BatchMode = "partial"
