@@ -53,7 +53,8 @@ class Principal:
             raise Problem(403, f"This token may not write the plan of territory '{territory_id}'")
 
 
-def _unauthorized(detail: str) -> Problem:
+def unauthorized(detail: str) -> Problem:
+    """The 401 of a missing or invalid token (with its `WWW-Authenticate` challenge)."""
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="ti-platform"'})
 
 
@@ -89,20 +90,20 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise _unauthorized("The bearer token is malformed") from exc
+            raise unauthorized("The bearer token is malformed") from exc
         alg = header.get("alg")
         key: Any
         if self._jwks is not None:
             if alg != "RS256":
-                raise _unauthorized("Only RS256 tokens are accepted")
+                raise unauthorized("Only RS256 tokens are accepted")
             try:
                 key = self._jwks.get_signing_key_from_jwt(token).key
             except jwt.PyJWTError as exc:
-                raise _unauthorized("The token's signing key is unknown") from exc
+                raise unauthorized("The token's signing key is unknown") from exc
             algorithms = ["RS256"]
         else:
             if alg != "HS256":
-                raise _unauthorized("Only HS256 tokens are accepted here")
+                raise unauthorized("Only HS256 tokens are accepted here")
             key = self._settings.jwt_secret
             algorithms = ["HS256"]
         try:
@@ -115,13 +116,13 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise _unauthorized("The token has expired") from exc
+            raise unauthorized("The token has expired") from exc
         except jwt.InvalidAudienceError as exc:
-            raise _unauthorized("The token's audience is not this platform") from exc
+            raise unauthorized("The token's audience is not this platform") from exc
         except jwt.InvalidIssuerError as exc:
-            raise _unauthorized("The token's issuer is not trusted") from exc
+            raise unauthorized("The token's issuer is not trusted") from exc
         except jwt.PyJWTError as exc:
-            raise _unauthorized("The token is invalid: " + str(exc)) from exc
+            raise unauthorized("The token is invalid: " + str(exc)) from exc
         return principal_from_claims(claims), float(claims["exp"])
 
 
@@ -187,7 +188,7 @@ async def optional_principal(
 ) -> Principal | None:
     if credentials is None:
         if request.headers.get("authorization"):
-            raise _unauthorized("The Authorization header must be 'Bearer <token>'")
+            raise unauthorized("The Authorization header must be 'Bearer <token>'")
         return None
     verified = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
     if verified is not None and verified[0] == credentials.credentials:
@@ -200,7 +201,7 @@ async def optional_principal(
 
 async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
-        raise _unauthorized("A bearer token is required")
+        raise unauthorized("A bearer token is required")
     return principal
 
 

@@ -15,6 +15,8 @@ from reporting.dashboard.routes import reports_router
 from reporting.dashboard.routes import router as dashboard_router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
+from reporting.feed.api import router as feed_router
+from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
 from reporting.projection import BATCH_SIZE, ReportingProjection
 from reporting.rebuild import LIVE_CONSUMER
 from reporting.tables import metadata
@@ -48,14 +50,18 @@ SPEC = ServiceSpec(
         "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
         "past date; exports; rebuild from the event log."
     ),
-    routers=[router, reports_router, dashboard_router],
+    routers=[router, reports_router, feed_router, dashboard_router],
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
-    consumers=[ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE)],
+    consumers=[
+        ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE),
+        ConsumerSpec(name=FEED_CONSUMER, handler=ChangeFeed, rebuild_when_empty=True),
+    ],
     openapi_tags=[
         {"name": "indicators", "description": "Indicators of CONTRACT §6"},
         {"name": "reports", "description": "The Bilan of a scope at an instant, generated from the indicators"},
+        {"name": "changes", "description": "The change feed of every entity (CONTRACT §8), for reusers that stay in sync"},
     ],
     on_startup=[forget_cached_responses, close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",

@@ -1,0 +1,89 @@
+"""Every query of the change feed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from ti_shared.db import dialect_of, in_values, lookup_chunks
+from ti_shared.events import TOPIC_GRANTS
+
+from reporting.feed.domain import Reader
+from reporting.feed.tables import change_event
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    """Which changes a reader asked for (and may see)."""
+
+    reader: Reader
+    types: frozenset[str] = frozenset()
+    subject: str | None = None
+    since: datetime | None = None
+
+
+async def latest_data(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The data of the newest change of each (topic, subject) among ``keys``."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    subjects = sorted({s for _, s in keys})
+    dialect = dialect_of(session)
+    for chunk in lookup_chunks(subjects, dialect):
+        newest = (
+            sa.select(sa.func.max(change_event.c.seq))
+            .where(in_values(change_event.c.subject, chunk, dialect))
+            .group_by(change_event.c.topic, change_event.c.subject)
+        )
+        rows = await session.execute(
+            sa.select(change_event.c.topic, change_event.c.subject, change_event.c.event).where(change_event.c.seq.in_(newest))
+        )
+        for topic, subject, event in rows:
+            found[(topic, subject)] = event["data"]
+    return found
+
+
+async def add_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(change_event.insert(), rows)
+
+
+async def has_changes(session: AsyncSession) -> bool:
+    return (await session.execute(sa.select(change_event.c.seq).limit(1))).first() is not None
+
+
+def _visible(where: FeedFilter) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = []
+    if not where.reader.grants:
+        clauses.append(change_event.c.topic != TOPIC_GRANTS)
+    elif where.reader.operator is not None:
+        clauses.append(sa.or_(change_event.c.topic != TOPIC_GRANTS, change_event.c.operator == where.reader.operator))
+    if where.types:
+        clauses.append(change_event.c.type.in_(sorted(where.types)))
+    if where.subject is not None:
+        clauses.append(change_event.c.subject == where.subject)
+    if where.since is not None:
+        clauses.append(change_event.c.time >= where.since)
+    return clauses
+
+
+@dataclass(frozen=True)
+class StoredChange:
+    seq: int
+    type: str
+    event: dict[str, Any]
+    previous: dict[str, Any] | None
+    changed: list[str]
+
+
+async def list_changes(session: AsyncSession, where: FeedFilter, *, after: int, limit: int) -> list[StoredChange]:
+    """The changes after position ``after`` that ``where`` selects, in feed order (at most ``limit``)."""
+    rows = await session.execute(
+        sa.select(change_event.c.seq, change_event.c.type, change_event.c.event, change_event.c.previous, change_event.c.changed)
+        .where(change_event.c.seq > after, *_visible(where))
+        .order_by(change_event.c.seq)
+        .limit(limit)
+    )
+    return [StoredChange(r.seq, r.type, r.event, r.previous, r.changed) for r in rows]

@@ -1,0 +1,217 @@
+"""The change feed on real Kafka and PostgreSQL: a generated programme stream (duplicates, stale
+redeliveries, interleaving) published straight to the topics, read back from the feed as pages, as
+NDJSON and live (Server-Sent Events over a real server on loopback, resumed after a disconnect)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from reporting.main import create_app
+from ti_shared.events import EVENT_TOPICS
+from ti_shared.settings import PlatformSettings
+from ti_shared.streams import generate_stream
+from ti_shared.testing import (
+    bearer,
+    create_database,
+    create_topics,
+    drop_database,
+    new_topic_prefix,
+    platform_settings,
+    publish_events,
+    running,
+    service_settings,
+    wait_settled,
+)
+
+pytestmark = pytest.mark.integration
+
+GRANT_TYPES = sorted(t for t, topic in EVENT_TOPICS.items() if topic == "ti.grants")
+BOOKKEEPING = {"version", "updated_at"}
+
+
+def stream(seed: int = 3) -> list[dict[str, Any]]:
+    return generate_stream(seed, territories=6, actions=40, grants=24, sites=8, duplicate_rate=0.1, stale_rate=0.1, shuffle=True)
+
+
+def applied(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a consumer keeps of a stream: each event newer than every earlier one of its subject."""
+    newest: dict[tuple[str, str], int] = {}
+    kept = []
+    for e in events:
+        key = (EVENT_TOPICS[e["type"]], e["subject"])
+        if e["entityversion"] > newest.get(key, 0):
+            newest[key] = e["entityversion"]
+            kept.append(e)
+    return kept
+
+
+def by_subject(items: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for e in items:
+        out.setdefault((EVENT_TOPICS[e["type"]], e["subject"]), []).append(e["id"])
+    return out
+
+
+class Reporting:
+    def __init__(self, client: httpx.AsyncClient, platform: PlatformSettings, app: Any) -> None:
+        self.client, self.platform, self.app = client, platform, app
+
+    async def publish(self, events: list[dict[str, Any]]) -> None:
+        await publish_events(self.platform, events)
+        await asyncio.sleep(0.3)  # the relay-less publication is visible to the consumers' next fetch
+        await wait_settled(self.client, timeout_s=60)
+
+    async def pages(self, headers: dict[str, str] | None = None, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        after = None
+        while True:
+            r = await self.client.get("/v1/changes", params={**params, **({"after": after} if after else {})}, headers=headers or {})
+            assert r.status_code == 200, r.text
+            page = r.json()
+            items += page["items"]
+            after = page["next_cursor"]
+            if after is None:
+                return items
+
+
+@contextlib.asynccontextmanager
+async def reporting() -> AsyncIterator[Reporting]:
+    url = await create_database("rep_feed")
+    prefix = new_topic_prefix()
+    await create_topics(prefix)
+    platform = platform_settings(topic_prefix=prefix)
+    app = create_app(service_settings("reporting", url, platform))
+    try:
+        async with running(app) as client:
+            yield Reporting(client, platform, app)
+    finally:
+        await drop_database(url)
+
+
+async def test_the_feed_is_the_stream_as_applied_with_previous_states_and_read_rules() -> None:
+    events = stream()
+    expected = applied(events)
+    async with reporting() as rep:
+        await rep.publish(events)
+        admin = bearer(rep.platform, "anct-admin", "admin")
+        every = await rep.pages(admin, limit=37)
+        # the feed read from the start is the stream as applied: every kept event once, each subject in order
+        assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
+        assert by_subject(every) == by_subject(expected)
+        kinds = {e["type"].split(".")[3] + "." + e["type"].split(".")[4] for e in every}
+        assert {"action.deleted", "territory.withdrawn", "grant.cancelled"} <= kinds
+        published = {e["id"]: e for e in expected}
+        previous: dict[tuple[str, str], dict[str, Any]] = {}
+        for item in every:
+            event = published[item["id"]]
+            assert {k: item[k] for k in ("type", "subject", "entityversion", "tiactor", "data")} == {
+                k: event[k] for k in ("type", "subject", "entityversion", "tiactor", "data")}
+            key = (EVENT_TOPICS[item["type"]], item["subject"])
+            before = previous.get(key)
+            assert item["previous"] == before
+            if before is None:
+                assert set(item["changed"]) == set(item["data"]) - BOOKKEEPING
+            else:
+                for k in set(item["data"]) | set(before):
+                    if k not in BOOKKEEPING:
+                        assert (k in item["changed"]) == (before.get(k) != item["data"].get(k)), (k, item)
+            previous[key] = item["data"]
+
+        # the grant read rules: without a token no grant, an operator its own, admin all
+        public = await rep.pages()
+        assert public == [e for e in every if e["type"] not in GRANT_TYPES]
+        operators = sorted({e["data"]["operator"] for e in every if e["type"] in GRANT_TYPES})
+        assert len(operators) >= 2
+        own = await rep.pages(bearer(rep.platform, "push", "grants:write", operator=operators[0]))
+        assert own == [e for e in every if e["type"] not in GRANT_TYPES or e["data"]["operator"] == operators[0]]
+        asked = {"types": ",".join(GRANT_TYPES)}
+        assert (await rep.client.get("/v1/changes", params=asked)).status_code == 401
+        assert (await rep.client.get("/v1/changes", params=asked, headers=bearer(rep.platform, "x", "sites:write"))).status_code == 403
+        grants = await rep.pages(admin, **asked)
+        assert grants == [e for e in every if e["type"] in GRANT_TYPES]
+
+        # filters: one subject, since an instant, unknown types refused
+        subject = every[-1]["subject"]
+        assert await rep.pages(admin, subject=subject) == [e for e in every if e["subject"] == subject]
+        times = sorted(e["time"] for e in every)
+        since = times[len(times) // 2]
+        later = await rep.pages(admin, since=since)
+        assert later == [e for e in every if e["time"] >= since] and 0 < len(later) < len(every)
+        bad = await rep.client.get("/v1/changes", params={"types": "fr.anct.ti.planet.exploded.v1"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "types"]
+        assert (await rep.client.get("/v1/changes", params={"after": "nope"})).status_code == 422
+        assert (await rep.client.get("/v1/changes", params={"since": "2024-01-01"})).status_code == 422
+
+        # NDJSON: the whole feed after a position in one response
+        lines = await rep.client.get("/v1/changes", headers={**admin, "Accept": "application/x-ndjson"})
+        assert lines.headers["content-type"].startswith("application/x-ndjson")
+        assert [json.loads(x) for x in lines.text.splitlines()] == every
+        tail = await rep.client.get("/v1/changes", params={"after": every[9]["cursor"], "limit": 5}, headers={**admin, "Accept": "application/x-ndjson"})
+        assert [json.loads(x) for x in tail.text.splitlines()] == every[10:15]
+
+        # a stale redelivery of something already in the feed adds nothing
+        await rep.publish(events[:5])
+        assert await rep.pages(admin, limit=1000) == every
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _read_sse(client: httpx.AsyncClient, url: str, count: int, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """The first ``count`` events of a live stream (then the connection is dropped)."""
+    got: list[dict[str, Any]] = []
+    frame: dict[str, str] = {}
+    async with client.stream("GET", url, headers={**headers, "Accept": "text/event-stream"}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line == "":
+                if "data" in frame:
+                    got.append({**json.loads(frame["data"]), "sse_id": frame["id"], "sse_event": frame["event"]})
+                    if len(got) == count:
+                        return got
+                frame = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                frame[name] = value.removeprefix(" ")
+    return got
+
+
+async def test_the_live_stream_resumes_after_a_disconnect_without_a_gap() -> None:
+    events = applied(stream(5))
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    async with reporting() as rep:
+        await rep.publish(first)
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(rep.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        admin = bearer(rep.platform, "anct-admin", "admin")
+        url = f"http://127.0.0.1:{port}/v1/changes"
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                head = await _read_sse(client, url, 10, admin)
+                assert [e["id"] for e in head] == [e["id"] for e in (await rep.pages(admin))[:10]]
+                assert all(e["sse_id"] == e["cursor"] and e["sse_event"] == e["type"] for e in head)
+                # while nobody listens, the rest is published; the stream resumes after the last id it sent
+                reading = asyncio.create_task(_read_sse(client, url, len(events) - 10, {**admin, "Last-Event-ID": head[-1]["cursor"]}))
+                await asyncio.sleep(0.5)
+                await rep.publish(second)
+                rest = await asyncio.wait_for(reading, 60)
+            feed = [e["id"] for e in head + rest]
+            assert len(feed) == len(set(feed)) == len(events)
+            assert feed == [e["id"] for e in await rep.pages(admin)]
+        finally:
+            server.should_exit = True
+            await serving
