@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 
 import pytest
 from ti_shared.geo import DEPARTEMENTS, REGIONS
+from ti_shared.testing import official_cog_dir
 from ti_shared.types import luhn_complete
 
 #: territories per region (183 in all), roughly as the programme is spread
@@ -71,6 +74,36 @@ def generated_groupements(territories: list[dict[str, str]]) -> list[dict[str, s
     return rows
 
 
+def cog_communes() -> list[dict[str, str]]:
+    """INSEE's communes (code, departement_code, region_code, name), read from the programme's COG."""
+    text = (official_cog_dir() / "communes.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def generated_commune_list(communes: list[dict[str, str]]) -> list[dict[str, str]]:
+    """ANCT's commune-level list as data.gouv publishes it (``insee_com, lib_com, id_ti, lib_ti``):
+    183 territories over the 18 regions, each a run of real communes of one or two départements of
+    its region, about 10,000 rows, ordered by territory."""
+    rng = random.Random(10_000)
+    by_departement: dict[str, list[dict[str, str]]] = {}
+    for commune in communes:
+        by_departement.setdefault(commune["departement_code"], []).append(commune)
+    taken: dict[str, int] = dict.fromkeys(by_departement, 0)
+    rows: list[dict[str, str]] = []
+    for region, count in TERRITORIES_PER_REGION.items():
+        deps = [code for code, (_, reg) in DEPARTEMENTS.items() if reg == region]
+        for n in range(1, count + 1):
+            name = f"{rng.choice(['Bassin de', 'Territoire de', 'Pays de', 'Portes de'])} {rng.choice(PLACES)} ({REGIONS[region]})"
+            size = min(rng.randint(20, 68), sum(len(by_departement[d]) for d in deps) // count)
+            left = sorted(deps, key=lambda d: taken[d] - len(by_departement[d]) + rng.random())
+            for dep in left[: rng.choice([1, 1, 1, 2])]:
+                start = taken[dep]
+                chosen = by_departement[dep][start : start + size]
+                taken[dep] = start + len(chosen)
+                rows += [{"insee_com": c["code"], "lib_com": c["name"], "id_ti": f"ti-{region}{n:02d}", "lib_ti": name} for c in chosen]
+    return rows
+
+
 def to_csv(rows: list[dict[str, str]], *, sep: str = ";", encoding: str = "latin-1") -> bytes:
     header = list(rows[0])
     lines = [sep.join(header)] + [sep.join(r[h] for h in header) for r in rows]
@@ -97,3 +130,8 @@ def territories_csv(territory_rows: list[dict[str, str]]) -> bytes:
 def groupements_csv(groupement_rows: list[dict[str, str]]) -> bytes:
     """The groupements file: Latin-1, ``;``-separated, one row per EPCI."""
     return to_csv(groupement_rows)
+
+
+@pytest.fixture(scope="session")
+def commune_list_rows() -> list[dict[str, str]]:
+    return generated_commune_list(cog_communes())

@@ -292,21 +292,33 @@ def territory_event(
 # --- official schemas (Table Schema, validated with frictionless) ------------------------------
 
 SCHEMAS_ENV = "TI_SCHEMAS_DIR"
+COG_ENV = "TI_COG_DIR"
 
 
 def official_schemas_dir() -> Path:
     """The official schemas and their examples, never copied into the repository: ``$TI_SCHEMAS_DIR``,
     else ``shared/data/schemas/`` in the first folder above the repository that has it (the programme's
     ``shared/`` lies beside the repository's clone)."""
-    given = os.environ.get(SCHEMAS_ENV)
+    return _programme_data("schemas", SCHEMAS_ENV)
+
+
+def official_cog_dir() -> Path:
+    """INSEE's COG (``communes.csv``: code, departement_code, region_code, name; ``departements.csv``,
+    ``regions.csv``) for realistic test files, never copied into the repository: ``$TI_COG_DIR``, else
+    ``shared/data/cog/`` beside the repository's clone, as :func:`official_schemas_dir`."""
+    return _programme_data("cog", COG_ENV)
+
+
+def _programme_data(name: str, env: str) -> Path:
+    given = os.environ.get(env)
     if given:
         return Path(given)
     here = Path(__file__).resolve()
     for folder in here.parents[4:]:  # shared/src/ti_shared/testing.py → above the repository
-        candidate = folder / "shared" / "data" / "schemas"
+        candidate = folder / "shared" / "data" / name
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"the official schemas are not found: set {SCHEMAS_ENV} (…/shared/data/schemas)")
+    raise FileNotFoundError(f"the programme's data is not found: set {env} (…/shared/data/{name})")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ti_shared.http import (
     MULTIPART,
     XLSX_TYPE,
     CursorQuery,
+    DryRunQuery,
     EffectiveAtHeader,
     LimitQuery,
     Page,
@@ -188,10 +189,12 @@ _IMPORT_BODY = {
     "/v1/territories/imports",
     summary="Import ANCT's territories list or groupements file (CSV or XLSX), with a per-row report",
     description=(
-        "`kind=territories`: one row per territory (`id_ti;lib_ti;code_reg;codes_dep;…`). "
+        "`kind=territories`: one row per territory (`id_ti;lib_ti;code_reg;codes_dep;…`), or ANCT's commune-level "
+        "list (`insee_com;lib_com;id_ti;lib_ti`, one row per commune: told by its `insee_com` column). "
         "`kind=groupements`: one row per EPCI (`id_ti;lib_groupement;siren_groupement`); the EPCIs listed for a "
         "territory replace its EPCI list. `mode=atomic` (default): any rejected row and nothing is imported (422 "
-        "with the report); `mode=partial`: the valid rows are imported. Honours `Idempotency-Key`."
+        "with the report); `mode=partial`: the valid rows are imported. `dry_run=true`: the report with 200, nothing "
+        "written. Honours `Idempotency-Key`."
     ),
     response_model=ImportReport,
     responses={
@@ -210,11 +213,12 @@ async def import_territories(
     uow: UowDep,
     kind: Annotated[ImportKind, Query(description="territories or groupements")] = "territories",
     mode: Annotated[ImportMode, Query(description="atomic (all or nothing) or partial")] = "atomic",
+    dry_run: DryRunQuery = False,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     upload = await read_upload(request, max_bytes=MAX_IMPORT_BYTES)
-    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
         if idem.replay is not None:
             return idem.replay
-        result = await service.import_territories(uow, principal, upload, kind=kind, mode=mode)
-        return await idem.commit(write_response(result, request))
+        result = await service.import_territories(uow, principal, upload, kind=kind, mode=mode, dry_run=dry_run)
+        return await idem.finish(result, request)

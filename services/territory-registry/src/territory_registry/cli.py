@@ -36,6 +36,7 @@ def post_import(
     mode: str,
     token: str | None,
     idempotency_key: str | None = None,
+    dry_run: bool = False,
 ) -> httpx.Response:
     """POST a file to ``/v1/territories/imports``."""
     headers = {"Content-Type": media_type}
@@ -43,7 +44,8 @@ def post_import(
         headers["Authorization"] = f"Bearer {token}"
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
-    return client.post("/v1/territories/imports", params={"kind": kind, "mode": mode}, content=data, headers=headers)
+    params = {"kind": kind, "mode": mode, **({"dry_run": "true"} if dry_run else {})}
+    return client.post("/v1/territories/imports", params=params, content=data, headers=headers)
 
 
 def summarize(response: httpx.Response) -> list[str]:
@@ -57,14 +59,21 @@ def summarize(response: httpx.Response) -> list[str]:
     if "counts" in report:
         counts = report["counts"]
         state = "imported" if report.get("imported") else "NOT imported"
+        if report.get("dry_run"):
+            state = "dry run, nothing written: would be " + state
         lines.append(
-            f"{report.get('kind')} ({report.get('mode')}): {state} — created {counts['created']}, "
+            f"{report.get('layout', report.get('kind'))} ({report.get('mode')}): {state} — created {counts['created']}, "
             f"updated {counts['updated']}, unchanged {counts['unchanged']}, rejected {counts['rejected']}"
         )
+        for warning in report.get("warnings", []):
+            lines.append(f"  warning ({'.'.join(str(p) for p in warning.get('loc', []))}): {warning.get('msg')}")
         for row in report.get("rows", []):
             for error in row.get("errors", []):
                 loc = ".".join(str(p) for p in error.get("loc", []))
                 lines.append(f"  rejected {row.get('territory_id') or '?'} ({loc}): {error.get('msg')}")
+            for warning in row.get("warnings", []):
+                loc = ".".join(str(p) for p in warning.get("loc", []))
+                lines.append(f"  warning {row.get('territory_id') or '?'} ({loc}): {warning.get('msg')}")
     else:
         lines.append(f"HTTP {response.status_code}: {body.get('detail', body)}")
     return lines
@@ -73,11 +82,12 @@ def summarize(response: httpx.Response) -> list[str]:
 @app.command("import")
 def import_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A CSV (; or ,) or XLSX file")],
-    kind: Annotated[ImportKind, typer.Option(help="territories (one row per territory) or groupements (one row per EPCI)")] = "territories",
+    kind: Annotated[ImportKind, typer.Option(help="territories (one row per territory, or ANCT's list of communes) or groupements (one row per EPCI)")] = "territories",
     mode: Annotated[ImportMode, typer.Option(help="atomic: all or nothing; partial: the valid rows")] = "atomic",
     url: Annotated[str, typer.Option(help="The registry's base URL", envvar="TI_TERRITORY_REGISTRY_URL")] = DEFAULT_URL,
     token: Annotated[str | None, typer.Option(help="A bearer token with territories:write", envvar="TI_TOKEN")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried import safe")] = None,
+    dry_run: Annotated[bool, typer.Option(help="The report only: nothing is written")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds")] = 120.0,
 ) -> None:
     """Send FILE to the registry's import endpoint and print the report."""
@@ -91,6 +101,7 @@ def import_file(
                 mode=mode,
                 token=token or os.environ.get("TI_TOKEN"),
                 idempotency_key=idempotency_key,
+                dry_run=dry_run,
             )
         except httpx.HTTPError as exc:
             typer.echo(f"cannot reach {url}: {exc}", err=True)

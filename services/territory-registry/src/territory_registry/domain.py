@@ -59,10 +59,13 @@ class Decision(ti_shared.service.Decision[Change, Territory]):
 def decide_write(current: Territory | None, body: TerritoryFields, *, territory_id: str, at: datetime) -> Decision:
     """What writing ``body`` as the territory ``territory_id`` at instant ``at`` does.
 
-    Creation is ``registered`` (every field changed); a status becoming ``withdrawn`` is ``withdrawn``;
+    A body without ``communes`` keeps the current perimeter. Creation is ``registered`` (every field
+    changed); a status becoming ``withdrawn`` is ``withdrawn``;
     anything else, re-activation included, is ``updated``; the same state changes nothing.
     """
     new = territory_state(body)
+    if new.get("communes") is None:
+        new["communes"] = list(current.communes) if current is not None else []
     if current is None:
         return Decision("registered", _territory(new, territory_id, 1, at), FIELDS)
     state = current.model_dump(mode="json", include=set(FIELDS))

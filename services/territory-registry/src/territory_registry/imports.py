@@ -1,8 +1,11 @@
 """Reading ANCT's published files into territory states (pure: no I/O).
 
-Two kinds of file, one row per territory or one row per EPCI (see docs/territory-registry.md):
+Three layouts of file (see docs/territory-registry.md and docs/imports.md):
 
-- ``territories``: ``id_ti;lib_ti;code_reg;codes_dep;phase;date_labellisation;statut;…``
+- ``territories``, one row per territory: ``id_ti;lib_ti;code_reg;codes_dep;phase;…``
+- ``territories``, ANCT's commune-level list as published on data.gouv (told by its ``insee_com``
+  column): ``insee_com;lib_com;id_ti;lib_ti``, one row per commune of a territory's perimeter
+  (:func:`commune_list_candidates`).
 - ``groupements``: ``id_ti;lib_groupement;siren_groupement`` — the EPCIs listed for a territory
   replace its EPCI list.
 
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from ti_shared.geo import DEPARTEMENTS, REGIONS, commune_code_problem, departement_of_commune
+from ti_shared.imports import ImportTable, Layout, fold_header
 from ti_shared.problems import Problem, clean_pydantic_errors
 
 from territory_registry.domain import state_problems
@@ -82,6 +87,7 @@ class Candidate:
     territory_id: str | None
     fields: TerritoryFields | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _fold(text: str) -> str:
@@ -269,3 +275,142 @@ def _validated(
     if errors:
         return Candidate(rows, territory_id, errors=errors)
     return Candidate(rows, territory_id, fields=fields)
+
+
+# --- ANCT's commune-level list ---------------------------------------------------------------
+
+#: ANCT's list of the communes of each territory (``liste-ti-com…csv`` on data.gouv)
+COMMUNE_LIST = Layout(
+    name="ANCT's commune-level list",
+    columns={"insee_com": ("code_insee", "codgeo"), "id_ti": (), "lib_ti": ("nom_ti",)},
+    required=("insee_com", "id_ti", "lib_ti"),
+    standard=("insee_com", "id_ti", "lib_ti"),
+    #: the commune's name: the INSEE code identifies it (not stored)
+    ignored=("lib_com", "nom_com"),
+)
+_ANY_CASE_ID = re.compile(r"^ti-[0-9]{4}$", re.IGNORECASE)
+_LOST_ZERO = re.compile(r"^[0-9]{4}$")
+
+
+def is_commune_list(header: Sequence[str]) -> bool:
+    """A territories file is ANCT's commune-level list when one of its columns is the commune's code."""
+    spellings = {fold_header(s) for s in ("insee_com", *COMMUNE_LIST.columns["insee_com"])}
+    return any(fold_header(h) in spellings for h in header)
+
+
+@dataclass
+class _Perimeter:
+    """What the rows of one ``id_ti`` say: its names (with their first row) and its communes."""
+
+    rows: list[int] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)
+    communes: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def commune_list_candidates(table: ImportTable, current: Mapping[str, dict[str, Any]]) -> list[Candidate]:
+    """One candidate per ``id_ti`` of ANCT's commune-level list.
+
+    The territory's ``name`` is its ``lib_ti`` (every row of it must give the same one); its
+    ``region_code`` the first two digits of its id (ANCT numbers territories by region), refused
+    when they are no region; its ``communes`` the sorted INSEE codes of its rows and its
+    ``departement_codes`` their départements. Its other fields are kept (a new territory gets the
+    defaults). A row that cannot be read rejects its territory (its perimeter would be incomplete).
+    """
+    id_col, com_col, name_col = (table.written(c) for c in ("id_ti", "insee_com", "lib_ti"))
+    bad_rows: list[Candidate] = []
+    perimeters: dict[str, _Perimeter] = {}
+    territory_of_commune: dict[str, tuple[str, int]] = {}
+    for row in table.rows:
+        line = row.line
+        written_id = row.get("id_ti").strip()
+        territory_id = written_id.lower()
+        if not _ANY_CASE_ID.fullmatch(written_id):
+            msg = f"'{written_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
+            bad_rows.append(Candidate([line], written_id or None, errors=[{"loc": ["row", line, id_col], "msg": msg}]))
+            continue
+        perimeter = perimeters.setdefault(territory_id, _Perimeter())
+        perimeter.rows.append(line)
+        if written_id != territory_id:
+            perimeter.warnings.append({"loc": ["row", line, id_col], "msg": f"'{written_id}' read as {territory_id}"})
+        name = " ".join(row.get("lib_ti").split())
+        if name:
+            perimeter.names.setdefault(name, line)
+        else:
+            perimeter.warnings.append({"loc": ["row", line, name_col], "msg": f"no lib_ti on this row of {territory_id}"})
+        code = _commune_code(row.get("insee_com"), line, com_col, perimeter)
+        if code is None:
+            continue
+        if code in perimeter.communes:
+            msg = f"commune {code} is already listed for {territory_id} at row {perimeter.communes[code]}: kept once"
+            perimeter.warnings.append({"loc": ["row", line, com_col], "msg": msg})
+            continue
+        perimeter.communes[code] = line
+        other = territory_of_commune.setdefault(code, (territory_id, line))
+        if other[0] != territory_id:
+            msg = f"commune {code} is also in the perimeter of {other[0]} (row {other[1]})"
+            perimeter.warnings.append({"loc": ["row", line, com_col], "msg": msg})
+    out = [_perimeter_candidate(i, p, current, (id_col, com_col, name_col)) for i, p in perimeters.items()]
+    return sorted(bad_rows + out, key=lambda c: c.rows[0])
+
+
+def _commune_code(text: str, line: int, column: str, perimeter: _Perimeter) -> str | None:
+    written = text.strip()
+    code = written.upper()
+    if _LOST_ZERO.fullmatch(code):
+        code = "0" + code
+    problem = commune_code_problem(code) if code else "no INSEE commune code"
+    if problem is not None:
+        perimeter.errors.append({"loc": ["row", line, column], "msg": f"'{written}': {problem}" if written else problem})
+        return None
+    if code != written:
+        note = " (a leading zero lost by a spreadsheet?)" if len(written) == 4 else ""
+        perimeter.warnings.append({"loc": ["row", line, column], "msg": f"'{written}' read as {code}{note}"})
+    return code
+
+
+def _perimeter_candidate(
+    territory_id: str, perimeter: _Perimeter, current: Mapping[str, dict[str, Any]], written: tuple[str, str, str]
+) -> Candidate:
+    id_col, com_col, name_col = written
+    rows, errors, warnings = perimeter.rows, perimeter.errors, perimeter.warnings
+    first = rows[0]
+    region = territory_id[3:5]
+    if region not in REGIONS:
+        msg = (
+            f"{territory_id}: its first two digits {region} are not an INSEE region code "
+            "(ANCT numbers each territory after its region: ti-8402 is in region 84)"
+        )
+        errors.append({"loc": ["row", first, id_col], "msg": msg})
+    if len(perimeter.names) > 1:
+        variants = ", ".join(f"'{n}' (row {r})" for n, r in perimeter.names.items())
+        errors.append({"loc": ["row", first, name_col], "msg": f"the rows of {territory_id} give different names: {variants}"})
+    elif not perimeter.names:
+        errors.append({"loc": ["row", first, name_col], "msg": f"no row of {territory_id} gives its name (lib_ti)"})
+    if errors:
+        return Candidate(rows, territory_id, errors=errors, warnings=warnings)
+    communes = sorted(perimeter.communes)
+    departements = sorted({d for c in communes if (d := departement_of_commune(c)) is not None})
+    for dep in departements:
+        dep_name, dep_region = DEPARTEMENTS[dep]
+        if dep_region != region:
+            line = min(r for c, r in perimeter.communes.items() if departement_of_commune(c) == dep)
+            msg = (
+                f"communes of {dep_name} ({dep}, region {dep_region}) are in the perimeter of {territory_id}, "
+                f"whose region is {region}: kept (a territory may span regions)"
+            )
+            warnings.append({"loc": ["row", line, com_col], "msg": msg})
+    state: dict[str, Any] = {
+        k: v for k, v in (current.get(territory_id) or {}).items() if k not in ("id", "version", "updated_at")
+    }
+    state.update(
+        name=next(iter(perimeter.names)), region_code=region, departement_codes=departements, communes=communes
+    )
+
+    def locate(loc: list[str | int]) -> list[str | int]:
+        return [first, str(loc[0]) if loc else "row"]
+
+    candidate = _validated(rows, territory_id, state, [], locate)
+    candidate.warnings = warnings
+    return candidate

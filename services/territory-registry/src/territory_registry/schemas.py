@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,10 +15,11 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 from ti_shared.events import format_instant
 from ti_shared.problems import ProblemDetails
-from ti_shared.types import TERRITORY_ID_PATTERN, DepartementCode, RegionCode, Siren
+from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, RegionCode, Siren
 from ti_shared.types import IsoDate as AnyIsoDate
 from ti_shared.vocabulary import TerritoryStatus as TerritoryStatus
 
@@ -31,6 +33,8 @@ Instant = Annotated[
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 TerritoryId = Annotated[str, StringConstraints(pattern=TERRITORY_ID_PATTERN)]
 Change = Literal["registered", "updated", "withdrawn"]
+#: communes of one territory's perimeter (the largest territories have a few hundred)
+MAX_COMMUNES = 3000
 
 TERRITORY_EXAMPLE: dict[str, Any] = {
     "name": "Bassin de Bourg-en-Bresse",
@@ -101,6 +105,26 @@ class TerritoryFields(BaseModel):
     project_lead: ProjectLead | None = None
     launch_copil_held_on: IsoDate | None = None
     status: TerritoryStatus = "active"
+    communes: list[CommuneCode] | None = Field(
+        default=None,
+        max_length=MAX_COMMUNES,
+        description=(
+            "The perimeter: the INSEE codes of its communes, each once (kept sorted), as ANCT's commune-level list "
+            "gives it. Absent or null: the current perimeter is kept; [] clears it"
+        ),
+        examples=[["01053", "01245"]],
+    )
+
+    @field_validator("communes")
+    @classmethod
+    def _sorted_once(cls, communes: list[str] | None) -> list[str] | None:
+        """Each commune once; kept sorted (their order says nothing)."""
+        if communes is None:
+            return None
+        repeated = sorted(c for c, n in Counter(communes).items() if n > 1)
+        if repeated:
+            raise ValueError("communes listed more than once: " + ", ".join(repeated))
+        return sorted(communes)
 
 
 class Territory(TerritoryFields):
@@ -111,6 +135,9 @@ class Territory(TerritoryFields):
     })
 
     id: TerritoryId = Field(examples=["ti-8402"])
+    communes: list[CommuneCode] = Field(  # type: ignore[assignment]
+        default_factory=list, description="The perimeter: the sorted INSEE codes of its communes ([] when not known)"
+    )
     version: int = Field(ge=1, description="1 on creation, +1 on each real change")
     updated_at: Instant
 
@@ -135,6 +162,7 @@ class RowError(BaseModel):
 
 ImportKind = Literal["territories", "groupements"]
 ImportMode = Literal["atomic", "partial"]
+ImportLayout = Literal["territories", "communes", "groupements"]
 RowOutcome = Literal["created", "updated", "unchanged", "rejected"]
 
 
@@ -148,6 +176,9 @@ class ImportRowReport(BaseModel):
     version: int | None = Field(default=None, description="The territory's version after the import")
     changed_fields: list[str] = Field(default_factory=list)
     errors: list[RowError] = Field(default_factory=list)
+    warnings: list[RowError] = Field(
+        default_factory=list, description="What was read other than as written (the territory is imported)"
+    )
 
 
 class ImportCounts(BaseModel):
@@ -161,9 +192,22 @@ class ImportReport(BaseModel):
     """The per-row report of an import of ANCT's files."""
 
     kind: ImportKind
+    layout: ImportLayout = Field(
+        default="territories",
+        description=(
+            "How the file was read: territories (one row per territory), communes (ANCT's commune-level list, "
+            "told by its insee_com column) or groupements (one row per EPCI)"
+        ),
+    )
     mode: ImportMode
+    dry_run: bool = Field(
+        default=False, description="True (?dry_run=true): nothing was written; the report says what the import would do"
+    )
     imported: bool = Field(description="False when nothing was written (atomic mode with a rejected row)")
     counts: ImportCounts
+    warnings: list[RowError] = Field(
+        default_factory=list, description="What the file as a whole departs from (encoding, unknown or missing columns)"
+    )
     rows: list[ImportRowReport]
 
 

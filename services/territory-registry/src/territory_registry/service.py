@@ -11,21 +11,25 @@ from datetime import datetime
 from ti_shared.auth import Principal
 from ti_shared.geo import DEPARTEMENTS, REGIONS
 from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor, encode_cursor
+from ti_shared.imports import import_table
 from ti_shared.problems import Problem, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
-from ti_shared.tabular import read_table
+from ti_shared.tabular import read_sheet
 from ti_shared.uploads import Upload
 
 from territory_registry.domain import Decision, decide_write, territory_problems
 from territory_registry.events import EVENT_OF_CHANGE
 from territory_registry.imports import (
+    COMMUNE_LIST,
     GROUPEMENT_COLUMNS,
     GROUPEMENT_REQUIRED,
     TERRITORY_COLUMNS,
     TERRITORY_REQUIRED,
     Candidate,
+    commune_list_candidates,
     file_territory_ids,
     groupement_candidates,
+    is_commune_list,
     resolve_columns,
     territory_candidates,
 )
@@ -34,6 +38,7 @@ from territory_registry.schemas import (
     Departement,
     ImportCounts,
     ImportKind,
+    ImportLayout,
     ImportMode,
     ImportReport,
     ImportRowReport,
@@ -111,29 +116,40 @@ async def put_territory(
 
 
 async def import_territories(
-    uow: Uow[Repository], principal: Principal, upload: Upload, *, kind: ImportKind, mode: ImportMode
+    uow: Uow[Repository], principal: Principal, upload: Upload, *, kind: ImportKind, mode: ImportMode, dry_run: bool = False
 ) -> WriteResult[ImportReport]:
-    """Import a territories list or a groupements file, with a report per territory.
+    """Import a territories list (one row per territory, or ANCT's commune-level list) or a
+    groupements file, with a report per territory.
 
     ``atomic``: one rejected row and nothing is written (a 422 problem carrying the report);
-    ``partial``: the valid rows are written.
+    ``partial``: the valid rows are written. ``dry_run`` only marks the report (the route rolls back).
     """
-    rows = read_table(upload.data, upload.media_type)
-    if not rows:
+    table = read_sheet(upload.data, upload.media_type, max_rows=MAX_IMPORT_ROWS + 1)
+    if not table.rows:
         raise Problem(422, "The file has a header but no data row", title="Invalid content")
-    if len(rows) > MAX_IMPORT_ROWS:
-        raise Problem(422, f"The file has {len(rows)} rows; at most {MAX_IMPORT_ROWS} per import", title="Invalid content")
-    header = list(rows[0])
-    if kind == "territories":
-        columns = resolve_columns(header, TERRITORY_COLUMNS, TERRITORY_REQUIRED)
+    if len(table.rows) > MAX_IMPORT_ROWS:
+        raise Problem(422, f"The file has more than {MAX_IMPORT_ROWS} rows; at most {MAX_IMPORT_ROWS} per import", title="Invalid content")
+    rows, file_warnings = table.rows, []
+    layout: ImportLayout = kind
+    if kind == "territories" and is_commune_list(table.header):
+        layout = "communes"
+        communes = import_table(table, COMMUNE_LIST)
+        file_warnings = [RowError.model_validate(w.model_dump()) for w in communes.warnings]
+        ids = {r.get("id_ti").strip().lower() for r in communes.rows}
+        current = await uow.repo.get_territories(ids, for_update=True)
+        candidates = commune_list_candidates(communes, {i: t.model_dump(mode="json") for i, t in current.items()})
     else:
-        columns = resolve_columns(header, GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
-    current = await uow.repo.get_territories(file_territory_ids(rows, columns["id_ti"]), for_update=True)
-    states = {i: t.model_dump(mode="json") for i, t in current.items()}
-    if kind == "territories":
-        candidates = territory_candidates(rows, columns, states)
-    else:
-        candidates = groupement_candidates(rows, columns, states)
+        header = table.header
+        if kind == "territories":
+            columns = resolve_columns(header, TERRITORY_COLUMNS, TERRITORY_REQUIRED)
+        else:
+            columns = resolve_columns(header, GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
+        current = await uow.repo.get_territories(file_territory_ids(rows, columns["id_ti"]), for_update=True)
+        states = {i: t.model_dump(mode="json") for i, t in current.items()}
+        if kind == "territories":
+            candidates = territory_candidates(rows, columns, states)
+        else:
+            candidates = groupement_candidates(rows, columns, states)
     imported = not (mode == "atomic" and any(c.fields is None for c in candidates))
     reports: list[ImportRowReport] = []
     counts = ImportCounts()
@@ -156,7 +172,10 @@ async def import_territories(
         )
         setattr(counts, outcome, getattr(counts, outcome) + 1)
         reports.append(_row_report(candidate, outcome, version, decision.changed_fields))
-    report = ImportReport(kind=kind, mode=mode, imported=imported, counts=counts, rows=reports)
+    report = ImportReport(
+        kind=kind, layout=layout, mode=mode, dry_run=dry_run, imported=imported,
+        counts=counts, warnings=file_warnings, rows=reports,
+    )
     if imported:
         return WriteResult(report, changed=bool(event_ids), event_ids=tuple(event_ids))
     problem = Problem(
@@ -181,6 +200,7 @@ def _row_report(
         version=version,
         changed_fields=list(changed),
         errors=[RowError.model_validate(e) for e in candidate.errors],
+        warnings=[RowError.model_validate(w) for w in candidate.warnings],
     )
 
 

@@ -20,6 +20,7 @@ territory = sa.Table(
     sa.Column("project_lead", JSONType, nullable=True),
     sa.Column("launch_copil_held_on", sa.Date(), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("communes", JSONType, nullable=False, server_default=sa.text("'[]'")),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("updated_at", Instant, nullable=False),
     sa.Column("updated_by", sa.Text(), nullable=False),

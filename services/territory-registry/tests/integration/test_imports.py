@@ -11,9 +11,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 CSV = {"Content-Type": "text/csv"}
 
 
-async def post(registry, content: bytes, *, kind: str, mode: str = "atomic", **headers: str) -> Any:
+async def post(registry, content: bytes, *, kind: str, mode: str = "atomic", dry_run: str | None = None, **headers: str) -> Any:
+    params = {"kind": kind, "mode": mode, **({"dry_run": dry_run} if dry_run else {})}
     return await registry.client.post(
-        "/v1/territories/imports", params={"kind": kind, "mode": mode}, content=content,
+        "/v1/territories/imports", params=params, content=content,
         headers={**registry.writer, **CSV, **headers},
     )
 

@@ -54,3 +54,26 @@ def test_unreachable_registry_exits_with_3(tmp_path) -> None:
         port = s.getsockname()[1]
     result = CliRunner().invoke(app, ["import", str(file), "--url", f"http://127.0.0.1:{port}", "--token", "t"])
     assert result.exit_code == 3
+
+
+def test_a_dry_run_is_asked_for_and_its_warnings_printed() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        report = {
+            "kind": "territories", "layout": "communes", "mode": "atomic", "dry_run": True, "imported": True,
+            "counts": {"created": 1, "updated": 0, "unchanged": 0, "rejected": 0},
+            "warnings": [{"loc": ["file"], "msg": "the file is not UTF-8"}],
+            "rows": [{"territory_id": "ti-8402", "errors": [], "warnings": [{"loc": ["row", 2, "insee_com"], "msg": "'1053' read as 01053"}]}],
+        }
+        return httpx.Response(200, json=report)
+
+    with httpx.Client(base_url="http://registry", transport=httpx.MockTransport(handler)) as client:
+        response = post_import(client, b"insee_com;id_ti;lib_ti\n", media_type="text/csv", kind="territories", mode="atomic", token=None, dry_run=True)
+    assert dict(seen[0].url.params) == {"kind": "territories", "mode": "atomic", "dry_run": "true"}
+    assert summarize(response) == [
+        "communes (atomic): dry run, nothing written: would be imported — created 1, updated 0, unchanged 0, rejected 0",
+        "  warning (file): the file is not UTF-8",
+        "  warning ti-8402 (row.2.insee_com): '1053' read as 01053",
+    ]

@@ -36,7 +36,24 @@ def error_locs(doc: dict[str, Any]) -> list[tuple[str | int, ...]]:
 
 def test_the_contract_example_is_valid_and_round_trips() -> None:
     fields = TerritoryFields.model_validate(TERRITORY_EXAMPLE)
-    assert territory_state(fields) == TERRITORY_EXAMPLE
+    assert territory_state(fields) == {**TERRITORY_EXAMPLE, "communes": None}
+
+
+def test_a_body_without_communes_keeps_the_perimeter_and_an_empty_list_clears_it() -> None:
+    current = territory(communes=["01053", "01004"])
+    assert current.communes == ["01004", "01053"]
+    kept = decide_write(current, fields(), territory_id="ti-8402", at=T2)
+    assert kept.change is None and kept.entity.communes == ["01004", "01053"]
+    cleared = decide_write(current, fields(communes=[]), territory_id="ti-8402", at=T2)
+    assert cleared.change == "updated" and cleared.changed_fields == ("communes",) and cleared.entity.communes == []
+    new = decide_write(None, fields(), territory_id="ti-8402", at=T2)
+    assert new.entity.communes == []
+
+
+def test_communes_are_insee_codes_each_once() -> None:
+    assert error_locs(body(communes=["01053", "1053", "20004"])) == [("communes", 1), ("communes", 2)]
+    with pytest.raises(ValidationError, match="communes listed more than once: 01053"):
+        fields(communes=["01053", "01004", "01053"])
 
 
 def test_optional_fields_default_sensibly() -> None:

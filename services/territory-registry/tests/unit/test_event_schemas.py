@@ -28,5 +28,5 @@ def test_event_data_schema_is_the_whole_resource() -> None:
     assert set(data["required"]) >= {"id", "version", "updated_at", "name", "region_code"}
     assert set(data["properties"]) == {
         "id", "version", "updated_at", "name", "region_code", "departement_codes", "epcis", "phase",
-        "labelled_on", "project_lead", "launch_copil_held_on", "status",
+        "labelled_on", "project_lead", "launch_copil_held_on", "status", "communes",
     }

@@ -4,18 +4,22 @@ from typing import Any
 
 import pytest
 from territory_registry.imports import (
+    COMMUNE_LIST,
     GROUPEMENT_COLUMNS,
     GROUPEMENT_REQUIRED,
     TERRITORY_COLUMNS,
     TERRITORY_REQUIRED,
+    commune_list_candidates,
     file_territory_ids,
     groupement_candidates,
+    is_commune_list,
     resolve_columns,
     territory_candidates,
 )
 from territory_registry.schemas import TERRITORY_EXAMPLE
+from ti_shared.imports import import_table
 from ti_shared.problems import Problem
-from ti_shared.tabular import read_table
+from ti_shared.tabular import read_sheet, read_table
 from ti_shared.types import luhn_complete
 
 
@@ -137,3 +141,96 @@ def test_a_bad_groupement_row_rejects_its_territory_and_names_the_row() -> None:
     assert by_id["ti-9x"].errors[0]["loc"] == ["row", 6, "id_ti"]
     assert by_id["ti-8403"].errors[0]["loc"] == ["row", 7, "lib_groupement"]
     assert [c.rows[0] for c in candidates] == sorted(c.rows[0] for c in candidates)
+
+
+# --- ANCT's commune-level list ---------------------------------------------------------------
+
+
+def commune_list(text: str, current: dict[str, dict[str, Any]] | None = None, encoding: str = "utf-8") -> dict[str, Any]:
+    table = import_table(read_sheet(text.encode(encoding), "text/csv"), COMMUNE_LIST)
+    return {c.territory_id: c for c in commune_list_candidates(table, current or {})}
+
+
+def messages(candidate: Any, kind: str = "warnings") -> list[tuple[Any, str]]:
+    """(row, message) of each warning, (column, message) of each error."""
+    return [(e["loc"][1] if kind == "warnings" else e["loc"][2], e["msg"]) for e in getattr(candidate, kind)]
+
+
+def test_the_commune_list_is_told_by_its_insee_com_column() -> None:
+    assert is_commune_list(["insee_com", "lib_com", "id_ti", "lib_ti"])
+    assert is_commune_list(["\ufeffID_TI", "INSEE_COM"]) and is_commune_list(["id_ti", "Code INSEE", "lib_ti"])
+    assert not is_commune_list(["id_ti", "lib_ti", "code_reg", "codes_dep"])
+
+
+def test_one_territory_per_id_with_its_region_communes_and_departements() -> None:
+    text = (
+        "lib_ti;insee_com;id_ti;lib_com\n"
+        "Bassin de Bourg-en-Bresse;01053;ti-8402;Bourg-en-Bresse\n"
+        "Bassin de Bourg-en-Bresse;01004;ti-8402;Ambérieu-en-Bugey\n"
+        "Bassin de Bourg-en-Bresse;38053;ti-8402;Bourgoin-Jallieu\n"
+        "Ajaccio;2A004;ti-9401;Ajaccio\n"
+    )
+    by_id = commune_list(text)
+    bourg, ajaccio = by_id["ti-8402"].fields, by_id["ti-9401"].fields
+    assert (bourg.name, bourg.region_code, bourg.departement_codes) == ("Bassin de Bourg-en-Bresse", "84", ["01", "38"])
+    assert bourg.communes == ["01004", "01053", "38053"] and by_id["ti-8402"].rows == [2, 3, 4]
+    assert (ajaccio.region_code, ajaccio.departement_codes, ajaccio.communes) == ("94", ["2A"], ["2A004"])
+    assert by_id["ti-8402"].warnings == [] and by_id["ti-9401"].warnings == []
+
+
+def test_other_fields_of_a_known_territory_are_kept() -> None:
+    current = {"ti-8402": {**TERRITORY_EXAMPLE, "id": "ti-8402", "version": 3, "updated_at": "2024-01-01T00:00:00Z"}}
+    [candidate] = commune_list("insee_com,id_ti,lib_ti\n01053,ti-8402,Bourg et Bresse\n", current).values()
+    assert candidate.fields.epcis[0].siren == "200071751" and candidate.fields.phase == "temps-2"
+    assert candidate.fields.project_lead.email == "camille.martin@example.org"
+    assert (candidate.fields.name, candidate.fields.communes) == ("Bourg et Bresse", ["01053"])
+
+
+def test_what_the_rows_depart_from_is_a_warning_naming_the_value_read() -> None:
+    text = (
+        "insee_com;id_ti;lib_ti\n"
+        "1053;TI-8402;Bourg\n"          # a leading zero lost, an upper-case id
+        "01053;ti-8402;Bourg\n"         # the same commune again
+        "80021;ti-8402;\n"              # a commune of another region, a row without the name
+        "2a004;ti-9401;Ajaccio\n"
+        "01053;ti-9401;Ajaccio\n"       # a commune in two perimeters
+    )
+    by_id = commune_list(text, encoding="cp1252")
+    assert by_id["ti-8402"].fields.communes == ["01053", "80021"]
+    assert by_id["ti-8402"].fields.departement_codes == ["01", "80"]
+    assert messages(by_id["ti-8402"]) == [
+        (2, "'TI-8402' read as ti-8402"),
+        (2, "'1053' read as 01053 (a leading zero lost by a spreadsheet?)"),
+        (3, "commune 01053 is already listed for ti-8402 at row 2: kept once"),
+        (4, "no lib_ti on this row of ti-8402"),
+        (4, "communes of Somme (80, region 32) are in the perimeter of ti-8402, whose region is 84: kept (a territory may span regions)"),
+    ]
+    assert messages(by_id["ti-9401"]) == [
+        (5, "'2a004' read as 2A004"),
+        (6, "commune 01053 is also in the perimeter of ti-8402 (row 2)"),
+        (6, "communes of Ain (01, region 84) are in the perimeter of ti-9401, whose region is 94: kept (a territory may span regions)"),
+    ]
+
+
+def test_a_territory_is_refused_when_its_rows_cannot_all_be_read() -> None:
+    text = (
+        "insee_com;id_ti;lib_ti\n"
+        "01053;ti-9902;Nulle part\n"     # 99 is no region
+        "01053;ti-8402;Bourg\n"
+        "01004;ti-8402;Bourg-en-Bresse\n"  # two names for one territory
+        "20004;ti-9401;Ajaccio\n"        # not a commune code
+        "71076;ti-2701;Le Creusot\n"
+        ";ti-2701;Le Creusot\n"          # no code
+        "71076;27-01;Le Creusot\n"       # not an id
+    )
+    by_id = commune_list(text)
+    assert all(c.fields is None for c in by_id.values())
+    assert messages(by_id["ti-9902"], "errors") == [
+        ("id_ti", "ti-9902: its first two digits 99 are not an INSEE region code (ANCT numbers each territory after its region: ti-8402 is in region 84)")
+    ]
+    assert messages(by_id["ti-8402"], "errors") == [
+        ("lib_ti", "the rows of ti-8402 give different names: 'Bourg' (row 3), 'Bourg-en-Bresse' (row 4)")
+    ]
+    assert messages(by_id["ti-9401"], "errors") == [("insee_com", "'20004': Corsican communes use 2A or 2B, not 20")]
+    assert messages(by_id["ti-2701"], "errors") == [("insee_com", "no INSEE commune code")]
+    assert by_id["27-01"].rows == [8] and by_id["27-01"].errors[0]["loc"] == ["row", 8, "id_ti"]
