@@ -13,6 +13,7 @@ from ti_shared.http import (
     MULTIPART,
     XLSX_TYPE,
     CursorQuery,
+    DryRunQuery,
     EffectiveAtHeader,
     LimitQuery,
     Page,
@@ -34,6 +35,7 @@ from site_catalog.schemas import (
     SITE_ID_PATTERN,
     ImportMode,
     Maturity,
+    OwnerKind,
     SiteBody,
     SiteHistory,
     SiteImportReport,
@@ -119,13 +121,16 @@ async def put_site(
 
 @router.post(
     "/v1/sites/imports",
-    summary="Import sites from a CNIG « sites économiques » CSV",
+    summary="Import sites from a CNIG « sites économiques » 1.0.1 file (CSV or XLSX)",
     description="Each row creates, updates or leaves unchanged one site, or is rejected with its reasons. "
     "`mode=atomic` (default) writes nothing when a row is rejected (422 with the report); `mode=partial` writes "
-    "the valid rows. Honours `Idempotency-Key`. The column mapping is in docs/site-catalog.md.",
+    "the valid rows. The programme's own values may be given in the query for the rows without them "
+    "(`maturity`, `labelled_on`, `workshop_held`, `roadmap_delivered`, `territory_id`, …). `dry_run=true`: the "
+    "report with 200, nothing written. Honours `Idempotency-Key`. The mapping is in docs/imports.md.",
     status_code=201,
     response_model=SiteImportReport,
     responses={
+        200: {"model": SiteImportReport, "description": "A dry run's report (nothing was written)"},
         201: {"description": "The import report (rows created, updated, unchanged, rejected)"},
         **problem_responses(401, 403, 409, 413, 415, 422),
     },
@@ -136,16 +141,31 @@ async def import_sites(
     uow: UowDep,
     principal: WriterDep,
     mode: Annotated[ImportMode, Query(description="atomic: all rows or none; partial: the valid rows")] = "atomic",
+    dry_run: DryRunQuery = False,
+    territory_id: Annotated[str | None, Query(description="For rows without territory_id", max_length=7)] = None,
+    maturity: Annotated[Maturity | None, Query(description="For rows without site_maturite")] = None,
+    land_recycling: Annotated[bool | None, Query(description="For rows without site_friche or site_evol_urba")] = None,
+    labelled_on: Annotated[str | None, Query(description="For rows without site_date_label (YYYY-MM-DD)", max_length=10)] = None,
+    workshop_held: Annotated[bool | None, Query(description="For rows without site_atelier")] = None,
+    roadmap_delivered: Annotated[bool | None, Query(description="For rows without site_feuille_route")] = None,
+    owner_kind: Annotated[OwnerKind | None, Query(description="For rows without site_proprietaire or site_moa_type")] = None,
+    status: Annotated[SiteStatus | None, Query(description="For rows without site_statut (else labelled)")] = None,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     effective_at = parse_effective_at(effective_at_header, principal)
+    defaults = service.site_defaults(
+        territory_id=territory_id, maturity=maturity, land_recycling=land_recycling, labelled_on=labelled_on,
+        workshop_held=workshop_held, roadmap_delivered=roadmap_delivered, owner_kind=owner_kind, status=status,
+    )
     upload = await read_upload(request, max_bytes=IMPORT_MAX_BYTES)
-    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
         if idem.replay is not None:
             return idem.replay
-        result = await service.import_sites(uow, principal, upload, mode=mode, effective_at=effective_at)
-        return await idem.commit(write_response(result, request))
+        result = await service.import_sites(
+            uow, principal, upload, mode=mode, effective_at=effective_at, defaults=defaults, dry_run=dry_run
+        )
+        return await idem.finish(result, request)
 
 
 @router.get(

@@ -1,34 +1,104 @@
-"""Reading a CSV in the shape of the CNIG « sites économiques » standard into site bodies (no I/O).
+"""Reading a CNIG « sites économiques » v1.0.1 file into site bodies (no I/O).
 
 The CNIG columns (``site_id``, ``site_nom``, ``site_comm_insee``, ``site_surf_brute``, ``site_moa_type``,
-``site_evol_urba``) are read as the standard defines them; the programme's own facts come in extra
-columns (``site_maturite``, ``site_friche``, ``site_date_label``, ``site_atelier``, ``site_feuille_route``,
-``site_proprietaire``, ``site_statut``, ``territory_id``). docs/site-catalog.md gives the whole mapping.
+``site_evol_urba``) are read as the standard defines them, every value of its enumerations mapped
+(docs/imports.md); the programme's own facts come in extra columns (``site_maturite``, ``site_friche``,
+``site_date_label``, ``site_atelier``, ``site_feuille_route``, ``site_proprietaire``, ``site_statut``,
+``territory_id``) or, for a file that has none of them (a plain CNIG inventory), as defaults given
+in the query (:class:`SiteDefaults`). The header is matched by ``ti_shared.imports`` (case, accents
+and separators aside); every value read other than as written is a warning of its row.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from ti_shared.problems import field_problem
-from ti_shared.tabular import parse_french_decimal
+from ti_shared.cells import Cell, Vocabulary, fold, read_date, read_flag, read_number, shown
+from ti_shared.geo import DEPARTEMENTS, commune_code_problem, departement_of_commune
+from ti_shared.imports import ImportTable, Layout, Message, header_problem, repeated
 from ti_shared.types import format_decimal
 
-from site_catalog.schemas import RESERVED_SITE_IDS, SITE_ID_PATTERN, ImportRowError, SiteBody
+from site_catalog.schemas import (
+    MATURITIES,
+    OWNER_KINDS,
+    RESERVED_SITE_IDS,
+    SITE_ID_PATTERN,
+    STATUSES,
+    ImportRowError,
+    SiteBody,
+    SiteDefaults,
+)
 
-#: the site field → the columns read for it, the first present wins
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "name": ("site_nom",),
-    "commune_insee": ("site_comm_insee",),
-    "territory_id": ("territory_id", "id_ti"),
-    "area_ha": ("site_surf_brute",),
+T = TypeVar("T")
+
+#: the columns of CNIG « sites économiques » v1.0.1 (class SITE-ECO), in the standard's order
+CNIG_COLUMNS: tuple[str, ...] = (
+    "site_id", "pole_id", "site_nom", "site_type", "site_vocadomi", "site_etat", "site_surf_brute",
+    "site_surf_utile", "site_creation_date", "site_identif_date", "site_actu_date", "source_producteur",
+    "site_description", "site_quali_territoire", "site_evol_urba", "site_url", "site_epci_nom",
+    "site_epci_siren", "site_comm_nom", "site_comm_insee", "site_moa_type", "site_moa_nom", "site_moa_amngt",
+    "site_moa_comm", "site_uf_nbre", "site_uf_vacant_nbre", "site_taux_vacance", "site_uf_bati_nbre",
+    "site_nb_etab", "site_nb_emploi", "site_geomsurf", "site_geompoint", "site_media", "site_surf_comm_dispo",
+    "site_surf_projet", "site_voca_industrielle", "site_voca_commerciale", "site_voca_tertiaire",
+    "site_voca_artisanale", "site_voca_touristique", "site_voca_portuaire", "site_voca_aeroportuaire",
+    "reseau_eau_pluviale", "reseau_eau_potable", "reseau_assainissement", "reseau_gaz", "reseau_electrique",
+    "reseau_fibre_optique", "reseau_fret_ferroviaire", "reseau_fluvial", "desserte_tc", "desserte_route_nom",
+    "autoroute_nom", "autoroute_echang_dist", "gare_nom", "gare_dist", "gare_fret_nom", "gare_fret_dist",
+    "aeroport_nom", "aeroport_dist", "port_nom", "port_dist",
+)
+#: the enumerations of the CNIG columns that are checked but not stored (a value outside is a warning)
+CNIG_CHECKED: dict[str, tuple[str, ...]] = {
+    "site_type": (
+        "zone d'activité économique", "site économique historique hors ZAE", "établissement économique isolé",
+        "zone AU à vocation économique", "inconnu", "autre", "sans objet",
+    ),
+    "site_vocadomi": (
+        "industrielle", "commerciale", "tertiaire", "artisanale", "touristique", "portuaire",
+        "aéroportuaire, aéronautique", "entrepôts, logistique", "logistique agricole", "mixte", "inconnu", "autre",
+        "sans objet",
+    ),
+    "site_etat": (
+        "en projet", "création", "existant et actif", "projet de déclassement", "déclassé", "inconnu", "autre",
+        "sans objet",
+    ),
+}
+#: the values of the CNIG columns that say nothing the site's fields can hold
+CNIG_UNKNOWN = ("inconnu", "autre", "sans objet")
+
+#: the programme's own columns → the site field each gives
+PROGRAMME_COLUMNS: dict[str, str] = {
+    "site_maturite": "maturity",
+    "site_friche": "land_recycling",
+    "site_date_label": "labelled_on",
+    "site_atelier": "workshop_held",
+    "site_feuille_route": "roadmap_delivered",
+    "site_proprietaire": "owner_kind",
+    "site_statut": "status",
+    "territory_id": "territory_id",
+}
+_READ_CNIG = ("site_id", "site_nom", "site_comm_insee", "site_surf_brute", "site_evol_urba", "site_moa_type")
+
+LAYOUT = Layout(
+    name="CNIG sites économiques 1.0.1",
+    columns={
+        **{c: () for c in _READ_CNIG},
+        **{c: () for c in CNIG_CHECKED},
+        **{c: () for c in PROGRAMME_COLUMNS if c != "territory_id"},
+        "territory_id": ("id_ti",),
+    },
+    required=("site_id", "site_nom", "site_comm_insee", "site_surf_brute"),
+    ignored=tuple(c for c in CNIG_COLUMNS if c not in _READ_CNIG and c not in CNIG_CHECKED),
+    delimiter=None,
+)
+
+#: the field each default of the query gives, and the columns that give it instead (the first present wins)
+SOURCES: dict[str, tuple[str, ...]] = {
     "maturity": ("site_maturite",),
     "land_recycling": ("site_friche", "site_evol_urba"),
     "labelled_on": ("site_date_label",),
@@ -36,113 +106,57 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "roadmap_delivered": ("site_feuille_route",),
     "owner_kind": ("site_proprietaire", "site_moa_type"),
     "status": ("site_statut",),
+    "territory_id": ("territory_id",),
 }
-ID_COLUMN = "site_id"
-#: fields whose column may be absent from the file (a default then applies)
-OPTIONAL_FIELDS = frozenset({"territory_id", "status"})
-FIRST_DATA_ROW = 2
+#: fields a row may leave without a value: status → labelled, territory_id → none
+OPTIONAL = {"status": "labelled", "territory_id": None}
 
-
-def _key(text: str) -> str:
-    """Lower case, no accents, words joined by ``_``: ``Court terme`` → ``court_terme``."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
-
-
-TRUE_WORDS = frozenset({"oui", "o", "true", "vrai", "1", "yes", "y", "x"})
-FALSE_WORDS = frozenset({"non", "n", "false", "faux", "0", "no"})
-
-MATURITY_WORDS: dict[str, str] = {
-    "ready": "ready", "disponible": "ready", "immediat": "ready", "immediate": "ready", "pret": "ready",
-    "disponible_immediatement": "ready",
-    "short_term": "short_term", "court_terme": "short_term", "a_court_terme": "short_term",
-    "before_2030": "before_2030", "avant_2030": "before_2030", "d_ici_2030": "before_2030", "moyen_terme": "before_2030",
+MATURITY = Vocabulary.of(
+    "maturity",
+    MATURITIES,
+    aliases={
+        "disponible": "ready", "immédiat": "ready", "prêt": "ready", "disponible immédiatement": "ready",
+        "court terme": "short_term", "à court terme": "short_term",
+        "avant 2030": "before_2030", "d'ici 2030": "before_2030", "moyen terme": "before_2030",
+    },
+)
+#: site_proprietaire: our codes and the words people write
+OWNER = Vocabulary.of(
+    "owner kind",
+    OWNER_KINDS,
+    aliases={
+        "privé": "entreprise", "société": "entreprise", "collectivité": "collectivite", "commune": "collectivite",
+        "EPCI": "collectivite", "département": "collectivite", "région": "collectivite",
+        "collectivité territoriale": "collectivite", "établissement public": "etablissement_public",
+        "EPF": "etablissement_public", "établissement public foncier": "etablissement_public", "CCI": "etablissement_public",
+    },
+)
+#: CNIG site_moa_type, every value of its enumeration ("inconnu", "sans objet" are stored as autre, with a warning)
+MOA_TYPE: dict[str, str] = {
+    "commune": "collectivite",
+    "epci": "collectivite",
+    "société d'économie mixte": "entreprise",
+    "chambre de commerce et industrie": "etablissement_public",
+    "Etat": "autre",
+    "privé": "entreprise",
+    "autre": "autre",
+    "inconnu": "autre",
+    "sans objet": "autre",
 }
-
-OWNER_WORDS: dict[str, str] = {
-    "entreprise": "entreprise", "prive": "entreprise", "societe": "entreprise",
-    "societe_d_economie_mixte": "entreprise", "sem": "entreprise",
-    "collectivite": "collectivite", "commune": "collectivite", "epci": "collectivite",
-    "departement": "collectivite", "region": "collectivite", "collectivite_territoriale": "collectivite",
-    "etablissement_public": "etablissement_public", "chambre_de_commerce_et_industrie": "etablissement_public",
-    "cci": "etablissement_public", "epf": "etablissement_public", "etablissement_public_foncier": "etablissement_public",
-    "association": "association",
-    "autre": "autre", "etat": "autre",
+#: CNIG site_evol_urba → land recycling (None: the value does not say)
+EVOL_URBA: dict[str, bool | None] = {
+    "extension urbaine": False,
+    "renouvellement urbain": True,
+    "mixte": None,
+    "inconnu": None,
+    "autre": None,
+    "sans objet": None,
 }
-
-STATUS_WORDS: dict[str, str] = {
-    "labelled": "labelled", "labellise": "labelled", "label": "labelled", "actif": "labelled",
-    "withdrawn": "withdrawn", "retire": "withdrawn", "sorti": "withdrawn",
-}
-
-#: CNIG ``site_evol_urba`` → land recycling
-EVOL_URBA_WORDS: dict[str, bool] = {
-    "renouvellement_urbain": True, "renouvellement": True,
-    "extension_urbaine": False, "extension": False,
-}
-
-_FR_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
-
-
-def parse_flag(text: str) -> bool:
-    word = _key(text)
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"'{text}' is not a yes/no value (oui/non, true/false, 1/0)")
-
-
-def _from_words(words: dict[str, str], what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = words.get(_key(text))
-        if value is None:
-            raise ValueError(f"'{text}' is not a known {what} ({', '.join(sorted(set(words.values())))})")
-        return value
-
-    return parse
-
-
-def parse_evol_urba(text: str) -> bool:
-    value = EVOL_URBA_WORDS.get(_key(text))
-    if value is None:
-        raise ValueError(
-            f"'{text}' does not say whether land is recycled (renouvellement urbain / extension urbaine); give site_friche"
-        )
-    return value
-
-
-def parse_label_date(text: str) -> str:
-    """``2024-04-15`` or ``15/04/2024``."""
-    match = _FR_DATE.fullmatch(text.strip())
-    if match:
-        day, month, year = (int(g) for g in match.groups())
-        try:
-            return date(year, month, day).isoformat()
-        except ValueError as exc:
-            raise ValueError(f"'{text}' is not a date") from exc
-    return text.strip()
-
-
-def parse_surface(text: str) -> str:
-    """Hectares, French decimals allowed (``12,5`` or ``1 250,00``) → ``"12.50"``."""
-    value = parse_french_decimal(text)
-    if value <= 0:
-        raise ValueError(f"'{text}' must be greater than 0")
-    if value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"'{text}' has more than two decimals")
-    return format_decimal(value)
-
-
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "area_ha": parse_surface,
-    "maturity": _from_words(MATURITY_WORDS, "maturity"),
-    "labelled_on": parse_label_date,
-    "workshop_held": parse_flag,
-    "roadmap_delivered": parse_flag,
-    "owner_kind": _from_words(OWNER_WORDS, "owner kind"),
-    "status": _from_words(STATUS_WORDS, "status"),
-}
+STATUS = Vocabulary.of(
+    "status", STATUSES, aliases={"labellisé": "labelled", "actif": "labelled", "retiré": "withdrawn", "sorti": "withdrawn"}
+)
+_TWO = Decimal("0.01")
+_LOST_ZERO = re.compile(r"^[0-9]{4}$")
 
 
 @dataclass
@@ -151,80 +165,224 @@ class ParsedRow:
     site_id: str | None
     body: SiteBody | None
     errors: list[ImportRowError] = field(default_factory=list)
+    warnings: list[ImportRowError] = field(default_factory=list)
 
 
-def resolve_columns(header: list[str]) -> dict[str, str]:
-    """The column read for each field; 422 when a required one is missing from the file."""
-    present = set(header)
-    chosen: dict[str, str] = {}
-    missing: list[str] = []
-    if ID_COLUMN not in present:
-        missing.append(ID_COLUMN)
-    for name, candidates in COLUMNS.items():
-        found = next((c for c in candidates if c in present), None)
-        if found is not None:
-            chosen[name] = found
-        elif name not in OPTIONAL_FIELDS:
-            missing.append(" or ".join(candidates))
+def sources(table: ImportTable, defaults: SiteDefaults) -> dict[str, str | None]:
+    """The column read for each field (None: the query's default); 422 naming the fields that have neither."""
+    chosen: dict[str, str | None] = {}
+    missing: list[Message] = []
+    given = defaults.model_dump(exclude_none=True)
+    for name, columns in SOURCES.items():
+        column = next((c for c in columns if table.has(c)), None)
+        if column is None and name not in given and name not in OPTIONAL:
+            param = "?" + name + "="
+            missing.append(Message(loc=["header", columns[0]], msg=f"column {' or '.join(columns)} is missing: add it or give {param}"))
+        chosen[name] = column
     if missing:
-        raise field_problem(["body", "columns"], "the file lacks the column(s): " + ", ".join(missing))
+        raise header_problem(missing, table.table.header)
     return chosen
 
 
-def parse_rows(rows: list[dict[str, str]]) -> list[ParsedRow]:
+def parse_rows(table: ImportTable, defaults: SiteDefaults | None = None) -> list[ParsedRow]:
     """Each data row as a site body, or the reasons it cannot be one."""
-    if not rows:
-        raise field_problem(["body"], "the file has a header but no data row")
-    columns = resolve_columns(list(rows[0]))
-    first_row_of: dict[str, int] = {}
-    parsed = []
-    for index, cells in enumerate(rows):
-        number = index + FIRST_DATA_ROW
-        result = _parse_row(number, cells, columns)
-        if result.site_id is not None and result.site_id in first_row_of:
-            result.errors.append(
-                ImportRowError(column=ID_COLUMN, field="id", msg=f"repeats the site of row {first_row_of[result.site_id]}")
-            )
-            result.body = None
-        elif result.site_id is not None:
-            first_row_of[result.site_id] = number
-        parsed.append(result)
+    defaults = defaults or SiteDefaults()
+    columns = sources(table, defaults)
+    parsed = [_parse_row(table, r.line, r.cells, columns, defaults) for r in table.rows]
+    others = repeated(p.site_id for p in parsed)
+    for index, p in enumerate(parsed):
+        earlier = [parsed[j].row for j in others.get(index, []) if j < index]
+        if earlier:
+            p.errors.append(ImportRowError(column=table.written("site_id"), field="id", msg=f"repeats the site of row {earlier[0]}"))
+            p.body = None
     return parsed
 
 
-def _parse_row(number: int, cells: dict[str, str], columns: dict[str, str]) -> ParsedRow:
-    id_errors: list[ImportRowError] = []
-    site_id = cells.get(ID_COLUMN, "").strip() or None
-    if site_id is None:
-        id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="is required"))
-    elif not re.fullmatch(SITE_ID_PATTERN, site_id):
-        id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg="must match " + SITE_ID_PATTERN))
-    elif site_id in RESERVED_SITE_IDS:
-        id_errors.append(ImportRowError(column=ID_COLUMN, field="id", msg=f"'{site_id}' is reserved"))
-    errors: list[ImportRowError] = []
-    values: dict[str, Any] = {}
-    for name, column in columns.items():
-        text = cells.get(column, "").strip()
-        if not text:
-            if name == "territory_id":
-                values[name] = None
-            elif name != "status":
-                errors.append(ImportRowError(column=column, field=name, msg="is required"))
-            continue
-        parser = parse_evol_urba if column == "site_evol_urba" else parse_flag if name == "land_recycling" else PARSERS.get(name)
+class _Row:
+    """The notes of one row, located by the column as the file writes it."""
+
+    def __init__(self, table: ImportTable, cells: Mapping[str, str]) -> None:
+        self.table, self.cells = table, cells
+        self.errors: list[ImportRowError] = []
+        self.warnings: list[ImportRowError] = []
+
+    def error(self, column: str | None, name: str | None, msg: str) -> None:
+        self.errors.append(ImportRowError(column=self.table.written(column) if column else None, field=name, msg=msg))
+
+    def warn(self, column: str | None, name: str | None, msg: str) -> None:
+        self.warnings.append(ImportRowError(column=self.table.written(column) if column else None, field=name, msg=msg))
+
+    def read(self, column: str, name: str, reader: Callable[[str], Cell[T]]) -> T | None:
         try:
-            values[name] = parser(text) if parser else text
+            cell = reader(self.cells[column])
         except ValueError as exc:
-            errors.append(ImportRowError(column=column, field=name, msg=str(exc)))
-    values.setdefault("status", "labelled")
+            self.error(column, name, str(exc))
+            return None
+        if cell.note:
+            self.warn(column, name, cell.note)
+        return cell.value
+
+
+def _parse_row(
+    table: ImportTable, line: int, cells: dict[str, str], columns: Mapping[str, str | None], defaults: SiteDefaults
+) -> ParsedRow:
+    row = _Row(table, {k: v.strip() for k, v in cells.items()})
+    site_id = row.cells.get("site_id") or None
+    if site_id is None:
+        row.error("site_id", "id", "is required")
+    elif not re.fullmatch(SITE_ID_PATTERN, site_id):
+        row.error("site_id", "id", "must match " + SITE_ID_PATTERN)
+    elif site_id in RESERVED_SITE_IDS:
+        row.error("site_id", "id", f"'{site_id}' is reserved")
+    values: dict[str, Any] = {"name": row.cells.get("site_nom", ""), "commune_insee": _commune(row)}
+    if not values["name"]:
+        row.error("site_nom", "name", "is required")
+    if row.cells.get("site_surf_brute"):
+        values["area_ha"] = row.read("site_surf_brute", "area_ha", _hectares)
+    for column, allowed in CNIG_CHECKED.items():
+        _check(row, column, allowed)
+    given = defaults.model_dump(exclude_none=True)
+    for name, source in columns.items():
+        text = row.cells.get(source, "") if source else ""
+        if not text:
+            if name in given:
+                values[name] = given[name]
+            elif name in OPTIONAL:
+                values[name] = OPTIONAL[name]
+            else:
+                row.error(source, name, f"is required (or give ?{name}= for the rows without it)")
+            continue
+        assert source is not None
+        value = _READERS[source](row, source, name, given.get(name))
+        if value is not None:
+            values[name] = value
     body: SiteBody | None = None
-    if not errors:
+    if not row.errors:
         try:
             body = SiteBody.model_validate(values)
         except ValidationError as exc:
             for err in exc.errors():
-                field_name = str(err["loc"][0]) if err["loc"] else None
-                msg = str(err["msg"]).removeprefix("Value error, ")
-                errors.append(ImportRowError(column=columns.get(field_name or ""), field=field_name, msg=msg))
-    errors = id_errors + errors
-    return ParsedRow(number, site_id, None if errors else body, errors)
+                at = str(err["loc"][0]) if err["loc"] else None
+                where = {"name": "site_nom", "commune_insee": "site_comm_insee", "area_ha": "site_surf_brute"}.get(
+                    at or "", columns.get(at or "")
+                )
+                row.error(where, at, str(err["msg"]).removeprefix("Value error, "))
+    id_first = sorted(row.errors, key=lambda e: e.field != "id")
+    return ParsedRow(line, site_id, None if row.errors else body, id_first, row.warnings)
+
+
+def _commune(row: _Row) -> str:
+    written = row.cells.get("site_comm_insee", "")
+    code = written.upper()
+    if _LOST_ZERO.fullmatch(code):
+        code = "0" + code
+    problem = commune_code_problem(code) if code else "is required"
+    if problem is not None:
+        row.error("site_comm_insee", "commune_insee", problem)
+    elif code != written:
+        note = " (a leading zero lost by a spreadsheet?)" if len(written) == 4 else ""
+        row.warn("site_comm_insee", "commune_insee", f"{shown(written)} read as {code}{note}")
+    return code
+
+
+def _hectares(text: str) -> Cell[str]:
+    """Hectares: a decimal > 0 (French forms read), kept to two decimals (more is rounded, with a note)."""
+    cell = read_number(text)
+    if cell.value <= 0:
+        raise ValueError(f"{shown(text)} must be greater than 0")
+    rounded = cell.value.quantize(_TWO, rounding=ROUND_HALF_UP)
+    if rounded != cell.value:
+        return Cell(format_decimal(rounded), f"{shown(text)} read as {format_decimal(rounded)} (hectares, two decimals)")
+    return Cell(format_decimal(rounded), cell.note)
+
+
+def _check(row: _Row, column: str, allowed: tuple[str, ...]) -> None:
+    text = row.cells.get(column, "")
+    if text and fold(text) not in {fold(a) for a in allowed}:
+        row.warn(
+            column,
+            None,
+            f"{shown(text)} is not a value of {column} in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        )
+
+
+def _vocabulary(vocabulary: Vocabulary) -> Callable[[_Row, str, str, Any], Any]:
+    def read(row: _Row, column: str, name: str, default: Any) -> Any:
+        return row.read(column, name, vocabulary.read)
+
+    return read
+
+
+def _flag(row: _Row, column: str, name: str, default: Any) -> Any:
+    return row.read(column, name, read_flag)
+
+
+def _date(row: _Row, column: str, name: str, default: Any) -> date | None:
+    return row.read(column, name, read_date)
+
+
+def _text(row: _Row, column: str, name: str, default: Any) -> str:
+    return row.cells[column]
+
+
+def _moa_type(row: _Row, column: str, name: str, default: Any) -> str:
+    """CNIG site_moa_type: every value of the enumeration mapped; ``inconnu``/``sans objet`` and values
+    outside it give the query's default, else ``autre`` — with a warning."""
+    text = row.cells[column]
+    by_fold = {fold(k): (k, v) for k, v in MOA_TYPE.items()}
+    known = by_fold.get(fold(text))
+    if known is not None and known[0] not in ("inconnu", "sans objet"):
+        return known[1]
+    value = default if default is not None else "autre"
+    why = "does not name the owner" if known is not None else f"is not a value of {column} in CNIG 1.0.1"
+    row.warn(column, name, f"{shown(text)} {why}: stored as {value}" + ("" if default is not None else " (or give ?owner_kind=)"))
+    return str(value)
+
+
+def _evol_urba(row: _Row, column: str, name: str, default: Any) -> bool:
+    """CNIG site_evol_urba → land recycling; ``mixte``, ``inconnu``, ``autre``, ``sans objet`` (and values
+    outside the enumeration) do not say: the query's default, else false — with a warning."""
+    text = row.cells[column]
+    folded = fold(text)
+    by_fold = {fold(k): v for k, v in EVOL_URBA.items()}
+    if folded in by_fold and by_fold[folded] is not None:
+        return bool(by_fold[folded])
+    for word, value in (("renouvellement", True), ("extension", False)):
+        if folded.startswith(word):
+            row.warn(column, name, f"{shown(text)} read as {'renouvellement urbain' if value else 'extension urbaine'}")
+            return value
+    value = bool(default) if default is not None else False
+    why = "does not say whether the site recycles land" if folded in by_fold else f"is not a value of {column} in CNIG 1.0.1"
+    advice = "" if default is not None else " (give site_friche or ?land_recycling= to say)"
+    row.warn(column, name, f"{shown(text)} {why}: stored as {str(value).lower()}{advice}")
+    return value
+
+
+_READERS: dict[str, Callable[[_Row, str, str, Any], Any]] = {
+    "site_maturite": _vocabulary(MATURITY),
+    "site_friche": _flag,
+    "site_evol_urba": _evol_urba,
+    "site_date_label": _date,
+    "site_atelier": _flag,
+    "site_feuille_route": _flag,
+    "site_proprietaire": _vocabulary(OWNER),
+    "site_moa_type": _moa_type,
+    "site_statut": _vocabulary(STATUS),
+    "territory_id": _text,
+}
+
+
+def perimeter_warning(body: SiteBody, territory: Mapping[str, Any]) -> str | None:
+    """Why the site's commune lies outside its territory (its perimeter when known, else its
+    départements), or None."""
+    commune = body.commune_insee
+    communes = territory.get("communes") or []
+    departements = territory.get("departement_codes") or []
+    tid = body.territory_id
+    if communes:
+        return None if commune in communes else f"commune {commune} is not in the perimeter of {tid} ({len(communes)} communes)"
+    dep = departement_of_commune(commune)
+    if not departements or dep in departements:
+        return None
+    name, region = DEPARTEMENTS[dep] if dep else ("?", "?")
+    return f"commune {commune} ({name}, region {region}) is outside the départements of {tid} ({', '.join(departements)})"

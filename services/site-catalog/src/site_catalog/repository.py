@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import ti_shared.service
+from ti_shared.db import territory_replica
 from ti_shared.replica import known_territories
 
 from site_catalog.domain import Decision
@@ -156,3 +157,16 @@ class Repository(ti_shared.service.Repository):
     async def known_territories(self, territory_ids: set[str]) -> set[str]:
         """Those of ``territory_ids`` the replica of ``ti.territories`` knows."""
         return set(await known_territories(self.session, territory_ids))
+
+    async def territory_perimeters(self, territory_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Those of ``territory_ids`` the replica knows: ``{id: {"departement_codes": […], "communes": […]}}``."""
+        if not territory_ids:
+            return {}
+        rows = await self.session.execute(
+            sa.select(territory_replica.c.territory_id, territory_replica.c.data).where(
+                territory_replica.c.territory_id.in_(sorted(territory_ids))
+            )
+        )
+        return {
+            r.territory_id: {k: (r.data or {}).get(k) or [] for k in ("departement_codes", "communes")} for r in rows
+        }

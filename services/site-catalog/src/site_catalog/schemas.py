@@ -124,6 +124,22 @@ class SiteHistory(BaseModel):
     next_cursor: str | None = None
 
 
+class SiteDefaults(BaseModel):
+    """The programme's values for the rows of an import that do not give them (the query of
+    ``POST /v1/sites/imports``: a plain CNIG inventory has none of the programme's columns)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    territory_id: TerritoryId | None = None
+    maturity: Maturity | None = None
+    land_recycling: bool | None = None
+    labelled_on: IsoDate | None = None
+    workshop_held: bool | None = None
+    roadmap_delivered: bool | None = None
+    owner_kind: OwnerKind | None = None
+    status: SiteStatus | None = None
+
+
 class ImportRowError(BaseModel):
     column: str | None = Field(description="The CSV column at fault (null for the row as a whole)")
     field: str | None = Field(description="The site field it maps to")
@@ -136,6 +152,9 @@ class ImportRow(BaseModel):
     outcome: Outcome
     version: int | None = Field(description="The site's version after the import (null when rejected)")
     errors: list[ImportRowError] = Field(default_factory=list)
+    warnings: list[ImportRowError] = Field(
+        default_factory=list, description="What was read other than as written, or looks wrong (the row is imported)"
+    )
 
 
 class ImportCounts(BaseModel):
@@ -155,6 +174,10 @@ class SiteImportReport(BaseModel):
     )
     imported_at: Instant
     actor: str
+    dry_run: bool = Field(default=False, description="True (?dry_run=true): nothing was written")
     row_count: int
     counts: ImportCounts
+    warnings: list[ImportRowError] = Field(
+        default_factory=list, description="What the file as a whole departs from (encoding, unknown or missing columns)"
+    )
     rows: list[ImportRow]

@@ -10,16 +10,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from ti_shared.auth import Principal
 from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor, encode_cursor
-from ti_shared.problems import Problem, field_problem
+from ti_shared.imports import read_import
+from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
-from ti_shared.tabular import read_table
 from ti_shared.uploads import Upload
 
 from site_catalog.domain import Decision, decide_write, territory_to_check
 from site_catalog.events import EVENT_OF_CHANGE
-from site_catalog.imports import parse_rows
+from site_catalog.imports import LAYOUT, parse_rows, perimeter_warning
 from site_catalog.repository import Repository as Repository  # re-exported: the routes' dependencies name it
 from site_catalog.repository import SiteFilter
 from site_catalog.schemas import (
@@ -31,6 +32,7 @@ from site_catalog.schemas import (
     Maturity,
     Outcome,
     SiteBody,
+    SiteDefaults,
     SiteHistory,
     SiteImportReport,
     SiteResource,
@@ -96,30 +98,56 @@ async def put_site(
 # --- import ---------------------------------------------------------------------------------------
 
 
+def site_defaults(**given: Any) -> SiteDefaults:
+    """The defaults an import's query gives (422 on ``["query", name]`` for a value that is not one)."""
+    try:
+        return SiteDefaults.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise validation_problem(
+            [{"loc": ["query", *e["loc"]], "msg": e["msg"]} for e in clean_pydantic_errors(exc.errors())]
+        ) from None
+
+
 async def import_sites(
-    uow: Uow[Repository], principal: Principal, upload: Upload, *, mode: ImportMode, effective_at: datetime | None
+    uow: Uow[Repository],
+    principal: Principal,
+    upload: Upload,
+    *,
+    mode: ImportMode,
+    effective_at: datetime | None,
+    defaults: SiteDefaults | None = None,
+    dry_run: bool = False,
 ) -> WriteResult[SiteImportReport]:
     """Import the rows of a CNIG « sites économiques » file, each creating, updating or leaving a site.
 
     ``atomic``: one rejected row and nothing is written (a 422 problem carrying the report, which is not
     kept); ``partial``: the valid rows are written. An applied import's report is kept (its ``Location``).
+    ``defaults``: the programme's values for the rows that do not give them. ``dry_run`` only marks the
+    report (the route rolls back).
     """
-    parsed = parse_rows(read_table(upload.data, upload.media_type))
+    table = read_import(upload.data, upload.media_type, LAYOUT)
+    parsed = parse_rows(table, defaults)
     at = effective_at or uow.now
-    known = await uow.repo.known_territories({p.body.territory_id for p in parsed if p.body is not None and p.body.territory_id})
+    territories = await uow.repo.territory_perimeters(
+        {p.body.territory_id for p in parsed if p.body is not None and p.body.territory_id}
+    )
     rows: list[ImportRow] = []
     pending: list[tuple[int, Decision]] = []
     for p in parsed:
         if p.body is None or p.site_id is None:
-            rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="rejected", version=None, errors=p.errors))
+            rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="rejected", version=None, errors=p.errors, warnings=p.warnings))
             continue
         current = await uow.repo.get_site(p.site_id, for_update=True)
         decision = decide_write(current, p.body, site_id=p.site_id, at=at)
-        errors = _row_problems(decision, current, p.body, effective_at, known)
+        errors = _row_problems(decision, current, p.body, effective_at, set(territories))
+        warnings = list(p.warnings)
+        outside = perimeter_warning(p.body, territories[p.body.territory_id]) if p.body.territory_id in territories else None
+        if outside is not None:
+            warnings.append(ImportRowError(column=table.written("site_comm_insee"), field="commune_insee", msg=outside))
         if errors:
-            rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="rejected", version=None, errors=errors))
+            rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="rejected", version=None, errors=errors, warnings=warnings))
             continue
-        rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="unchanged", version=None))
+        rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="unchanged", version=None, warnings=warnings))
         pending.append((len(rows) - 1, decision))
     rejected = [r for r in rows if r.outcome == "rejected"]
     refused = mode == "atomic" and bool(rejected)
@@ -129,18 +157,20 @@ async def import_sites(
             if decision.changed:
                 event_ids.append(await write_change(uow, decision, actor=principal.sub))
             outcome: Outcome = "unchanged" if not decision.changed else "created" if decision.change == "labelled" else "updated"
-            rows[index] = ImportRow(row=rows[index].row, site_id=decision.entity.id, outcome=outcome, version=decision.entity.version)
+            rows[index] = rows[index].model_copy(update={"outcome": outcome, "version": decision.entity.version})
     counts = ImportCounts()
     for r in rows:
         setattr(counts, r.outcome, getattr(counts, r.outcome) + 1)
     report = SiteImportReport(
-        id=None if refused else str(uuid.uuid4()),
+        id=None if refused or dry_run else str(uuid.uuid4()),
         mode=mode,
         status="refused" if refused else "applied",
         imported_at=uow.now,
         actor=principal.sub,
+        dry_run=dry_run,
         row_count=len(rows),
         counts=counts,
+        warnings=[ImportRowError(column=str(w.loc[1]) if len(w.loc) > 1 else None, field=None, msg=w.msg) for w in table.warnings],
         rows=rows,
     )
     if refused:
@@ -153,7 +183,8 @@ async def import_sites(
             extensions={"report": report.model_dump(mode="json")},
         )
         return WriteResult(report, changed=False, problem=problem)
-    await uow.repo.add_site_import(report)
+    if not dry_run:
+        await uow.repo.add_site_import(report)
     return WriteResult(report, created=True, location=f"/v1/sites/imports/{report.id}", event_ids=tuple(event_ids))
 
 

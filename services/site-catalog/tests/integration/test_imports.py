@@ -105,7 +105,7 @@ async def test_import_refuses_bad_files_and_tokens(service: Any) -> None:
     reader = {"Authorization": writer["Authorization"].replace("Bearer ", "Bearer x")}
     assert (await client.post("/v1/sites/imports", content=b"x", headers={**reader, **CSV})).status_code == 401
     missing = await client.post("/v1/sites/imports", content=ok_header.encode(), headers={**writer, **CSV})
-    assert missing.status_code == 422 and missing.json()["errors"][0]["loc"] == ["body", "columns"]
+    assert missing.status_code == 422 and missing.json()["errors"][0]["loc"] == ["header", "site_surf_brute"]
     empty = await client.post("/v1/sites/imports", content=b"", headers={**writer, **CSV})
     assert empty.status_code == 422
     as_json = await client.post("/v1/sites/imports", json={"rows": []}, headers=writer)

@@ -69,3 +69,6 @@ class FakeRepository(Repository):
 
     async def known_territories(self, territory_ids: set[str]) -> set[str]:
         return territory_ids & self.territories
+
+    async def territory_perimeters(self, territory_ids: set[str]) -> dict[str, dict[str, Any]]:
+        return {t: {"departement_codes": [], "communes": []} for t in territory_ids & self.territories}

@@ -1,44 +1,39 @@
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from site_catalog.imports import parse_flag, parse_label_date, parse_rows, parse_surface
+from site_catalog.imports import LAYOUT, _hectares, parse_rows, perimeter_warning
+from site_catalog.schemas import SiteBody, SiteDefaults
+from ti_shared.imports import ImportTable, read_import
 from ti_shared.problems import Problem
-from ti_shared.tabular import read_table
+from ti_shared.testing import official_schemas_dir
 
 HEADER = "site_id;site_nom;site_comm_insee;site_surf_brute;site_maturite;site_friche;site_date_label;site_atelier;site_feuille_route;site_proprietaire"
+CNIG = official_schemas_dir() / "cnig-site-eco-1.0.1"
 
 
-def rows_of(text: str, encoding: str = "utf-8") -> list[dict[str, str]]:
-    return read_table(text.encode(encoding))
+def rows_of(text: str | bytes, encoding: str = "utf-8") -> ImportTable:
+    return read_import(text.encode(encoding) if isinstance(text, str) else text, "text/csv", LAYOUT)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("oui", True), ("Non", False), ("TRUE", True), ("0", False), ("1", True), ("vrai", True)])
-def test_flags(text: str, expected: bool) -> None:
-    assert parse_flag(text) is expected
-
-
-def test_flag_refuses_other_words() -> None:
-    with pytest.raises(ValueError, match="yes/no"):
-        parse_flag("peut-être")
+def warnings_of(parsed: Any) -> list[tuple[str | None, str]]:
+    return [(w.column, w.msg) for w in parsed.warnings]
 
 
 @pytest.mark.parametrize(("text", "expected"), [("12,5", "12.50"), ("1 250,75", "1250.75"), ("37.2", "37.20"), ("8", "8.00")])
 def test_surfaces_in_french(text: str, expected: str) -> None:
-    assert parse_surface(text) == expected
+    assert _hectares(text).value == expected
 
 
-@pytest.mark.parametrize("text", ["0", "-3,5", "12,345", "douze"])
+def test_surfaces_with_more_decimals_are_rounded_with_a_note() -> None:
+    assert _hectares("12,345") .value == "12.35" and _hectares("12,345").note == "'12,345' read as 12.35 (hectares, two decimals)"
+
+
+@pytest.mark.parametrize("text", ["0", "-3,5", "douze", "1e3"])
 def test_bad_surfaces(text: str) -> None:
     with pytest.raises(ValueError):
-        parse_surface(text)
-
-
-def test_label_dates() -> None:
-    assert parse_label_date("15/04/2024") == "2024-04-15"
-    assert parse_label_date("2024-04-15") == "2024-04-15"
-    with pytest.raises(ValueError):
-        parse_label_date("31/02/2024")
+        _hectares(text)
 
 
 def test_a_latin1_file_becomes_site_bodies() -> None:
@@ -69,10 +64,115 @@ def test_cnig_columns_stand_in_for_missing_programme_columns() -> None:
         "80024_SITE-ECO_00002,ZAC 2,80024,4,mixte,privé,ready,2024-01-10,non,non\n"
     )
     first, second = parse_rows(rows_of(text))
-    assert first.body is not None
+    assert first.body is not None and first.warnings == []
     assert first.body.land_recycling is True and first.body.owner_kind == "etablissement_public"
-    assert second.body is None
-    assert [(e.column, e.field) for e in second.errors] == [("site_evol_urba", "land_recycling")]
+    assert second.body is not None and second.body.land_recycling is False
+    assert warnings_of(second) == [
+        ("site_evol_urba", "'mixte' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("moa_type", "owner_kind"),
+    [("commune", "collectivite"), ("epci", "collectivite"), ("EPCI", "collectivite"), ("société d'économie mixte", "entreprise"),
+     ("chambre de commerce et industrie", "etablissement_public"), ("Etat", "autre"), ("privé", "entreprise"), ("autre", "autre")],
+)
+def test_every_site_moa_type_of_the_standard_is_mapped(moa_type: str, owner_kind: str) -> None:
+    text = f"site_id;site_nom;site_comm_insee;site_surf_brute;site_moa_type;site_friche\nS-001;Nom;13004;1;{moa_type};non\n"
+    (row,) = parse_rows(rows_of(text), SiteDefaults(maturity="ready", labelled_on="2024-01-01", workshop_held=False, roadmap_delivered=False))
+    assert row.body is not None and row.body.owner_kind == owner_kind and row.warnings == []
+
+
+def test_values_that_say_nothing_are_stored_with_a_warning_never_refused() -> None:
+    defaults = SiteDefaults(maturity="ready", labelled_on="2024-01-01", workshop_held=False, roadmap_delivered=False)
+    text = (
+        "site_id;site_nom;site_comm_insee;site_surf_brute;site_moa_type;site_evol_urba;site_type;site_etat\n"
+        "S-001;Nom;13004;1;inconnu;sans objet;inconnu;sans objet\n"
+        "S-002;Nom;13004;1;syndicat mixte;autre;zone artisanale;en service\n"
+    )
+    first, second = parse_rows(rows_of(text), defaults)
+    assert first.body is not None and (first.body.owner_kind, first.body.land_recycling) == ("autre", False)
+    assert warnings_of(first) == [
+        ("site_evol_urba", "'sans objet' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)"),
+        ("site_moa_type", "'inconnu' does not name the owner: stored as autre (or give ?owner_kind=)"),
+    ]
+    assert second.body is not None and [m for _, m in warnings_of(second)] == [
+        "'zone artisanale' is not a value of site_type in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'en service' is not a value of site_etat in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'autre' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)",
+        "'syndicat mixte' is not a value of site_moa_type in CNIG 1.0.1: stored as autre (or give ?owner_kind=)",
+    ]
+    # the query's defaults stand in for what the values do not say
+    (given,) = parse_rows(rows_of(text.splitlines()[0] + "\n" + text.splitlines()[1] + "\n"), defaults.model_copy(update={"owner_kind": "collectivite", "land_recycling": True}))
+    assert given.body is not None and (given.body.owner_kind, given.body.land_recycling) == ("collectivite", True)
+
+
+def test_the_official_example_imports_with_the_programme_s_defaults() -> None:
+    data = (CNIG / "exemple-valide.csv").read_bytes()
+    with pytest.raises(Problem) as info:
+        parse_rows(rows_of(data))
+    assert info.value.status == 422 and [e["msg"] for e in info.value.errors or []] == [
+        "column site_maturite is missing: add it or give ?maturity=",
+        "column site_date_label is missing: add it or give ?labelled_on=",
+        "column site_atelier is missing: add it or give ?workshop_held=",
+        "column site_feuille_route is missing: add it or give ?roadmap_delivered=",
+    ]
+    defaults = SiteDefaults(maturity="short_term", labelled_on="2024-04-15", workshop_held=True, roadmap_delivered=False, territory_id="ti-3205")
+    table = rows_of(data)
+    assert table.warnings == []  # every column is one of the standard's
+    (row,) = parse_rows(table, defaults)
+    assert row.body is not None and row.site_id == "80024_SITE-ECO_00001"
+    assert row.body.model_dump(mode="json") == {
+        "name": "ZAC Les Bornes du Temps", "commune_insee": "80024", "territory_id": "ti-3205", "area_ha": "37.20",
+        "maturity": "short_term", "land_recycling": False, "labelled_on": "2024-04-15", "workshop_held": True,
+        "roadmap_delivered": False, "owner_kind": "collectivite", "status": "labelled",
+    }
+    # the published example's unquoted 'entrepôts;logistique' shifts its columns: said, not hidden
+    assert [m for _, m in warnings_of(row)] == [
+        "'entrepôts' is not a value of site_vocadomi in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'logistique' is not a value of site_etat in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'extension' read as extension urbaine",
+    ]
+
+
+def test_headers_in_another_case_and_a_commune_that_lost_its_zero() -> None:
+    text = (
+        "SITE_ID;Site Nom;SITE_COMM_INSEE;site_surf_brute;Site_Maturite;site_friche;site_date_label;site_atelier;"
+        "site_feuille_route;site_proprietaire;commentaire\n"
+        "01053_SITE-ECO_00001;Parc d'activités;1053;1 250,5;Court terme;oui;15 avril 2024;x;non;collectivité;à revoir\n"
+    )
+    table = rows_of(text, "cp1252")
+    assert [w.msg for w in table.warnings] == [
+        "the file is not UTF-8: read as Windows-1252 (check its accented letters)",
+        "column 'SITE_ID' read as site_id", "column 'Site Nom' read as site_nom", "column 'SITE_COMM_INSEE' read as site_comm_insee",
+        "column 'Site_Maturite' read as site_maturite",
+        "column 'commentaire' is not a column of CNIG sites économiques 1.0.1: its values are not imported",
+    ]
+    (row,) = parse_rows(table)
+    assert row.body is not None and row.body.commune_insee == "01053" and row.body.area_ha == Decimal("1250.50")
+    assert warnings_of(row) == [
+        ("SITE_COMM_INSEE", "'1053' read as 01053 (a leading zero lost by a spreadsheet?)"),
+        ("site_surf_brute", "'1 250,5' read as 1250.5"),
+        ("Site_Maturite", "'Court terme' read as short_term"),
+        ("site_date_label", "'15 avril 2024' read as 2024-04-15"),
+        ("site_atelier", "'x' read as oui"),
+    ]
+
+
+def test_a_site_outside_its_territory_is_a_warning() -> None:
+    body = SiteBody.model_validate({
+        "name": "ZAC", "commune_insee": "80024", "territory_id": "ti-4401", "area_ha": "1.00", "maturity": "ready",
+        "land_recycling": False, "labelled_on": "2024-01-01", "workshop_held": False, "roadmap_delivered": False,
+        "owner_kind": "autre", "status": "labelled",
+    })
+    assert perimeter_warning(body, {"departement_codes": ["08", "51"], "communes": []}) == (
+        "commune 80024 (Somme, region 32) is outside the départements of ti-4401 (08, 51)"
+    )
+    assert perimeter_warning(body, {"departement_codes": ["80"], "communes": []}) is None
+    assert perimeter_warning(body, {"departement_codes": ["80"], "communes": ["80001", "80021"]}) == (
+        "commune 80024 is not in the perimeter of ti-4401 (2 communes)"
+    )
+    assert perimeter_warning(body, {"departement_codes": [], "communes": []}) is None
 
 
 def test_each_bad_cell_is_reported_with_its_column() -> None:
@@ -83,7 +183,8 @@ def test_each_bad_cell_is_reported_with_its_column() -> None:
     (row,) = parse_rows(rows_of(text))
     assert row.body is None
     assert {e.column for e in row.errors} == {
-        "site_id", "site_nom", "site_surf_brute", "site_maturite", "site_friche", "site_proprietaire",
+        "site_id", "site_nom", "site_comm_insee", "site_surf_brute", "site_maturite", "site_friche", "site_date_label",
+        "site_proprietaire",
     }
     text = HEADER + "\nS-001;Nom;20004;1;ready;non;2024-13-01;oui;non;autre\n"
     (row,) = parse_rows(rows_of(text))
@@ -99,15 +200,18 @@ def test_a_repeated_site_is_rejected_with_the_first_row() -> None:
 
 def test_missing_columns_refuse_the_whole_file() -> None:
     with pytest.raises(Problem) as info:
-        parse_rows(rows_of("site_id;site_nom\nS-001;Nom\n"))
+        parse_rows(rows_of("site_id;site_nom;site_comm_insee;site_surf_brute\nS-001;Nom;13004;1\n"))
     assert info.value.status == 422
-    assert info.value.errors is not None and info.value.errors[0]["loc"] == ["body", "columns"]
-    assert "site_comm_insee" in info.value.detail and "site_friche or site_evol_urba" in info.value.detail
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == ["header", "site_maturite"]
+    assert "site_friche or site_evol_urba is missing: add it or give ?land_recycling=" in info.value.detail
+    with pytest.raises(Problem) as info:
+        rows_of("site_id;site_nom\nS-001;Nom\n")
+    assert "column site_comm_insee is missing" in info.value.detail
 
 
 def test_generated_file_has_the_expected_bad_rows(site_file: Callable[..., object]) -> None:
     generated = site_file()
-    parsed = parse_rows(read_table(generated.content))  # type: ignore[attr-defined]
+    parsed = parse_rows(rows_of(generated.content))  # type: ignore[attr-defined]
     assert len(parsed) == 55
     rejected = {p.row: {e.column for e in p.errors} for p in parsed if p.body is None}
     expected = {row: {col} for row, col in generated.bad_rows.items() if col != "territory_id"}  # type: ignore[attr-defined]

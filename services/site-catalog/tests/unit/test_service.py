@@ -192,7 +192,10 @@ async def test_a_file_without_rows_or_a_required_column_is_refused() -> None:
     await refused(422, service.import_sites(uow, WRITER, csv(), mode="atomic", effective_at=None))
     no_name = Upload(b"site_id;site_comm_insee\nS-1;13004\n", "text/csv")
     problem = await refused(422, service.import_sites(uow, WRITER, no_name, mode="atomic", effective_at=None))
-    assert problem.errors is not None and problem.errors[0]["loc"] == ["body", "columns"]
+    assert problem.errors == [
+        {"loc": ["header", "site_nom"], "msg": "column site_nom is missing"},
+        {"loc": ["header", "site_surf_brute"], "msg": "column site_surf_brute is missing"},
+    ]
 
 
 # --- reads --------------------------------------------------------------------------------------
