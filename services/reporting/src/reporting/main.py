@@ -13,6 +13,7 @@ from reporting import cache, repository
 from reporting.api import router
 from reporting.dashboard.routes import reports_router
 from reporting.dashboard.routes import router as dashboard_router
+from reporting.editions.api import router as editions_router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
 from reporting.feed.api import router as feed_router
@@ -50,7 +51,7 @@ SPEC = ServiceSpec(
         "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
         "past date; exports; rebuild from the event log."
     ),
-    routers=[router, reports_router, feed_router, dashboard_router],
+    routers=[router, reports_router, editions_router, feed_router, dashboard_router],
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,

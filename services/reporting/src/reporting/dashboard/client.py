@@ -72,6 +72,25 @@ class PlatformReader:
         body = await self._get(self.reporting, "/v1/indicators/catalogue")
         return {item["code"]: item for item in body["items"]}
 
+    async def editions(self) -> list[dict[str, Any]]:
+        """The frozen editions of the Bilan (``GET /v1/reports/editions``), newest first."""
+        params = {"limit": "1000"}
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self._get(self.reporting, "/v1/reports/editions", params)
+            out += page["items"]
+            if not page.get("next_cursor"):
+                return out
+            params["cursor"] = page["next_cursor"]
+
+    async def edition(self, edition_id: str) -> dict[str, Any]:
+        edition: dict[str, Any] = await self._get(self.reporting, f"/v1/reports/editions/{edition_id}")
+        return edition
+
+    async def restatements(self, edition_id: str) -> dict[str, Any]:
+        restated: dict[str, Any] = await self._get(self.reporting, f"/v1/reports/editions/{edition_id}/restatements")
+        return restated
+
     async def territories(self, region_code: str | None = None) -> list[Territory] | None:
         """Every territory (of a region), or None when the registry cannot be read (the pages then show ids)."""
         if self.registry is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from reporting.dashboard import formatting as fmt
@@ -347,3 +348,43 @@ def map_regions(
             low, high = step * i, step * (i + 1)
             legend.append(MapLegend(colour, f"{fmt.text(low, kind)} – {fmt.text(high, kind)}"))
     return regions, legend
+
+
+# --- editions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestatedFigure:
+    """One figure of an edition that a later, back-dated write changed."""
+
+    code: str
+    key: str
+    label: str
+    published: Any
+    now: Any
+    published_text: str
+    now_text: str
+    events: list[str]
+
+
+def _event_text(event: Mapping[str, Any]) -> str:
+    published = event.get("published_version")
+    version = f"v{published} → v{event['version']}" if published else f"v{event['version']}, nouveau"
+    at = fmt.instant(datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")))
+    return f"{event['entity']} {event['subject']} ({version}, daté du {at})"
+
+
+def restated_figures(catalogue: Catalogue, items: list[Mapping[str, Any]]) -> list[RestatedFigure]:
+    """The restatements of an edition (``GET …/restatements``), labelled and formatted."""
+    b = Builder(catalogue, {})
+    out = []
+    for item in items:
+        code, key = str(item["code"]), str(item["key"])
+        entry = b.entry(code)
+        label = str(entry["label"]) + "".join(f" › {b.key_label(code, k)}" for k in key.split(".") if k)
+        kind = fmt.kind_of_unit(str(entry.get("unit", "")), key)
+        out.append(RestatedFigure(
+            code, key, label, item["published"], item["now"], fmt.text(item["published"], kind), fmt.text(item["now"], kind),
+            [_event_text(e) for e in item["events"]],
+        ))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ti_shared.geo import REGIONS
@@ -41,6 +42,12 @@ class Links:
     def static(self, name: str, version: str) -> str:
         return f"{self.root}/dashboard/static/{name}?v={version}"
 
+    def editions(self) -> str:
+        return f"{self.root}/dashboard/editions"
+
+    def edition(self, edition_id: str) -> str:
+        return f"{self.root}/dashboard/editions/{edition_id}"
+
     def api(self, scope: str, as_of: str | None) -> str:
         return f"{self.root}/v1/indicators?scope={scope}" + (f"&as_of={as_of}" if as_of else "")
 
@@ -67,6 +74,11 @@ class Page:
     map_legend: list[model.MapLegend] = field(default_factory=list)
     map_choices: list[tuple[str, str]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    #: an edition's page: the edition (``GET /v1/reports/editions/{id}``) and its restated figures
+    edition: dict[str, Any] | None = None
+    restated: list[model.RestatedFigure] = field(default_factory=list)
+    #: the editions' list page
+    editions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def compare_label(self) -> str:
@@ -172,3 +184,35 @@ async def scope_page(api: PlatformReader, links: Links, scope: str, map_code: st
         # the API gives the precise 422 for a malformed scope
         await _documents(api, scope, links.as_of, None)
     return await national_page(api, links, map_code)
+
+
+async def edition_page(api: PlatformReader, links: Links, edition_id: str) -> Page:
+    """An edition: its figures as frozen, its sign-offs, and a notice listing every figure that a
+    later, back-dated write has changed since."""
+    try:
+        edition, restated, catalogue = await asyncio.gather(
+            api.edition(edition_id), api.restatements(edition_id), api.catalogue()
+        )
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    document: dict[str, Any] = edition["indicators"]
+    links = Links(root=links.root, as_of=edition["as_of"])
+    page = _page(edition["scope"], f"Édition « {edition['name']} »", "edition", links, catalogue, document, None)
+    page.edition = edition
+    page.restated = model.restated_figures(catalogue, restated["items"])
+    page.breadcrumb = [("Tableau de bord national", links.national()), ("Éditions du bilan", links.editions()),
+                       (edition["name"], None)]
+    return page
+
+
+async def editions_page(api: PlatformReader, links: Links) -> Page:
+    try:
+        editions, catalogue = await asyncio.gather(api.editions(), api.catalogue())
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    document: dict[str, Any] = {"scope": "national", "as_of": None, "generated_at": datetime.now(UTC).isoformat(), "indicators": {}}
+    page = Page(scope="national", title="Éditions du bilan", kind="editions", document=document, compare_document=None,
+                catalogue=catalogue, sections=[], links=Links(root=links.root), data_date="")
+    page.editions = editions
+    page.breadcrumb = [("Tableau de bord national", links.national()), ("Éditions du bilan", None)]
+    return page

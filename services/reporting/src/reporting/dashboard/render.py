@@ -17,7 +17,10 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 #: the base of the assets' URLs inside the PDF (resolved by the fetcher, never requested)
 PDF_BASE = "http://assets.invalid"
-TEMPLATES = {"national": "national.html.j2", "region": "region.html.j2", "territory": "territory.html.j2"}
+TEMPLATES = {
+    "national": "national.html.j2", "region": "region.html.j2", "territory": "territory.html.j2",
+    "edition": "edition.html.j2", "editions": "editions.html.j2",
+}
 
 
 @functools.lru_cache(maxsize=1)

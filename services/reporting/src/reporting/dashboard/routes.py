@@ -14,7 +14,16 @@ from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting.dashboard import render
 from reporting.dashboard.client import reader_for_request
-from reporting.dashboard.pages import Links, Page, national_page, region_page, scope_page, territory_page
+from reporting.dashboard.pages import (
+    Links,
+    Page,
+    edition_page,
+    editions_page,
+    national_page,
+    region_page,
+    scope_page,
+    territory_page,
+)
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 reports_router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=TiRoute)
@@ -69,6 +78,18 @@ async def territory(
     links = _links(request, as_of, compare)
     async with reader_for_request(request) as api:
         return _html(await territory_page(api, links, territory_id))
+
+
+@router.get("/editions")
+async def editions(request: Request) -> HTMLResponse:
+    async with reader_for_request(request) as api:
+        return _html(await editions_page(api, _links(request, None, None)))
+
+
+@router.get("/editions/{edition_id}")
+async def edition(request: Request, edition_id: Annotated[str, Path(max_length=36)]) -> HTMLResponse:
+    async with reader_for_request(request) as api:
+        return _html(await edition_page(api, _links(request, None, None), edition_id))
 
 
 @router.get("/static/{name}")
