@@ -72,8 +72,10 @@ test: infra-up test-tools ## unit, integration, browser and end-to-end tests aga
 	$(BIN)/python -c 'import glob, xml.etree.ElementTree as ET; s = [ET.parse(f).getroot() for f in glob.glob("var/test-results/*.xml")]; s = [x.find("testsuite") if x.tag == "testsuites" else x for x in s]; t, f, e, k = (sum(int(x.get(a, 0)) for x in s) for a in ("tests", "failures", "errors", "skipped")); print(f"total: {t - f - e - k} passed, {f + e} failed, {k} skipped")'; \
 	exit $$status
 
-test-unit: install
-	$(BIN)/python -m pytest -q -m "not integration" shared/tests services/*/tests
+test-unit: install ## the tests that need neither PostgreSQL nor Kafka, one run per suite
+	@status=0; for suite in shared/tests $(wildcard services/*/tests); do \
+		$(BIN)/python -m pytest -q -m "not integration" $$suite || status=1; \
+	done; exit $$status
 
 e2e: infra-up
 	source var/local.env && $(BIN)/python -m pytest -q tests-e2e

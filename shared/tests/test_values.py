@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from ti_shared.events import EventSpec, event_json_schema, stale_event_schemas, write_event_schemas
 from ti_shared.geo import departement_of_commune, region_of_commune
-from ti_shared.http import decode_cursor, encode_cursor
+from ti_shared.http import cursor_after, decode_cursor, encode_cursor, page_of
 from ti_shared.problems import Problem
 from ti_shared.tabular import parse_french_decimal, read_table
 from ti_shared.types import CommuneCode, PositiveDecimal2, Siren, Siret, luhn_complete
@@ -95,6 +95,18 @@ def test_cursor_round_trip_and_garbage() -> None:
     assert decode_cursor(encode_cursor(["ti-0101", 3])) == ["ti-0101", 3]
     with pytest.raises(Problem):
         decode_cursor("%%%not-a-cursor")
+
+
+def test_a_keyset_page_and_the_cursor_of_the_next() -> None:
+    items, cursor = page_of(["a", "b", "c"], 2, str.upper)
+    assert items == ["a", "b"] and cursor is not None and cursor_after(cursor, str) == "B"
+    assert page_of(["a", "b"], 2, str.upper) == (["a", "b"], None)
+    assert page_of([], 2, str.upper) == ([], None)
+    assert cursor_after(None, int) is None
+    with pytest.raises(Problem):
+        cursor_after(encode_cursor(["ti-0101"]), int)  # another key's type
+    with pytest.raises(Problem):
+        cursor_after(encode_cursor(["ti-0101", 3]), str)  # another shape
 
 
 class _Data(BaseModel):

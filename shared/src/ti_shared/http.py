@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -312,6 +312,20 @@ def decode_cursor(cursor: str | None, shape: tuple[type, ...] | None = None) -> 
         raise _bad_cursor()
     return value
 
+
+
+def cursor_after(cursor: str | None, kind: type) -> Any:
+    """Where a keyset page starts: the one key (an id, a version: of type ``kind``) of a cursor
+    :func:`page_of` wrote, None for the first page, a 422 for any other cursor."""
+    key = decode_cursor(cursor, (kind,))
+    return None if key is None else key[0]
+
+
+def page_of(found: Sequence[T], limit: int, key: Callable[[T], Any]) -> tuple[list[T], str | None]:
+    """A page out of the ``limit + 1`` items a query was asked for: the first ``limit``, and the cursor
+    of the page after them (the ``key`` of the last one), None when there is no more."""
+    items = list(found[:limit])
+    return items, encode_cursor([key(items[-1])]) if len(found) > limit else None
 
 # --- TI-Effective-At -------------------------------------------------------------------------
 

@@ -185,14 +185,14 @@ async def put_action(
     request: Request,
     uow: UowDep,
     principal: WriterDep,
-    effective_at: EffectiveAtHeader = None,
+    effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     result = await service.put_action(
         uow,
         principal,
         action_id,
         body,
-        effective_at=parse_effective_at(effective_at, principal),
+        effective_at=parse_effective_at(effective_at_header, principal),
         if_match=request.headers.get("if-match"),
         if_none_match=request.headers.get("if-none-match"),
     )
@@ -220,9 +220,9 @@ async def create_action(
     uow: UowDep,
     principal: WriterDep,
     idempotency_key: IdempotencyKeyHeader = None,
-    effective_at: EffectiveAtHeader = None,
+    effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
-    at = parse_effective_at(effective_at, principal)
+    at = parse_effective_at(effective_at_header, principal)
     async with idempotent(uow, request, principal, idempotency_key) as idem:
         if idem.replay is not None:
             return idem.replay
@@ -243,14 +243,14 @@ async def patch_action(
     request: Request,
     uow: UowDep,
     principal: WriterDep,
-    effective_at: EffectiveAtHeader = None,
+    effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     result = await service.patch_action(
         uow,
         principal,
         action_id,
         patch,
-        effective_at=parse_effective_at(effective_at, principal),
+        effective_at=parse_effective_at(effective_at_header, principal),
         if_match=request.headers.get("if-match"),
     )
     await uow.commit()
@@ -271,13 +271,13 @@ async def delete_action(
     request: Request,
     uow: UowDep,
     principal: WriterDep,
-    effective_at: EffectiveAtHeader = None,
+    effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     result = await service.delete_action(
         uow,
         principal,
         action_id,
-        effective_at=parse_effective_at(effective_at, principal),
+        effective_at=parse_effective_at(effective_at_header, principal),
         if_match=request.headers.get("if-match"),
     )
     await uow.commit()
@@ -307,9 +307,9 @@ async def import_plan(
     ] = "atomic",
     delete_missing: Annotated[bool, Query(description="Delete the territory's actions absent from the file")] = False,
     idempotency_key: IdempotencyKeyHeader = None,
-    effective_at: EffectiveAtHeader = None,
+    effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
-    at = parse_effective_at(effective_at, principal)
+    at = parse_effective_at(effective_at_header, principal)
     upload = await read_upload(request, max_bytes=PLAN_MAX_BYTES)
     async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
         if idem.replay is not None:

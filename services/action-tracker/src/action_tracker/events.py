@@ -32,7 +32,9 @@ ACTION_DELETED = EventSpec(
     description="An action was removed from its plan; data is its last state with deleted: true",
 )
 
-EVENTS: list[EventSpec] = [ACTION_CREATED, ACTION_UPDATED, ACTION_STATUS_CHANGED, ACTION_DELETED]
+EVENTS: tuple[EventSpec, ...] = (ACTION_CREATED, ACTION_UPDATED, ACTION_STATUS_CHANGED, ACTION_DELETED)
+
+#: the event each kind of change publishes
 EVENT_OF_CHANGE: dict[Change, EventSpec] = {
     Change.CREATED: ACTION_CREATED,
     Change.UPDATED: ACTION_UPDATED,

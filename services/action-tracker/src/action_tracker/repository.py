@@ -14,7 +14,7 @@ from ti_shared.db import dialect_of, territory_replica
 from ti_shared.replica import known_territories
 from ti_shared.types import format_decimal
 
-from action_tracker.domain import Action, ActionVersion, Change
+from action_tracker.domain import Action, ActionVersion, Change, Decision
 from action_tracker.tables import action, action_theme, action_version
 
 #: ids per ``IN (…)`` of a lookup
@@ -150,10 +150,10 @@ class Repository(ti_shared.service.Repository):
                 action_theme.insert(), [{"action_id": stored.action_id, "theme": t} for t in stored.body["themes"]]
             )
 
-    async def add_action_version(
-        self, stored: Action, *, change: Change, actor: str, changed_fields: Iterable[str], comment: str | None
-    ) -> None:
-        """The history row of ``stored``'s version (its time is the version's ``updated_at``)."""
+    async def add_action_version(self, decision: Decision, *, actor: str, comment: str | None) -> None:
+        """The history row of the decided version (its time is the version's ``updated_at``)."""
+        stored, change = decision.entity, decision.change
+        assert change is not None
         await self.session.execute(
             action_version.insert().values(
                 action_id=stored.action_id,
@@ -161,7 +161,7 @@ class Repository(ti_shared.service.Repository):
                 change=change.value,
                 recorded_at=stored.updated_at,
                 actor=actor,
-                changed_fields=list(changed_fields),
+                changed_fields=list(decision.changed_fields),
                 comment=comment,
                 state=stored.resource(),
             )

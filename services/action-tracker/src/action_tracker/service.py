@@ -15,9 +15,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from ti_shared import http
 from ti_shared.auth import Principal
-from ti_shared.events import TOPIC_ACTIONS
 from ti_shared.geo import REGIONS
-from ti_shared.http import check_if_match, check_not_before, decode_cursor, encode_cursor, etag_of
+from ti_shared.http import check_if_match, check_not_before, cursor_after, etag_of, page_of
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
 from ti_shared.tabular import read_table
@@ -81,11 +80,9 @@ async def list_actions(
     """A page of the live actions matching the filters, by id."""
     if region_code is not None and region_code not in REGIONS:
         raise field_problem(["query", "region_code"], "is not an INSEE region code (" + ", ".join(REGIONS) + ")")
-    key = decode_cursor(cursor, (str,))
     where = ActionFilter(territory_id=territory_id, region_code=region_code, axis=axis, theme=theme, status=status)
-    found = await repo.list_actions(where, after=key[0] if key else None, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = encode_cursor([page[-1].action_id]) if len(found) > limit else None
+    found = await repo.list_actions(where, after=cursor_after(cursor, str), limit=limit + 1)
+    page, next_cursor = page_of(found, limit, lambda a: a.action_id)
     return ActionPage(items=[_resource(a) for a in page], next_cursor=next_cursor)
 
 
@@ -96,11 +93,11 @@ async def get_action(repo: Repository, action_id: str) -> ActionResource:
 
 async def get_action_history(repo: Repository, action_id: str, *, limit: int, cursor: str | None) -> HistoryPage:
     """A page of the action's versions, oldest first (deleted actions included; 404 if it never existed)."""
-    key = decode_cursor(cursor, (int,))
-    versions = await repo.list_action_versions(action_id, after=key[0] if key else None, limit=limit + 1)
-    if not versions and key is None:
+    after = cursor_after(cursor, int)
+    found = await repo.list_action_versions(action_id, after=after, limit=limit + 1)
+    if not found and after is None:
         raise Problem(404, f"No action '{action_id}'")
-    page = versions[:limit]
+    page, next_cursor = page_of(found, limit, lambda v: v.version)
     return HistoryPage(
         action_id=action_id,
         items=[
@@ -116,7 +113,7 @@ async def get_action_history(repo: Repository, action_id: str, *, limit: int, cu
             )
             for v in page
         ],
-        next_cursor=encode_cursor([page[-1].version]) if len(versions) > limit else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -236,18 +233,17 @@ async def _write(
 async def write_change(uow: Uow[Repository], decision: Decision, *, actor: str, comment: str | None) -> str:
     """Write a decided change: the action's row (its first version inserted, the others updated), its
     history row and its event, in the unit of work's transaction. Returns the event's id."""
-    assert decision.change is not None
-    stored = decision.entity
+    change, stored = decision.change, decision.entity
+    if change is None:
+        raise ValueError("nothing to write: the decision changes nothing")
     if stored.version == 1:
         await uow.repo.insert_action(stored)
     else:
         await uow.repo.update_action(stored)
-    await uow.repo.add_action_version(
-        stored, change=decision.change, actor=actor, changed_fields=decision.changed_fields, comment=comment
-    )
-    spec = EVENT_OF_CHANGE[decision.change]
+    await uow.repo.add_action_version(decision, actor=actor, comment=comment)
+    spec = EVENT_OF_CHANGE[change]
     event = await uow.record(
-        topic=TOPIC_ACTIONS,
+        topic=spec.topic,
         type_=spec.type,
         subject=stored.action_id,
         version=stored.version,

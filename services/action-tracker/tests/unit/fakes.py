@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from action_tracker.domain import Action, ActionVersion, Change
+from action_tracker.domain import Action, ActionVersion, Decision
 from action_tracker.repository import ActionFilter, Repository
 from ti_shared.fakes import NO_SESSION
 
@@ -51,11 +51,11 @@ class FakeRepository(Repository):
         assert changed.action_id in self.actions, "no row to update"
         self.actions[changed.action_id] = changed
 
-    async def add_action_version(
-        self, stored: Action, *, change: Change, actor: str, changed_fields: Iterable[str], comment: str | None
-    ) -> None:
+    async def add_action_version(self, decision: Decision, *, actor: str, comment: str | None) -> None:
+        stored, change = decision.entity, decision.change
+        assert change is not None
         self.versions.setdefault(stored.action_id, []).append(
-            ActionVersion(stored.version, change, stored.updated_at, actor, list(changed_fields), comment, stored.resource())
+            ActionVersion(stored.version, change, stored.updated_at, actor, list(decision.changed_fields), comment, stored.resource())
         )
 
     async def list_action_versions(self, action_id: str, *, after: int | None, limit: int) -> list[ActionVersion]:

@@ -1,15 +1,12 @@
-"""Validation of what clients write, and the committed event schemas."""
+"""Validation of what clients write."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from action_tracker.main import SPEC
 from action_tracker.schemas import ActionBody, ActionPatch, ActionResource, ActionWrite
 from pydantic import ValidationError
-from ti_shared.events import stale_event_schemas
 
 BODY: dict[str, Any] = {
     "territory_id": "ti-8402",
@@ -97,14 +94,3 @@ def test_patch_keeps_only_given_fields() -> None:
     assert patch.comment == "fini"
     with pytest.raises(ValidationError):
         ActionPatch.model_validate({"statut": "realise"})
-
-
-def test_committed_event_schemas_are_current() -> None:
-    assert SPEC.schemas_dir is not None
-    assert stale_event_schemas(Path(SPEC.schemas_dir), list(SPEC.events)) == []
-    assert {e.type for e in SPEC.events} == {
-        "fr.anct.ti.action.created.v1",
-        "fr.anct.ti.action.updated.v1",
-        "fr.anct.ti.action.status_changed.v1",
-        "fr.anct.ti.action.deleted.v1",
-    }

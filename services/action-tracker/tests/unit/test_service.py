@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from action_tracker import service
-from action_tracker.domain import Action, Change
+from action_tracker.domain import Action, Change, decide_write
 from action_tracker.events import EVENT_OF_CHANGE
 from action_tracker.schemas import ActionPatch, ActionResource, ActionWrite
 from hypothesis import HealthCheck, given, settings
@@ -146,6 +146,14 @@ async def test_a_lead_writes_only_its_territories_and_only_known_ones() -> None:
     moved = await put(uow, write(territory_id="ti-1101", status="amont"))
     assert moved.entity.territory_id == "ti-1101"
     assert len(uow.events) == 1
+
+
+async def test_write_change_refuses_a_decision_that_changes_nothing() -> None:
+    current = stored()
+    with pytest.raises(ValueError, match="changes nothing"):
+        await service.write_change(
+            uow_with(current), decide_write(current, dict(current.body), action_id="a-1", at=FAKE_NOW), actor="x", comment=None
+        )
 
 
 async def test_a_back_dated_write_may_not_come_before_the_current_version() -> None:

@@ -25,7 +25,8 @@ SITE_WITHDRAWN = EventSpec(
     description="A site's status became withdrawn; data is the whole site after the change.",
 )
 
-EVENTS: list[EventSpec] = [SITE_LABELLED, SITE_UPDATED, SITE_WITHDRAWN]
+EVENTS: tuple[EventSpec, ...] = (SITE_LABELLED, SITE_UPDATED, SITE_WITHDRAWN)
+
 #: the event each kind of change publishes
 EVENT_OF_CHANGE: dict[Change, EventSpec] = {
     "labelled": SITE_LABELLED,

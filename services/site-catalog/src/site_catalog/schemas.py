@@ -15,6 +15,8 @@ from pydantic import (
     StringConstraints,
 )
 from ti_shared.events import format_instant
+from ti_shared.imports import ImportCounts as ImportCounts
+from ti_shared.imports import RowOutcome as RowOutcome
 from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, IsoDate, PositiveDecimal2, RegionCode
 from ti_shared.vocabulary import Maturity as Maturity
 from ti_shared.vocabulary import SiteStatus as SiteStatus
@@ -25,7 +27,6 @@ RESERVED_SITE_IDS = frozenset({"imports"})
 
 OwnerKind = Literal["entreprise", "collectivite", "etablissement_public", "association", "autre"]
 Change = Literal["labelled", "updated", "withdrawn"]
-Outcome = Literal["created", "updated", "unchanged", "rejected"]
 ImportMode = Literal["atomic", "partial"]
 
 MATURITIES: tuple[str, ...] = ("ready", "short_term", "before_2030")
@@ -149,19 +150,12 @@ class ImportRowError(BaseModel):
 class ImportRow(BaseModel):
     row: int = Field(description="Line number in the file (the header is line 1)")
     site_id: str | None
-    outcome: Outcome
+    outcome: RowOutcome
     version: int | None = Field(description="The site's version after the import (null when rejected)")
     errors: list[ImportRowError] = Field(default_factory=list)
     warnings: list[ImportRowError] = Field(
         default_factory=list, description="What was read other than as written, or looks wrong (the row is imported)"
     )
-
-
-class ImportCounts(BaseModel):
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
 
 
 class SiteImportReport(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from ti_shared.auth import Principal
-from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor, encode_cursor
+from ti_shared.http import Page, check_if_match, check_not_before, cursor_after, page_of
 from ti_shared.imports import read_import
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
@@ -30,7 +30,7 @@ from site_catalog.schemas import (
     ImportRow,
     ImportRowError,
     Maturity,
-    Outcome,
+    RowOutcome,
     SiteBody,
     SiteDefaults,
     SiteHistory,
@@ -156,11 +156,11 @@ async def import_sites(
         for index, decision in pending:
             if decision.changed:
                 event_ids.append(await write_change(uow, decision, actor=principal.sub))
-            outcome: Outcome = "unchanged" if not decision.changed else "created" if decision.change == "labelled" else "updated"
+            outcome: RowOutcome = "unchanged" if not decision.changed else "created" if decision.change == "labelled" else "updated"
             rows[index] = rows[index].model_copy(update={"outcome": outcome, "version": decision.entity.version})
     counts = ImportCounts()
     for r in rows:
-        setattr(counts, r.outcome, getattr(counts, r.outcome) + 1)
+        counts.add(r.outcome)
     report = SiteImportReport(
         id=None if refused or dry_run else str(uuid.uuid4()),
         mode=mode,
@@ -232,11 +232,10 @@ async def list_sites(
     limit: int,
     cursor: str | None,
 ) -> Page[SiteResource]:
-    key = decode_cursor(cursor, (str,))
     where = SiteFilter(region_code, departement_code, maturity, land_recycling, territory_id, status)
-    items = await repo.list_sites(where, after=key[0] if key else None, limit=limit + 1)
-    next_cursor = encode_cursor([items[limit - 1].id]) if len(items) > limit else None
-    return Page[SiteResource](items=items[:limit], next_cursor=next_cursor)
+    found = await repo.list_sites(where, after=cursor_after(cursor, str), limit=limit + 1)
+    items, next_cursor = page_of(found, limit, lambda s: s.id)
+    return Page[SiteResource](items=items, next_cursor=next_cursor)
 
 
 async def get_site(repo: Repository, site_id: str) -> SiteResource:
@@ -249,7 +248,6 @@ async def get_site(repo: Repository, site_id: str) -> SiteResource:
 async def get_site_history(repo: Repository, site_id: str, *, limit: int, cursor: str | None) -> SiteHistory:
     """Every version of a site, oldest first (404 for a site that never existed)."""
     await get_site(repo, site_id)
-    key = decode_cursor(cursor, (int,))
-    entries = await repo.list_site_versions(site_id, after=key[0] if key else None, limit=limit + 1)
-    next_cursor = encode_cursor([entries[limit - 1].version]) if len(entries) > limit else None
-    return SiteHistory(items=entries[:limit], next_cursor=next_cursor)
+    found = await repo.list_site_versions(site_id, after=cursor_after(cursor, int), limit=limit + 1)
+    items, next_cursor = page_of(found, limit, lambda v: v.version)
+    return SiteHistory(items=items, next_cursor=next_cursor)

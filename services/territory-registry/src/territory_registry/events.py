@@ -25,7 +25,7 @@ TERRITORY_WITHDRAWN = EventSpec(
     description="A territory's status became withdrawn; data is its whole state after the change.",
 )
 
-EVENTS = (TERRITORY_REGISTERED, TERRITORY_UPDATED, TERRITORY_WITHDRAWN)
+EVENTS: tuple[EventSpec, ...] = (TERRITORY_REGISTERED, TERRITORY_UPDATED, TERRITORY_WITHDRAWN)
 
 #: the event each kind of change publishes
 EVENT_OF_CHANGE: dict[Change, EventSpec] = {

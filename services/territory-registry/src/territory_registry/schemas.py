@@ -18,6 +18,8 @@ from pydantic import (
     field_validator,
 )
 from ti_shared.events import format_instant
+from ti_shared.imports import ImportCounts as ImportCounts
+from ti_shared.imports import RowOutcome as RowOutcome
 from ti_shared.problems import ProblemDetails
 from ti_shared.types import TERRITORY_ID_PATTERN, CommuneCode, DepartementCode, RegionCode, Siren
 from ti_shared.types import IsoDate as AnyIsoDate
@@ -163,7 +165,6 @@ class RowError(BaseModel):
 ImportKind = Literal["territories", "groupements"]
 ImportMode = Literal["atomic", "partial"]
 ImportLayout = Literal["territories", "communes", "groupements"]
-RowOutcome = Literal["created", "updated", "unchanged", "rejected"]
 
 
 class ImportRowReport(BaseModel):
@@ -179,13 +180,6 @@ class ImportRowReport(BaseModel):
     warnings: list[RowError] = Field(
         default_factory=list, description="What was read other than as written (the territory is imported)"
     )
-
-
-class ImportCounts(BaseModel):
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
 
 
 class ImportReport(BaseModel):

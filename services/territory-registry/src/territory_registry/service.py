@@ -10,7 +10,7 @@ from datetime import datetime
 
 from ti_shared.auth import Principal
 from ti_shared.geo import DEPARTEMENTS, REGIONS
-from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor, encode_cursor
+from ti_shared.http import Page, check_if_match, check_not_before, cursor_after, page_of
 from ti_shared.imports import import_table
 from ti_shared.problems import Problem, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
@@ -157,7 +157,7 @@ async def import_territories(
     for candidate in candidates:
         if candidate.fields is None or candidate.territory_id is None:
             reports.append(_row_report(candidate, "rejected", None, ()))
-            counts.rejected += 1
+            counts.add("rejected")
             continue
         existing = current.get(candidate.territory_id)
         decision = decide_write(existing, candidate.fields, territory_id=candidate.territory_id, at=uow.now)
@@ -170,7 +170,7 @@ async def import_territories(
         outcome: RowOutcome = (
             "unchanged" if not decision.changed else "created" if decision.change == "registered" else "updated"
         )
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
+        counts.add(outcome)
         reports.append(_row_report(candidate, outcome, version, decision.changed_fields))
     report = ImportReport(
         kind=kind, layout=layout, mode=mode, dry_run=dry_run, imported=imported,
@@ -237,20 +237,19 @@ async def get_territory(repo: Repository, territory_id: str) -> Territory:
 async def list_territories(
     repo: Repository, *, region_code: str | None, status: TerritoryStatus | None, limit: int, cursor: str | None
 ) -> Page[Territory]:
-    key = decode_cursor(cursor, (str,))
-    items = await repo.list_territories(
-        region_code=_region(region_code), status=status, after=key[0] if key else None, limit=limit + 1
+    found = await repo.list_territories(
+        region_code=_region(region_code), status=status, after=cursor_after(cursor, str), limit=limit + 1
     )
-    next_cursor = encode_cursor([items[limit - 1].id]) if len(items) > limit else None
-    return Page[Territory](items=items[:limit], next_cursor=next_cursor)
+    items, next_cursor = page_of(found, limit, lambda t: t.id)
+    return Page[Territory](items=items, next_cursor=next_cursor)
 
 
 async def get_territory_history(
     repo: Repository, territory_id: str, *, limit: int, cursor: str | None
 ) -> Page[TerritoryVersion]:
-    key = decode_cursor(cursor, (int,))
-    versions = await repo.list_territory_versions(territory_id, after=key[0] if key else None, limit=limit + 1)
-    if not versions and key is None:
+    after = cursor_after(cursor, int)
+    found = await repo.list_territory_versions(territory_id, after=after, limit=limit + 1)
+    if not found and after is None:
         raise Problem(404, f"Territory {territory_id} is not registered")
-    next_cursor = encode_cursor([versions[limit - 1].version]) if len(versions) > limit else None
-    return Page[TerritoryVersion](items=versions[:limit], next_cursor=next_cursor)
+    items, next_cursor = page_of(found, limit, lambda v: v.version)
+    return Page[TerritoryVersion](items=items, next_cursor=next_cursor)
