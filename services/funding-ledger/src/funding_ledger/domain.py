@@ -1,4 +1,5 @@
-"""Pure rules of the funding ledger: cross-field validation, grant writes, disbursements, ledger arithmetic.
+"""Pure rules of the funding ledger: who may write a grant and what it must satisfy (:func:`grant_problems`),
+grant writes and disbursements (:func:`decide_write`, :func:`decide_disbursement`), ledger arithmetic.
 
 The ledger is append-only. Its entries move two totals: the committed amount (commitment, amendment
 and cancellation deltas) and the disbursed amount (disbursements). A committed grant's committed
@@ -8,11 +9,14 @@ releases the remaining commitment). Paid never exceeds committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+
+from ti_shared.service import Decision as BaseDecision
 
 from funding_ledger.schemas import Disbursement, Grant, GrantBody
 
@@ -43,41 +47,106 @@ class EntryPlan:
 
 
 @dataclass(frozen=True)
-class GrantWrite:
-    """What a write does: the new state (None when unchanged), its event and its ledger entries."""
+class Decision(BaseDecision[Change, Grant]):
+    """What a write does to a grant: its kind (None: unchanged), the grant after it (the current one
+    when unchanged) and the ledger entries it appends. ``changed_fields`` stays empty: the ledger's
+    entries, not a history of fields, say what changed."""
 
-    grant: Grant | None
-    change: Change | None
-    entries: list[EntryPlan] = field(default_factory=list)
+    entries: tuple[EntryPlan, ...] = ()
 
     @property
     def outcome(self) -> Literal["created", "updated", "unchanged"]:
-        if self.grant is None:
+        if self.change is None:
             return "unchanged"
-        return "created" if self.grant.version == 1 else "updated"
+        return "created" if self.entity.version == 1 else "updated"
 
 
 def grant_id(operator: str, operator_ref: str) -> str:
     return f"{operator}/{operator_ref}"
 
 
-def cross_field_errors(body: GrantBody, today: date) -> list[dict[str, Any]]:
-    """The rules a single field's type cannot say; each error names its field."""
-    errors: list[dict[str, Any]] = []
+# --- the grant rules: who may write, what a grant must satisfy beyond its types -----------------
+
+#: the ``status`` of a rule about who may write: a PUT answers it as a 403, a batch row reports it
+#: like its other errors (docs/operator-guide.md, « Push a batch »)
+FORBIDDEN = 403
+
+
+@dataclass(frozen=True)
+class Known:
+    """The reference data a write is checked against, as the service loaded it: the registered
+    operators, the programmes with the operators running them, the territories the replica knows
+    (each restricted to what the write names)."""
+
+    operators: Container[str]
+    programmes: Mapping[str, Sequence[str]]
+    territories: Container[str] = ()
+
+
+def operator_refusal(operator: str, *, admin: bool, token_operator: str | None) -> dict[str, Any] | None:
+    """A token that is not admin acts only for its own operator (CONTRACT §3): the refusal, or None."""
+    if admin or (token_operator is not None and operator == token_operator):
+        return None
+    return {"loc": ["operator"], "msg": f"This token may not act for operator '{operator}'", "status": FORBIDDEN}
+
+
+def programme_refusal(operator: str, programme: str, *, admin: bool, known: Known) -> dict[str, Any] | None:
+    """A token that is not admin writes only the grants of programmes its operator runs (CONTRACT §3):
+    the refusal, or None (an unknown operator or programme is a problem of :func:`grant_problems`)."""
+    runners = known.programmes.get(programme)
+    if admin or runners is None or operator not in known.operators or operator in runners:
+        return None
+    return {"loc": ["programme"], "msg": f"Operator '{operator}' does not run programme '{programme}'", "status": FORBIDDEN}
+
+
+def grant_problems(
+    operator: str, body: GrantBody | None, *, admin: bool, token_operator: str | None, known: Known, today: date
+) -> list[dict[str, Any]]:
+    """Every rule a grant write must satisfy beyond its types, for a PUT and a batch row alike:
+    ``[{loc, msg}]`` located in the grant (``operator``, ``programme``, ``beneficiary.siret``…), empty
+    when it may be written (``body`` None: a batch row whose body could not be read, whose operator is
+    still checked).
+
+    A write the token may not make (another operator's grant, a programme its operator does not run)
+    is that one problem, with ``status`` :data:`FORBIDDEN`: nothing else is said about the grant."""
+    refusal = operator_refusal(operator, admin=admin, token_operator=token_operator)
+    if refusal is None and body is not None:
+        refusal = programme_refusal(operator, body.programme, admin=admin, known=known)
+    if refusal is not None:
+        return [refusal]
+    problems: list[dict[str, Any]] = []
+    registered = operator in known.operators
+    if not registered:
+        problems.append({"loc": ["operator"], "msg": f"unknown operator '{operator}'"})
+    if body is None:
+        return problems
     if body.beneficiary.siret is None and body.beneficiary.rna is None:
-        errors.append({"loc": ["beneficiary", "siret"], "msg": "one of siret or rna is required"})
+        problems.append({"loc": ["beneficiary", "siret"], "msg": "one of siret or rna is required"})
     if body.decision_date > today:
-        errors.append({"loc": ["decision_date"], "msg": "may not be in the future"})
+        problems.append({"loc": ["decision_date"], "msg": "may not be in the future"})
     if (
         body.jobs_forecast is not None
         and body.jobs_conditional is not None
         and body.jobs_conditional > body.jobs_forecast
     ):
-        errors.append({"loc": ["jobs_conditional"], "msg": "may not exceed jobs_forecast"})
-    return errors
+        problems.append({"loc": ["jobs_conditional"], "msg": "may not exceed jobs_forecast"})
+    runners = known.programmes.get(body.programme)
+    if runners is None:
+        problems.append({"loc": ["programme"], "msg": f"unknown programme '{body.programme}'"})
+    elif registered and operator not in runners:  # an admin's write: the grant itself is invalid
+        problems.append({"loc": ["programme"], "msg": f"is not run by operator '{operator}'"})
+    if body.territory_id is not None and body.territory_id not in known.territories:
+        problems.append({"loc": ["territory_id"], "msg": f"unknown territory '{body.territory_id}'"})
+    return problems
 
 
-#: what every new grant starts from: version 1, nothing paid. :func:`plan_grant_write` copies it with every other
+def is_forbidden(problem: Mapping[str, Any]) -> bool:
+    return problem.get("status") == FORBIDDEN
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+#: what every new grant starts from: version 1, nothing paid. :func:`decide_write` copies it with every other
 #: field set (a ``model_copy`` costs a fraction of ``model_construct``, which goes through each field's aliases)
 _NEW_GRANT_FIELDS: dict[str, Any] = {**dict.fromkeys(Grant.model_fields), "version": 1, "disbursed_eur": ZERO}
 _NEW_GRANT = Grant.model_construct(**_NEW_GRANT_FIELDS)
@@ -102,10 +171,9 @@ def investment_of(grant: Grant) -> Decimal:
     return (grant.investment_eur or ZERO) if grant.status == "committed" else ZERO
 
 
-def plan_grant_write(
-    current: Grant | None, body: GrantBody, *, operator: str, operator_ref: str, now: datetime
-) -> GrantWrite:
-    """Create, amend, cancel or re-activate a grant; unchanged body → no new state."""
+def decide_write(current: Grant | None, body: GrantBody, *, at: datetime, operator: str, operator_ref: str) -> Decision:
+    """Create, amend, cancel or re-activate a grant at instant ``at``; an unchanged body changes nothing.
+    A rule it breaks raises :class:`DomainError` (409: the grant's state refuses it)."""
     if current is None:
         grant = _NEW_GRANT.model_copy(
             update={
@@ -113,43 +181,41 @@ def plan_grant_write(
                 "id": grant_id(operator, operator_ref),
                 "operator": operator,
                 "operator_ref": operator_ref,
-                "updated_at": now,
+                "updated_at": at,
                 "disbursements": [],
             }
         )
         inv = body.investment_eur or ZERO
-        created = [EntryPlan("commitment", body.amount_eur, inv)]
+        commitment = EntryPlan("commitment", body.amount_eur, inv)
         if body.status == "cancelled":
-            created.append(EntryPlan("cancellation", -body.amount_eur, -inv))
-            return GrantWrite(grant, "cancelled", created)
-        return GrantWrite(grant, "committed", created)
+            return Decision("cancelled", grant, entries=(commitment, EntryPlan("cancellation", -body.amount_eur, -inv)))
+        return Decision("committed", grant, entries=(commitment,))
 
     if body_of(current) == body:
-        return GrantWrite(None, None)
+        return Decision(None, current)
     if current.status == "cancelled" and body.status == "cancelled":
         raise DomainError(409, ["status"], "the grant is cancelled: re-activate it (status committed) to change it")
     if body.status == "committed" and body.amount_eur < current.disbursed_eur:
         raise DomainError(
             409, ["amount_eur"], f"may not be less than what was already disbursed ({current.disbursed_eur:.2f})"
         )
-    grant = current.model_copy(update={**_fields(body), "version": current.version + 1, "updated_at": now})
+    grant = current.model_copy(update={**_fields(body), "version": current.version + 1, "updated_at": at})
     before_amount, before_inv = committed_of(current), investment_of(current)
     after_amount, after_inv = committed_of(grant), investment_of(grant)
-    entries: list[EntryPlan] = []
     if body.status == "cancelled":
-        entries.append(EntryPlan("cancellation", after_amount - before_amount, after_inv - before_inv))
-        return GrantWrite(grant, "cancelled", entries)
+        return Decision("cancelled", grant, entries=(EntryPlan("cancellation", after_amount - before_amount, after_inv - before_inv),))
     if (after_amount, after_inv) != (before_amount, before_inv):
-        entries.append(EntryPlan("amendment", after_amount - before_amount, after_inv - before_inv))
-    return GrantWrite(grant, "amended", entries)
+        return Decision("amended", grant, entries=(EntryPlan("amendment", after_amount - before_amount, after_inv - before_inv),))
+    return Decision("amended", grant)
 
 
-def plan_disbursement(current: Grant, request: Disbursement, *, today: date, now: datetime) -> GrantWrite:
-    """Pay part of a grant; the same ``ref`` with the same content again changes nothing."""
+def decide_disbursement(current: Grant, request: Disbursement, *, today: date, at: datetime) -> Decision:
+    """Pay part of a grant at instant ``at``; the same ``ref`` with the same content again changes
+    nothing. A rule it breaks raises :class:`DomainError` (409 state, 422 content)."""
     for paid in current.disbursements:
         if paid.ref == request.ref:
             if paid.amount_eur == request.amount_eur and paid.paid_on == request.paid_on:
-                return GrantWrite(None, None)
+                return Decision(None, current)
             raise DomainError(409, ["ref"], f"disbursement '{request.ref}' was already recorded with other values")
     if current.status != "committed":
         raise DomainError(409, ["status"], "the grant is cancelled: nothing more can be disbursed")
@@ -168,11 +234,11 @@ def plan_disbursement(current: Grant, request: Disbursement, *, today: date, now
             "disbursed_eur": current.disbursed_eur + request.amount_eur,
             "disbursements": [*current.disbursements, paid],
             "version": current.version + 1,
-            "updated_at": now,
+            "updated_at": at,
         }
     )
     entry = EntryPlan("disbursement", request.amount_eur, ZERO, request.ref, request.paid_on)
-    return GrantWrite(grant, "disbursed", [entry])
+    return Decision("disbursed", grant, entries=(entry,))
 
 
 @dataclass(frozen=True)
@@ -182,7 +248,11 @@ class LedgerTotals:
     investment_eur: Decimal
 
 
-def ledger_totals(entries: Iterable[EntryPlan]) -> LedgerTotals:
+NO_TOTALS = LedgerTotals(ZERO, ZERO, ZERO)
+
+
+def running_totals(entries: Iterable[EntryPlan]) -> Iterator[LedgerTotals]:
+    """The ledger's totals after each of ``entries``, in order."""
     committed = disbursed = investment = ZERO
     for e in entries:
         if e.kind == "disbursement":
@@ -190,7 +260,13 @@ def ledger_totals(entries: Iterable[EntryPlan]) -> LedgerTotals:
         else:
             committed += e.amount_delta_eur
             investment += e.investment_delta_eur
-    return LedgerTotals(committed, disbursed, investment)
+        yield LedgerTotals(committed, disbursed, investment)
+
+
+def ledger_totals(entries: Iterable[EntryPlan]) -> LedgerTotals:
+    """The ledger's totals after all of ``entries``."""
+    last = deque(running_totals(entries), maxlen=1)
+    return last[0] if last else NO_TOTALS
 
 
 def ledger_problems(grant: Grant, entries: Iterable[EntryPlan]) -> list[str]:

@@ -7,7 +7,7 @@ from ti_shared.events import TOPIC_GRANTS, EventSpec, event_type
 from funding_ledger.domain import Change
 from funding_ledger.schemas import Grant
 
-GRANT_EVENTS: dict[Change, EventSpec] = {
+EVENT_OF_CHANGE: dict[Change, EventSpec] = {
     "committed": EventSpec(event_type("grant", "committed"), TOPIC_GRANTS, Grant, "A grant was created (committed)."),
     "amended": EventSpec(
         event_type("grant", "amended"),
@@ -26,4 +26,4 @@ GRANT_EVENTS: dict[Change, EventSpec] = {
     ),
 }
 
-EVENTS = list(GRANT_EVENTS.values())
+EVENTS = list(EVENT_OF_CHANGE.values())

@@ -11,6 +11,7 @@ from ti_shared.settings import ServiceSettings
 
 from funding_ledger.api import batch_router, catalogue_router, grant_router
 from funding_ledger.events import EVENTS
+from funding_ledger.repository import Repository
 from funding_ledger.tables import metadata
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -29,6 +30,7 @@ SPEC = ServiceSpec(
     migrations_dir=SERVICE_DIR / "migrations",
     schemas_dir=SERVICE_DIR / "events",
     events=EVENTS,
+    repository=Repository,
     consumers=[
         ConsumerSpec(name="funding-ledger-territories", handler=TerritoryReplicaHandler, rebuild_when_empty=True)
     ],

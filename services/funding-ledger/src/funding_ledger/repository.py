@@ -1,17 +1,20 @@
-"""Every query of the funding ledger."""
+"""Every query of the funding ledger: :class:`Repository`, over one session (a unit of work's or a read
+session)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from ti_shared import replica
 from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks
+from ti_shared.service import Repository as BaseRepository
 
-from funding_ledger.domain import EntryPlan, grant_id
+from funding_ledger.domain import Decision, EntryPlan, grant_id
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
 from funding_ledger.tables import grant, grant_batch, grant_ledger_entry, operator, programme, programme_operator
 
@@ -19,70 +22,33 @@ GrantKey = tuple[str, str]
 CHUNK = 1000
 
 
-# --- operators and programmes ----------------------------------------------------------------
+@dataclass(frozen=True)
+class GrantFilter:
+    """Which grants a list or an export shows (None: any)."""
+
+    operator: str | None = None
+    programme: str | None = None
+    territory_id: str | None = None
+    status: str | None = None
 
 
-async def list_operators(session: AsyncSession) -> list[Operator]:
-    rows = await session.execute(sa.select(operator).order_by(operator.c.code))
-    return [Operator(code=r.code, label=r.label, siret=r.siret) for r in rows]
+@dataclass(frozen=True)
+class LedgerRecord:
+    """A ledger entry as it was recorded: the entry, the grant version it came with, when and by whom."""
+
+    entry: EntryPlan
+    grant_version: int
+    recorded_at: datetime
+    actor: str
 
 
-async def get_operator(session: AsyncSession, code: str) -> Operator | None:
-    row = (await session.execute(sa.select(operator).where(operator.c.code == code))).first()
-    return Operator(code=row.code, label=row.label, siret=row.siret) if row else None
+@dataclass(frozen=True)
+class BatchRecord:
+    """A stored batch: its report, the operator of the token that sent it (None: an admin's) and its sender."""
 
-
-async def save_operator(session: AsyncSession, value: Operator, *, exists: bool, now: datetime) -> None:
-    values = {"label": value.label, "siret": value.siret, "updated_at": now}
-    if exists:
-        await session.execute(operator.update().where(operator.c.code == value.code).values(**values))
-    else:
-        await session.execute(operator.insert().values(code=value.code, **values))
-
-
-async def programme_runners(session: AsyncSession) -> dict[str, list[str]]:
-    """``{programme code: [operator codes that run it]}``."""
-    rows = await session.execute(
-        sa.select(programme.c.code, programme_operator.c.operator_code)
-        .select_from(programme.outerjoin(programme_operator, programme_operator.c.programme_code == programme.c.code))
-        .order_by(programme.c.code, programme_operator.c.operator_code)
-    )
-    out: dict[str, list[str]] = {}
-    for code, op in rows:
-        out.setdefault(code, [])
-        if op is not None:
-            out[code].append(op)
-    return out
-
-
-async def list_programmes(session: AsyncSession) -> list[Programme]:
-    runners = await programme_runners(session)
-    rows = await session.execute(sa.select(programme.c.code, programme.c.label).order_by(programme.c.code))
-    return [Programme(code=r.code, label=r.label, operators=runners.get(r.code, [])) for r in rows]
-
-
-async def save_programme(session: AsyncSession, value: Programme, *, exists: bool, now: datetime) -> None:
-    if exists:
-        await session.execute(
-            programme.update().where(programme.c.code == value.code).values(label=value.label, updated_at=now)
-        )
-        await session.execute(programme_operator.delete().where(programme_operator.c.programme_code == value.code))
-    else:
-        await session.execute(programme.insert().values(code=value.code, label=value.label, updated_at=now))
-    await session.execute(
-        programme_operator.insert(), [{"programme_code": value.code, "operator_code": op} for op in value.operators]
-    )
-
-
-async def known_operators(session: AsyncSession, codes: Iterable[str]) -> set[str]:
-    wanted = sorted(set(codes))
-    if not wanted:
-        return set()
-    rows = await session.execute(sa.select(operator.c.code).where(operator.c.code.in_(wanted)))
-    return {r.code for r in rows}
-
-
-# --- grants ----------------------------------------------------------------------------------
+    batch: GrantBatch
+    operator: str | None
+    actor: str
 
 
 def grant_from_row(row: Any) -> Grant:
@@ -148,226 +114,239 @@ def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def get_grant(session: AsyncSession, op: str, ref: str, *, for_update: bool = False) -> Grant | None:
-    query = sa.select(grant).where(grant.c.operator == op, grant.c.operator_ref == ref)
-    if for_update and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return grant_from_row(row) if row else None
-
-
-async def load_grants(
-    session: AsyncSession, keys: Iterable[GrantKey], *, for_update: bool = False
-) -> dict[GrantKey, Grant]:
-    """The existing grants among ``keys``: one query per operator on PostgreSQL (its references as one
-    array parameter), chunks of :data:`CHUNK` references elsewhere."""
-    by_operator: dict[str, list[str]] = {}
-    for op, ref in set(keys):
-        by_operator.setdefault(op, []).append(ref)
-    dialect = dialect_of(session)
-    lock = for_update and dialect == "postgresql"
-    out: dict[GrantKey, Grant] = {}
-    for op, refs in by_operator.items():
-        for chunk in lookup_chunks(sorted(refs), dialect, size=CHUNK):
-            query = sa.select(grant).where(grant.c.operator == op, in_values(grant.c.operator_ref, chunk, dialect))
-            if lock:
-                query = query.order_by(grant.c.operator_ref).with_for_update()
-            for row in await session.execute(query):
-                out[(row.operator, row.operator_ref)] = grant_from_row(row)
-    return out
-
-
-async def insert_grants(session: AsyncSession, grants: Sequence[Grant], now: datetime) -> None:
-    await insert_rows(session, grant, [grant_values(g, created_at=now) for g in grants], chunk=CHUNK)
-
-
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
 
 
-async def update_grants(session: AsyncSession, grants: Sequence[Grant]) -> None:
-    if not grants:
-        return
-    stmt = (
-        grant.update()
-        .where(grant.c.operator == sa.bindparam("k_operator"), grant.c.operator_ref == sa.bindparam("k_operator_ref"))
-        .values({k: sa.bindparam(k) for k in _UPDATE_KEYS})
-    )
-    rows = []
-    for g in grants:
-        values = grant_values(g)
-        rows.append(
-            {"k_operator": g.operator, "k_operator_ref": g.operator_ref, **{k: values[k] for k in _UPDATE_KEYS}}
-        )
-    for i in range(0, len(rows), CHUNK):
-        await session.execute(stmt, rows[i : i + CHUNK], execution_options={"synchronize_session": False})
-
-
-def entry_rows(g: Grant, entries: Sequence[EntryPlan], *, actor: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "operator": g.operator,
-            "operator_ref": g.operator_ref,
-            "seq": i,
-            "kind": e.kind,
-            "amount_delta_eur": e.amount_delta_eur,
-            "investment_delta_eur": e.investment_delta_eur,
-            "disbursement_ref": e.disbursement_ref,
-            "paid_on": e.paid_on,
-            "grant_version": g.version,
-            "recorded_at": g.updated_at,
-            "actor": actor,
-        }
-        for i, e in enumerate(entries)
-    ]
-
-
-async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await insert_rows(session, grant_ledger_entry, rows, chunk=CHUNK)
-
-
-async def ledger_entries(session: AsyncSession, op: str, ref: str) -> list[Any]:
-    rows = await session.execute(
-        sa.select(grant_ledger_entry)
-        .where(grant_ledger_entry.c.operator == op, grant_ledger_entry.c.operator_ref == ref)
-        .order_by(grant_ledger_entry.c.grant_version, grant_ledger_entry.c.seq)
-    )
-    return list(rows)
-
-
-async def all_ledger_entries(session: AsyncSession) -> dict[GrantKey, list[EntryPlan]]:
-    """Every grant's entries (checks and audits)."""
-    rows = await session.execute(
-        sa.select(grant_ledger_entry).order_by(grant_ledger_entry.c.grant_version, grant_ledger_entry.c.seq)
-    )
-    out: dict[GrantKey, list[EntryPlan]] = {}
-    for r in rows:
-        out.setdefault((r.operator, r.operator_ref), []).append(
-            EntryPlan(
-                r.kind, Decimal(r.amount_delta_eur), Decimal(r.investment_delta_eur), r.disbursement_ref, r.paid_on
-            )
-        )
-    return out
-
-
-def _filtered(
-    query: sa.Select[Any],
-    *,
-    operator_code: str | None,
-    programme_code: str | None,
-    territory_id: str | None,
-    status: str | None,
-) -> sa.Select[Any]:
-    if operator_code is not None:
-        query = query.where(grant.c.operator == operator_code)
-    if programme_code is not None:
-        query = query.where(grant.c.programme == programme_code)
-    if territory_id is not None:
-        query = query.where(grant.c.territory_id == territory_id)
-    if status is not None:
-        query = query.where(grant.c.status == status)
+def _filtered(query: sa.Select[Any], where: GrantFilter) -> sa.Select[Any]:
+    if where.operator is not None:
+        query = query.where(grant.c.operator == where.operator)
+    if where.programme is not None:
+        query = query.where(grant.c.programme == where.programme)
+    if where.territory_id is not None:
+        query = query.where(grant.c.territory_id == where.territory_id)
+    if where.status is not None:
+        query = query.where(grant.c.status == where.status)
     return query
 
 
-async def list_grants(
-    session: AsyncSession,
-    *,
-    operator_code: str | None,
-    programme_code: str | None,
-    territory_id: str | None,
-    status: str | None,
-    limit: int,
-    after: GrantKey | None,
-) -> list[Grant]:
-    query = _filtered(
-        sa.select(grant),
-        operator_code=operator_code,
-        programme_code=programme_code,
-        territory_id=territory_id,
-        status=status,
-    )
-    if after is not None:
-        query = query.where(sa.tuple_(grant.c.operator, grant.c.operator_ref) > sa.tuple_(*after))
-    query = query.order_by(grant.c.operator, grant.c.operator_ref).limit(limit)
-    return [grant_from_row(r) for r in await session.execute(query)]
+def _ledger_row(g: Grant, seq: int, e: EntryPlan, actor: str) -> dict[str, Any]:
+    return {
+        "operator": g.operator,
+        "operator_ref": g.operator_ref,
+        "seq": seq,
+        "kind": e.kind,
+        "amount_delta_eur": e.amount_delta_eur,
+        "investment_delta_eur": e.investment_delta_eur,
+        "disbursement_ref": e.disbursement_ref,
+        "paid_on": e.paid_on,
+        "grant_version": g.version,
+        "recorded_at": g.updated_at,
+        "actor": actor,
+    }
 
 
-async def stream_grants(
-    session: AsyncSession,
-    *,
-    operator_code: str | None,
-    programme_code: str | None,
-    territory_id: str | None,
-    status: str | None,
-    chunk: int = 500,
-) -> AsyncIterator[list[Grant]]:
-    """The matching grants in key order, ``chunk`` at a time, over a server-side cursor."""
-    query = _filtered(
-        sa.select(grant),
-        operator_code=operator_code,
-        programme_code=programme_code,
-        territory_id=territory_id,
-        status=status,
-    ).order_by(grant.c.operator, grant.c.operator_ref)
-    result = await session.stream(query.execution_options(yield_per=chunk))
-    async for rows in result.partitions(chunk):
-        yield [grant_from_row(r) for r in rows]
+def _entry(row: Any) -> EntryPlan:
+    return EntryPlan(row.kind, Decimal(row.amount_delta_eur), Decimal(row.investment_delta_eur), row.disbursement_ref, row.paid_on)
 
 
-async def operator_labels(session: AsyncSession) -> dict[str, tuple[str, str | None]]:
-    rows = await session.execute(sa.select(operator.c.code, operator.c.label, operator.c.siret))
-    return {r.code: (r.label, r.siret) for r in rows}
+class Repository(BaseRepository):
+    """The funding ledger's queries over ``session``."""
 
+    # --- operators and programmes ------------------------------------------------------------
 
-async def programme_labels(session: AsyncSession) -> dict[str, str]:
-    rows = await session.execute(sa.select(programme.c.code, programme.c.label))
-    return {r.code: r.label for r in rows}
+    async def list_operators(self) -> list[Operator]:
+        rows = await self.session.execute(sa.select(operator).order_by(operator.c.code))
+        return [Operator(code=r.code, label=r.label, siret=r.siret) for r in rows]
 
+    async def get_operator(self, code: str) -> Operator | None:
+        row = (await self.session.execute(sa.select(operator).where(operator.c.code == code))).first()
+        return Operator(code=row.code, label=row.label, siret=row.siret) if row else None
 
-# --- batches ---------------------------------------------------------------------------------
+    async def save_operator(self, value: Operator, *, exists: bool, at: datetime) -> None:
+        values = {"label": value.label, "siret": value.siret, "updated_at": at}
+        if exists:
+            await self.session.execute(operator.update().where(operator.c.code == value.code).values(**values))
+        else:
+            await self.session.execute(operator.insert().values(code=value.code, **values))
 
+    async def known_operators(self, codes: Iterable[str]) -> set[str]:
+        """Which of ``codes`` are registered operators."""
+        wanted = sorted(set(codes))
+        if not wanted:
+            return set()
+        rows = await self.session.execute(sa.select(operator.c.code).where(operator.c.code.in_(wanted)))
+        return {r.code for r in rows}
 
-async def insert_batch(
-    session: AsyncSession,
-    doc: dict[str, Any],
-    *,
-    received_at: datetime,
-    operator_code: str | None,
-    actor: str,
-    media_type: str,
-) -> None:
-    """Store a batch and its report: ``doc`` is the ``GrantBatch`` resource in JSON form."""
-    await insert_rows(
-        session,
-        grant_batch,
-        [
+    async def known_programmes(self, codes: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """``{programme code: [codes of the operators that run it]}`` for those of ``codes`` that exist
+        (every programme when None)."""
+        query = (
+            sa.select(programme.c.code, programme_operator.c.operator_code)
+            .select_from(programme.outerjoin(programme_operator, programme_operator.c.programme_code == programme.c.code))
+            .order_by(programme.c.code, programme_operator.c.operator_code)
+        )
+        if codes is not None:
+            wanted = sorted(set(codes))
+            if not wanted:
+                return {}
+            query = query.where(programme.c.code.in_(wanted))
+        out: dict[str, list[str]] = {}
+        for code, op in await self.session.execute(query):
+            out.setdefault(code, [])
+            if op is not None:
+                out[code].append(op)
+        return out
+
+    async def list_programmes(self) -> list[Programme]:
+        runners = await self.known_programmes()
+        rows = await self.session.execute(sa.select(programme.c.code, programme.c.label).order_by(programme.c.code))
+        return [Programme(code=r.code, label=r.label, operators=runners.get(r.code, [])) for r in rows]
+
+    async def get_programme(self, code: str) -> Programme | None:
+        row = (await self.session.execute(sa.select(programme.c.label).where(programme.c.code == code))).first()
+        if row is None:
+            return None
+        return Programme(code=code, label=row.label, operators=(await self.known_programmes([code])).get(code, []))
+
+    async def save_programme(self, value: Programme, *, exists: bool, at: datetime) -> None:
+        if exists:
+            await self.session.execute(
+                programme.update().where(programme.c.code == value.code).values(label=value.label, updated_at=at)
+            )
+            await self.session.execute(programme_operator.delete().where(programme_operator.c.programme_code == value.code))
+        else:
+            await self.session.execute(programme.insert().values(code=value.code, label=value.label, updated_at=at))
+        await self.session.execute(
+            programme_operator.insert(), [{"programme_code": value.code, "operator_code": op} for op in value.operators]
+        )
+
+    async def known_territories(self, territory_ids: Iterable[str]) -> set[str]:
+        """Which of ``territory_ids`` the local replica of ``ti.territories`` knows."""
+        return set(await replica.known_territories(self.session, set(territory_ids)))
+
+    # --- grants ------------------------------------------------------------------------------
+
+    async def get_grant(self, op: str, ref: str, *, for_update: bool = False) -> Grant | None:
+        query = sa.select(grant).where(grant.c.operator == op, grant.c.operator_ref == ref)
+        if for_update and dialect_of(self.session) == "postgresql":
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        return grant_from_row(row) if row else None
+
+    async def get_grants(self, keys: Iterable[GrantKey], *, for_update: bool = False) -> dict[GrantKey, Grant]:
+        """The existing grants among ``keys``: one query per operator on PostgreSQL (its references as one
+        array parameter), chunks of :data:`CHUNK` references elsewhere."""
+        by_operator: dict[str, list[str]] = {}
+        for op, ref in set(keys):
+            by_operator.setdefault(op, []).append(ref)
+        dialect = dialect_of(self.session)
+        lock = for_update and dialect == "postgresql"
+        out: dict[GrantKey, Grant] = {}
+        for op, refs in by_operator.items():
+            for chunk in lookup_chunks(sorted(refs), dialect, size=CHUNK):
+                query = sa.select(grant).where(grant.c.operator == op, in_values(grant.c.operator_ref, chunk, dialect))
+                if lock:
+                    query = query.order_by(grant.c.operator_ref).with_for_update()
+                for row in await self.session.execute(query):
+                    out[(row.operator, row.operator_ref)] = grant_from_row(row)
+        return out
+
+    async def insert_grants(self, grants: Sequence[Grant]) -> None:
+        """New grants (their ``created_at``: the instant of their first version, their ``updated_at``)."""
+        await insert_rows(self.session, grant, [grant_values(g, created_at=g.updated_at) for g in grants], chunk=CHUNK)
+
+    async def update_grants(self, grants: Sequence[Grant]) -> None:
+        if not grants:
+            return
+        stmt = (
+            grant.update()
+            .where(grant.c.operator == sa.bindparam("k_operator"), grant.c.operator_ref == sa.bindparam("k_operator_ref"))
+            .values({k: sa.bindparam(k) for k in _UPDATE_KEYS})
+        )
+        rows = []
+        for g in grants:
+            values = grant_values(g)
+            rows.append({"k_operator": g.operator, "k_operator_ref": g.operator_ref, **{k: values[k] for k in _UPDATE_KEYS}})
+        for i in range(0, len(rows), CHUNK):
+            await self.session.execute(stmt, rows[i : i + CHUNK], execution_options={"synchronize_session": False})
+
+    async def list_grants(self, where: GrantFilter, *, after: GrantKey | None, limit: int) -> list[Grant]:
+        """A page of the grants ``where`` selects, in key order, after the key ``after``."""
+        query = _filtered(sa.select(grant), where)
+        if after is not None:
+            query = query.where(sa.tuple_(grant.c.operator, grant.c.operator_ref) > sa.tuple_(*after))
+        query = query.order_by(grant.c.operator, grant.c.operator_ref).limit(limit)
+        return [grant_from_row(r) for r in await self.session.execute(query)]
+
+    async def stream_grants(self, where: GrantFilter, *, chunk: int = 500) -> AsyncIterator[list[Grant]]:
+        """The grants ``where`` selects in key order, ``chunk`` at a time, over a server-side cursor."""
+        query = _filtered(sa.select(grant), where).order_by(grant.c.operator, grant.c.operator_ref)
+        result = await self.session.stream(query.execution_options(yield_per=chunk))
+        async for rows in result.partitions(chunk):
+            yield [grant_from_row(r) for r in rows]
+
+    # --- the ledger --------------------------------------------------------------------------
+
+    async def add_ledger_entries(self, decisions: Iterable[Decision], *, actor: str) -> None:
+        """The ledger entries of these decisions, each with its grant's version and time."""
+        rows = [_ledger_row(d.entity, seq, e, actor) for d in decisions for seq, e in enumerate(d.entries)]
+        await insert_rows(self.session, grant_ledger_entry, rows, chunk=CHUNK)
+
+    async def get_ledger_entries(self, op: str, ref: str) -> list[LedgerRecord]:
+        """The grant's ledger, oldest entry first (empty: no such grant)."""
+        rows = await self.session.execute(
+            sa.select(grant_ledger_entry)
+            .where(grant_ledger_entry.c.operator == op, grant_ledger_entry.c.operator_ref == ref)
+            .order_by(grant_ledger_entry.c.grant_version, grant_ledger_entry.c.seq)
+        )
+        return [LedgerRecord(_entry(r), r.grant_version, r.recorded_at, r.actor) for r in rows]
+
+    async def get_ledgers(self) -> dict[GrantKey, list[EntryPlan]]:
+        """Every grant's entries, oldest first (checks and audits)."""
+        rows = await self.session.execute(
+            sa.select(grant_ledger_entry).order_by(grant_ledger_entry.c.grant_version, grant_ledger_entry.c.seq)
+        )
+        out: dict[GrantKey, list[EntryPlan]] = {}
+        for r in rows:
+            out.setdefault((r.operator, r.operator_ref), []).append(_entry(r))
+        return out
+
+    # --- batches -----------------------------------------------------------------------------
+
+    async def add_batch(
+        self, doc: dict[str, Any], *, received_at: datetime, operator: str | None, actor: str, media_type: str
+    ) -> None:
+        """Store a batch and its report: ``doc`` is the ``GrantBatch`` resource in JSON form."""
+        await insert_rows(
+            self.session,
+            grant_batch,
+            [
+                {
+                    "id": doc["id"],
+                    "operator": operator,
+                    "actor": actor,
+                    "mode": doc["mode"],
+                    "media_type": media_type,
+                    "status": doc["status"],
+                    "received_at": received_at,
+                    "counts": doc["counts"],
+                    "rows": doc["rows"],
+                }
+            ],
+        )
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        row = (await self.session.execute(sa.select(grant_batch).where(grant_batch.c.id == batch_id))).first()
+        if row is None:
+            return None
+        batch = GrantBatch.model_validate(
             {
-                "id": doc["id"],
-                "operator": operator_code,
-                "actor": actor,
-                "mode": doc["mode"],
-                "media_type": media_type,
-                "status": doc["status"],
-                "received_at": received_at,
-                "counts": doc["counts"],
-                "rows": doc["rows"],
+                "id": row.id,
+                "status": row.status,
+                "mode": row.mode,
+                "received_at": row.received_at,
+                "counts": row.counts,
+                "rows": row.rows,
             }
-        ],
-    )
-
-
-async def get_batch(session: AsyncSession, batch_id: str) -> tuple[GrantBatch, str | None, str] | None:
-    """The batch, the operator of the token that sent it, and its actor."""
-    row = (await session.execute(sa.select(grant_batch).where(grant_batch.c.id == batch_id))).first()
-    if row is None:
-        return None
-    batch = GrantBatch.model_validate(
-        {
-            "id": row.id,
-            "status": row.status,
-            "mode": row.mode,
-            "received_at": row.received_at,
-            "counts": row.counts,
-            "rows": row.rows,
-        }
-    )
-    return batch, row.operator, row.actor
+        )
+        return BatchRecord(batch, row.operator, row.actor)

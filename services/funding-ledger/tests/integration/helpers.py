@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from funding_ledger import repository as repo
 from funding_ledger.domain import ledger_problems
 from funding_ledger.main import create_app
+from funding_ledger.repository import GrantFilter, Repository
 from ti_shared.bus import make_source
 from ti_shared.db import Database
 from ti_shared.events import TOPIC_GRANTS
@@ -88,16 +88,9 @@ class Service:
         db = Database(self.url)
         try:
             async with db.read_session() as session:
-                grants = await repo.list_grants(
-                    session,
-                    operator_code=None,
-                    programme_code=None,
-                    territory_id=None,
-                    status=None,
-                    limit=100_000,
-                    after=None,
-                )
-                entries = await repo.all_ledger_entries(session)
+                repo = Repository(session)
+                grants = await repo.list_grants(GrantFilter(), after=None, limit=100_000)
+                entries = await repo.get_ledgers()
         finally:
             await db.dispose()
         out = {}

@@ -305,3 +305,23 @@ async def test_a_disbursement_refused_under_an_idempotency_key_is_replayed_a_con
         second = await c.post(url, json=conflicting, headers=keyed)
         assert first.status_code == second.status_code == 409 and "idempotent-replayed" not in second.headers
         assert (await c.get("/v1/grants/ADEME/FV-9", headers=h)).json()["disbursed_eur"] == "10.00"
+
+
+async def test_a_disbursement_needs_the_operator_to_still_run_the_grants_programme():
+    async with service() as s:
+        c, h = s.client, s.token()
+        assert (await c.put("/v1/grants/ADEME/FV-1", json={**GRANT, "amount_eur": "1000"}, headers=h)).status_code == 201
+        url = "/v1/grants/ADEME/FV-1/disbursements"
+        pay = {"ref": "DP-1", "amount_eur": "100", "paid_on": "2024-09-01"}
+        assert (await c.post(url, json=pay, headers=s.token("BPI"))).status_code == 403
+        assert (await c.post("/v1/grants/ADEME/NOPE/disbursements", json=pay, headers=s.token("BPI"))).status_code == 403
+        moved = {"label": "Fonds vert – volet Territoires d'industrie", "operators": ["ANCT"]}
+        assert (await c.put("/v1/programmes/fonds_vert_ti_te", json=moved, headers=s.admin)).status_code == 200
+        put = await c.put("/v1/grants/ADEME/FV-1", json={**GRANT, "amount_eur": "900"}, headers=h)
+        paid = await c.post(url, json=pay, headers={**h, "Idempotency-Key": "after-the-move"})
+        assert put.status_code == paid.status_code == 403 and paid.headers["content-type"] == PROBLEM
+        assert paid.json()["detail"] == put.json()["detail"] == "Operator 'ADEME' does not run programme 'fonds_vert_ti_te'"
+        g = (await c.get("/v1/grants/ADEME/FV-1", headers=h)).json()
+        assert (g["version"], g["disbursed_eur"]) == (1, "0.00") and await s.count("grant_ledger_entry") == 1
+        r = await c.post(url, json=pay, headers=s.admin)
+        assert (r.status_code, r.json()["version"], r.json()["disbursed_eur"]) == (201, 2, "100.00")

@@ -44,13 +44,16 @@ async def test_partial_and_atomic_json_batches():
         ]
         assert batch["counts"] == {"total": 7, "created": 1, "updated": 1, "unchanged": 1, "rejected": 4, "warnings": 0}
         assert batch["rows"][3]["errors"][0]["loc"] == ["commune_insee"]
-        assert batch["rows"][4]["errors"][0]["loc"] == ["operator"]
+        assert batch["rows"][4]["errors"] == [{"loc": ["operator"], "msg": "This token may not act for operator 'BPI'"}]
         assert batch["rows"][5]["errors"][0]["loc"] == ["territory_id"]
         assert r.headers["location"] == f"/v1/grant-batches/{batch['id']}"
         replay = await c.post("/v1/grant-batches", json=partial, headers={**h, "Idempotency-Key": "b-1"})
         assert replay.status_code == 201 and replay.json() == batch
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=h)).json() == batch
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.token("BPI"))).status_code == 403
+        # the batch follows its operator: the sender's sub acting for another operator may not read it
+        assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.token("BPI", sub="ademe-push"))).status_code == 403
+        assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.token("ADEME", sub="ademe-other"))).status_code == 200
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.admin)).status_code == 200
         assert (await c.get("/v1/grant-batches/nope", headers=h)).status_code == 404
         assert (await c.get("/v1/grants/ADEME/OLD-1", headers=h)).json()["amount_eur"] == "900000.00"
@@ -159,3 +162,25 @@ async def test_csv_import_of_a_latin1_scdl_file_with_bad_rows():
             await c.post("/v1/grant-batches", content=b"", headers={**h, "Content-Type": "text/csv"})
         ).status_code == 422
         assert len(await s.grant_events(2)) == 2
+
+
+async def test_a_batch_row_is_refused_with_the_message_of_the_same_put():
+    async with service() as s:
+        c, h = s.client, s.token()
+        cases = [
+            ("BPI", {"programme": "rebond_industriel"}),
+            ("ADEME", {"programme": "rebond_industriel"}),
+            ("ADEME", {"programme": "inconnu", "territory_id": "ti-9999"}),
+            ("ADEME", {"decision_date": "2099-01-01"}),
+        ]
+        r = await c.post("/v1/grant-batches", json={"items": [item(f"R-{n}", op, **ch) for n, (op, ch) in enumerate(cases)]}, headers=h)
+        assert r.status_code == 201 and r.json()["counts"]["rejected"] == len(cases)
+        for row, (n, (op, changes)) in zip(r.json()["rows"], enumerate(cases), strict=True):
+            put = await c.put(f"/v1/grants/{op}/R-{n}", json={**GRANT, **changes}, headers=h)
+            problem = put.json()
+            if put.status_code == 403:
+                assert row["errors"] == [{"loc": row["errors"][0]["loc"], "msg": problem["detail"]}]
+            else:
+                assert put.status_code == 422
+                assert row["errors"] == [{"loc": e["loc"][1:], "msg": e["msg"]} for e in problem["errors"]]
+        assert await s.count("grant") == 0 and await s.count("outbox_message") == 0
