@@ -136,16 +136,8 @@ async def list_grants(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (default 100, max 1000)")] = 100,
     cursor: CursorQuery = None,
 ) -> dict[str, Any]:
-    page = await service.list_grants(
-        repo,
-        principal,
-        operator=operator,
-        programme=programme,
-        territory_id=territory_id,
-        status=status,
-        limit=limit,
-        cursor=cursor,
-    )
+    where = service.GrantFilter(operator, programme, territory_id, status)
+    page = await service.list_grants(repo, principal, where, limit=limit, cursor=cursor)
     return page.model_dump(mode="json")
 
 
@@ -166,9 +158,7 @@ async def export_grants(
     territory_id: Annotated[str | None, Query(pattern=TERRITORY_ID_PATTERN)] = None,
     status: GrantStatus | None = None,
 ) -> StreamingResponse:
-    lines = service.export_grants(
-        repo, principal, operator=operator, programme=programme, territory_id=territory_id, status=status
-    )
+    lines = service.export_grants(repo, principal, service.GrantFilter(operator, programme, territory_id, status))
     return StreamingResponse(
         lines,
         media_type="text/csv; charset=utf-8",

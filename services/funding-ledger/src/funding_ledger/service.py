@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,7 +41,8 @@ from funding_ledger.domain import (
     running_totals,
 )
 from funding_ledger.events import EVENT_OF_CHANGE
-from funding_ledger.repository import GrantFilter, GrantKey
+from funding_ledger.repository import GrantFilter as GrantFilter  # re-exported: the routes build it
+from funding_ledger.repository import GrantKey
 from funding_ledger.repository import Repository as Repository  # re-exported: the routes' dependencies name it
 from funding_ledger.scdl import export_header, export_line
 from funding_ledger.schemas import (
@@ -112,15 +114,15 @@ async def put_programme(
 # --- reading grants ------------------------------------------------------------------------------
 
 
-def visible_operator(principal: Principal, operator: str | None) -> str | None:
-    """Whose grants ``principal`` reads when it asks for ``operator``'s (None: anyone's): an operator
-    token its own operator's, an admin token anyone's; any other token none (403)."""
+def visible(principal: Principal, where: GrantFilter) -> GrantFilter:
+    """The grants ``principal`` reads of those ``where`` asks for: an operator token its own operator's,
+    an admin token anyone's; any other token none (403)."""
     _require_reader(principal)
     if principal.is_admin:
-        return operator
-    if operator is not None and operator != principal.operator:
-        raise Problem(403, f"This token may not read the grants of operator '{operator}'")
-    return principal.operator
+        return where
+    if where.operator is not None and where.operator != principal.operator:
+        raise Problem(403, f"This token may not read the grants of operator '{where.operator}'")
+    return replace(where, operator=principal.operator)
 
 
 def _require_reader(principal: Principal) -> None:
@@ -128,38 +130,19 @@ def _require_reader(principal: Principal) -> None:
         raise Problem(403, "Reading grants needs an operator token (ti_operator) or an admin token")
 
 
-async def list_grants(
-    repo: Repository,
-    principal: Principal,
-    *,
-    operator: str | None,
-    programme: str | None,
-    territory_id: str | None,
-    status: str | None,
-    limit: int,
-    cursor: str | None,
-) -> Page[Grant]:
-    """A page of the grants ``principal`` may read that match the filters, in key order."""
-    where = GrantFilter(visible_operator(principal, operator), programme, territory_id, status)
+async def list_grants(repo: Repository, principal: Principal, where: GrantFilter, *, limit: int, cursor: str | None) -> Page[Grant]:
+    """A page of the grants ``principal`` may read that ``where`` selects, in key order."""
     after = decode_cursor(cursor, (str, str))
-    grants = await repo.list_grants(where, after=(after[0], after[1]) if after else None, limit=limit + 1)
+    grants = await repo.list_grants(visible(principal, where), after=(after[0], after[1]) if after else None, limit=limit + 1)
     page = grants[:limit]
     next_cursor = encode_cursor([page[-1].operator, page[-1].operator_ref]) if len(grants) > limit else None
     return Page[Grant](items=page, next_cursor=next_cursor)
 
 
-def export_grants(
-    repo: Repository,
-    principal: Principal,
-    *,
-    operator: str | None,
-    programme: str | None,
-    territory_id: str | None,
-    status: str | None,
-) -> AsyncIterator[bytes]:
-    """The SCDL CSV of the grants ``principal`` may read that match the filters, line by line (who
-    may read is checked here, before the first line)."""
-    return _export_lines(repo, GrantFilter(visible_operator(principal, operator), programme, territory_id, status))
+def export_grants(repo: Repository, principal: Principal, where: GrantFilter) -> AsyncIterator[bytes]:
+    """The SCDL CSV of the grants ``principal`` may read that ``where`` selects, line by line (who may
+    read is checked here, before the first line)."""
+    return _export_lines(repo, visible(principal, where))
 
 
 async def _export_lines(repo: Repository, where: GrantFilter) -> AsyncIterator[bytes]:

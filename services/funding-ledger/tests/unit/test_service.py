@@ -11,6 +11,7 @@ from funding_ledger import service
 from funding_ledger.batches import parse_csv_batch, parse_json_batch
 from funding_ledger.domain import ledger_problems
 from funding_ledger.events import EVENT_OF_CHANGE
+from funding_ledger.repository import GrantFilter
 from funding_ledger.schemas import DisbursementBody, GrantBatch, GrantBody, OperatorBody, ProgrammeBody
 from ti_shared.auth import Principal
 from ti_shared.events import TOPIC_GRANTS
@@ -183,17 +184,17 @@ async def test_reads_follow_the_operator() -> None:
     assert (await refused(service.get_grant(repo, ADMIN, "ADEME", "A-9"))).status == 404
     nobody = Principal(sub="x", scopes=frozenset({"grants:write"}))
     assert (await refused(service.get_grant(repo, nobody, "ADEME", "A-0"))).status == 403
-    own = await service.list_grants(repo, BPI, operator=None, programme=None, territory_id=None, status=None, limit=10, cursor=None)
+    own = await service.list_grants(repo, BPI, GrantFilter(), limit=10, cursor=None)
     assert [g.id for g in own.items] == ["BPI/B-1"] and own.next_cursor is None
-    assert (await refused(service.list_grants(repo, BPI, operator="ADEME", programme=None, territory_id=None, status=None, limit=10, cursor=None))).status == 403
-    first = await service.list_grants(repo, ADMIN, operator=None, programme=None, territory_id=None, status=None, limit=2, cursor=None)
-    rest = await service.list_grants(repo, ADMIN, operator=None, programme=None, territory_id=None, status=None, limit=2, cursor=first.next_cursor)
+    assert (await refused(service.list_grants(repo, BPI, GrantFilter("ADEME"), limit=10, cursor=None))).status == 403
+    first = await service.list_grants(repo, ADMIN, GrantFilter(), limit=2, cursor=None)
+    rest = await service.list_grants(repo, ADMIN, GrantFilter(), limit=2, cursor=first.next_cursor)
     assert [g.id for g in first.items + rest.items] == ["ADEME/A-0", "ADEME/A-1", "ADEME/A-2", "BPI/B-1"] and rest.next_cursor is None
-    bad = await refused(service.list_grants(repo, ADMIN, operator=None, programme=None, territory_id=None, status=None, limit=2, cursor="!!"))
+    bad = await refused(service.list_grants(repo, ADMIN, GrantFilter(), limit=2, cursor="!!"))
     assert bad.status == 422
     with pytest.raises(Problem):
-        service.export_grants(repo, BPI, operator="ADEME", programme=None, territory_id=None, status=None)
-    lines = [line async for line in service.export_grants(repo, BPI, operator=None, programme=None, territory_id=None, status=None)]
+        service.export_grants(repo, BPI, GrantFilter("ADEME"))
+    lines = [line async for line in service.export_grants(repo, BPI, GrantFilter())]
     text = b"".join(lines).decode().splitlines()
     assert len(text) == 2 and text[0].startswith("nomAttribuant;") and ";BPI;B-1;rebond_industriel;" in text[1]
 
