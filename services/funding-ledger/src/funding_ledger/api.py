@@ -304,7 +304,7 @@ async def post_grant_batch(
         if idem.replay is not None:
             return idem.replay
         result = await service.post_grant_batch(uow, principal, batch, effective_at=effective_at)
-        return await idem.commit(write_response(result, request))
+        return await idem.finish(result, request)
 
 
 @batch_router.get(
