@@ -269,11 +269,7 @@ async def put_grant(
         decision = decide_write(current, body, at=effective_at or uow.now, operator=operator, operator_ref=operator_ref)
     except DomainError as exc:
         raise _domain_problem(exc) from exc
-    grant = decision.entity
-    if not decision.changed:
-        return WriteResult(grant, changed=False, version=grant.version)
-    event_id = await write_change(uow, decision, actor=principal.sub)
-    return WriteResult(grant, created=current is None, version=grant.version, event_ids=(event_id,))
+    return await _written(uow, decision, actor=principal.sub, created=current is None)
 
 
 async def record_disbursement(
@@ -304,11 +300,16 @@ async def record_disbursement(
         decision = decide_disbursement(current, body, today=today_of(uow.now), at=effective_at or uow.now)
     except DomainError as exc:
         raise _domain_problem(exc) from exc
+    return await _written(uow, decision, actor=principal.sub, created=True)
+
+
+async def _written(uow: Uow[Repository], decision: Decision, *, actor: str, created: bool) -> WriteResult[Grant]:
+    """The answer to a decided write of one grant: nothing written when nothing changes, else the change."""
     grant = decision.entity
     if not decision.changed:
         return WriteResult(grant, changed=False, version=grant.version)
-    event_id = await write_change(uow, decision, actor=principal.sub)
-    return WriteResult(grant, created=True, version=grant.version, event_ids=(event_id,))
+    event_id = await write_change(uow, decision, actor=actor)
+    return WriteResult(grant, created=created, version=grant.version, event_ids=(event_id,))
 
 
 async def write_change(uow: Uow[Repository], decision: Decision, *, actor: str) -> str:
