@@ -12,6 +12,7 @@ from ti_shared.http import (
     MULTIPART,
     XLSX_TYPE,
     CursorQuery,
+    DryRunQuery,
     EffectiveAtHeader,
     LimitQuery,
     TiRoute,
@@ -306,15 +307,16 @@ async def import_plan(
         Literal["atomic", "partial"], Query(description="atomic: all rows or nothing; partial: the valid rows")
     ] = "atomic",
     delete_missing: Annotated[bool, Query(description="Delete the territory's actions absent from the file")] = False,
+    dry_run: DryRunQuery = False,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     at = parse_effective_at(effective_at_header, principal)
     upload = await read_upload(request, max_bytes=PLAN_MAX_BYTES)
-    async with idempotent(uow, request, principal, idempotency_key, upload=upload) as idem:
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
         if idem.replay is not None:
             return idem.replay
         result = await service.import_plan(
-            uow, principal, territory_id, upload, mode=mode, delete_missing=delete_missing, effective_at=at
+            uow, principal, territory_id, upload, mode=mode, delete_missing=delete_missing, effective_at=at, dry_run=dry_run
         )
         return await idem.finish(result, request)

@@ -1,18 +1,22 @@
 """Reading a territory's plan file (a GRIST export, CSV or XLSX): one action per row, and the report of
-its import (no I/O)."""
+its import (no I/O).
+
+GRIST writes its columns' labels (``Date de début``, ``Thématiques``), multi-choice cells as ``a, b``
+in CSV and ``a; b`` in XLSX, money as ``120 000,00 €``: the header is matched by ``ti_shared.imports``
+(an unknown column is a warning of the report, never silently dropped) and the cells read by
+``ti_shared.cells`` (every value read other than as written is a warning of its row)."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import ValidationError
+from ti_shared.cells import Vocabulary, read_choices, read_date, read_money
+from ti_shared.imports import ImportRow, ImportTable, Layout, Message, RowNotes
 from ti_shared.problems import clean_pydantic_errors
-from ti_shared.tabular import parse_french_decimal
 from ti_shared.vocabulary import ACTION_STATUSES as STATUSES
 from ti_shared.vocabulary import AXES, AXIS_LABELS, STATUS_LABELS, THEME_LABELS, THEMES
 
@@ -24,121 +28,56 @@ from action_tracker.schemas import (
     PlanImportReport,
     PlanImportRow,
     PlanImportSummary,
+    RowError,
 )
 
 #: data rows of one territory's plan file (the largest plans have a few hundred actions)
 MAX_PLAN_ROWS = 10_000
 
-#: the columns a plan file may have, by their folded name (French headers accepted too)
-COLUMN_ALIASES: dict[str, str] = {
-    "action_id": "action_id",
-    "id": "action_id",
-    "territory_id": "territory_id",
-    "id_ti": "territory_id",
-    "title": "title",
-    "titre": "title",
-    "intitule": "title",
-    "description": "description",
-    "axis": "axis",
-    "axe": "axis",
-    "themes": "themes",
-    "thematiques": "themes",
-    "status": "status",
-    "statut": "status",
-    "etat_d_avancement": "status",
-    "planned_start": "planned_start",
-    "date_debut": "planned_start",
-    "planned_end": "planned_end",
-    "date_fin": "planned_end",
-    "budget_eur": "budget_eur",
-    "budget": "budget_eur",
-    "partners": "partners",
-    "partenaires": "partners",
-}
-REQUIRED_COLUMNS = ("action_id", "title", "axis")
-FIRST_DATA_ROW = 2  # the header is row 1
+#: a plan file as the platform writes it and as GRIST exports it (column labels, with or without accents)
+PLAN = Layout(
+    name="a territory's plan",
+    columns={
+        "action_id": ("id", "ID", "Identifiant", "Référence"),
+        "territory_id": ("id_ti", "Territoire"),
+        "title": ("titre", "Titre", "intitulé", "Intitulé", "Intitulé de l'action", "Nom de l'action"),
+        "description": ("Description",),
+        "axis": ("axe", "Axe"),
+        "themes": ("thématiques", "Thématiques", "Thématique", "thèmes", "Thèmes"),
+        "status": ("statut", "Statut", "état d'avancement", "État d'avancement", "Etat d'avancement"),
+        "planned_start": ("date_debut", "Date de début", "Date de debut", "Début"),
+        "planned_end": ("date_fin", "Date de fin", "Fin"),
+        "budget_eur": ("budget", "Budget", "Budget (€)", "Montant"),
+        "partners": ("partenaires", "Partenaires"),
+    },
+    required=("action_id", "title", "axis"),
+)
+REQUIRED_COLUMNS = PLAN.required
 
 _ACTION_ID = re.compile(ACTION_ID_PATTERN)
 
-
-# --- cells: codes or French labels, lists, dates -------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Lower case, no accents, words joined by ``_``: ``"À initier (amont)"`` → ``"a_initier_amont"``."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
-
-
-def _lookup(
-    codes: tuple[str, ...], labels: Mapping[str, str], extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    table = {fold(code): code for code in codes}
-    table.update({fold(label): code for code, label in labels.items()})
-    table.update(extra or {})
-    return table
-
-
-_AXIS_LOOKUP = _lookup(AXES, AXIS_LABELS, {"hors_axes": "autre"})
-_THEME_LOOKUP = _lookup(THEMES, THEME_LABELS)
-_STATUS_LOOKUP = _lookup(
+AXIS = Vocabulary.of("axis", AXES, AXIS_LABELS, {"hors axes": "autre", "Hors axes": "autre"})
+THEME = Vocabulary.of("theme", THEMES, THEME_LABELS)
+STATUS = Vocabulary.of(
+    "status",
     STATUSES,
     STATUS_LABELS,
-    {"a_initier": "amont", "a_debloquer": "en_pause", "termine": "realise", "realisee": "realise"},
+    {"À initier": "amont", "À débloquer": "en_pause", "Terminé": "realise", "Réalisée": "realise"},
 )
-
-
-def axis_code(text: str) -> str:
-    """An axis given by its code or its French label; unknown values come back unchanged."""
-    return _AXIS_LOOKUP.get(fold(text), text)
-
-
-def theme_code(text: str) -> str:
-    return _THEME_LOOKUP.get(fold(text), text)
-
-
-def status_code(text: str) -> str:
-    return _STATUS_LOOKUP.get(fold(text), text)
-
-
-def split_list(text: str) -> list[str]:
-    """A list cell: values separated by ``|`` or ``,``, blanks dropped."""
-    return [part.strip() for part in re.split(r"[|,]", text) if part.strip()]
-
-
-_FRENCH_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
-
-
-def iso_date_text(text: str) -> str:
-    """``31/01/2024`` → ``2024-01-31``; other text is left for the date validator to judge."""
-    match = _FRENCH_DATE.fullmatch(text.strip())
-    if match:
-        day, month, year = match.groups()
-        return f"{year}-{int(month):02d}-{int(day):02d}"
-    return text.strip()
 
 
 # --- rows ----------------------------------------------------------------------------------------
 
 
-def plan_columns(header: Iterable[str]) -> tuple[dict[str, str], list[str]]:
-    """``({column: header as written}, [required columns missing])``; unknown headers are ignored."""
-    found: dict[str, str] = {}
-    for name in header:
-        column = COLUMN_ALIASES.get(fold(name))
-        if column is not None and column not in found:
-            found[column] = name
-    return found, [c for c in REQUIRED_COLUMNS if c not in found]
-
-
 @dataclass
 class PlanRow:
-    """One data row: the action it describes, or why it cannot be taken."""
+    """One data row: the action it describes, or why it cannot be taken, and what was read other than as written."""
 
     row: int
     action_id: str | None
     body: ActionBody | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -149,64 +88,46 @@ def _error(loc: str, msg: str) -> dict[str, Any]:
     return {"loc": [loc], "msg": msg}
 
 
-def read_plan_row(number: int, cells: Mapping[str, str], columns: Mapping[str, str], territory_id: str) -> PlanRow:
-    """Turn one row into a validated action body (codes or French labels, French decimals and dates)."""
+def read_plan_row(row: ImportRow, table: ImportTable, territory_id: str) -> PlanRow:
+    """Turn one row into a validated action body (codes or French labels, GRIST's multi-choice cells,
+    French money and dates), each value read other than as written a warning."""
+    notes = RowNotes()
 
     def cell(column: str) -> str:
-        name = columns.get(column)
-        return (cells.get(name) or "").strip() if name is not None else ""
+        return row.get(column).strip()
 
     action_id = cell("action_id") or None
-    errors: list[dict[str, Any]] = []
     if action_id is None:
-        errors.append(_error("action_id", "is required"))
+        notes.error("action_id", "is required")
     elif not _ACTION_ID.fullmatch(action_id):
-        errors.append(_error("action_id", "must match " + ACTION_ID_PATTERN))
+        notes.error("action_id", "must match " + ACTION_ID_PATTERN)
     elif action_id in RESERVED_ACTION_IDS:
-        errors.append(_error("action_id", "is reserved"))
+        notes.error("action_id", "is reserved")
     own_territory = cell("territory_id")
     if own_territory and own_territory != territory_id:
-        errors.append(_error("territory_id", f"must be {territory_id} (the territory of this import) or empty"))
+        notes.error("territory_id", f"must be {territory_id} (the territory of this import) or empty")
 
-    axis = axis_code(cell("axis")) if cell("axis") else ""
-    status = status_code(cell("status")) if cell("status") else "non_renseigne"
-    themes = [theme_code(t) for t in split_list(cell("themes"))]
-    checked: set[str] = set()
-    if axis and axis not in AXES:
-        errors.append(_error("axis", f"'{cell('axis')}' is not an axis (a code or its French label)"))
-        checked.add("axis")
-    if status not in STATUSES:
-        errors.append(_error("status", f"'{cell('status')}' is not a status (a code or its French label)"))
-        checked.add("status")
-    unknown = [t for t in themes if t not in THEMES]
-    if unknown:
-        errors.append(_error("themes", "unknown theme(s): " + ", ".join(f"'{t}'" for t in unknown)))
-        checked.add("themes")
-
-    budget: Decimal | None = None
-    if cell("budget_eur"):
-        try:
-            budget = parse_french_decimal(cell("budget_eur"))
-        except ValueError as exc:
-            errors.append(_error("budget_eur", str(exc)))
-            checked.add("budget_eur")
-        else:
-            if budget < 0:
-                errors.append(_error("budget_eur", "must not be negative"))
-                checked.add("budget_eur")
-
+    axis = notes.read("axis", cell("axis"), AXIS.read)
+    status = notes.read("status", cell("status"), STATUS.read)
+    themes = notes.read("themes", cell("themes"), lambda t: read_choices(t, THEME))
+    partners = notes.read("partners", cell("partners"), read_choices)
+    budget = notes.read("budget_eur", cell("budget_eur"), read_money)
+    start = notes.read("planned_start", cell("planned_start"), read_date)
+    end = notes.read("planned_end", cell("planned_end"), read_date)
+    checked = {str(e.loc[0]) for e in notes.errors}
     candidate: dict[str, Any] = {
         "territory_id": territory_id,
         "title": cell("title"),
         "description": cell("description") or None,
-        "axis": axis,
-        "themes": themes,
-        "status": status,
-        "planned_start": iso_date_text(cell("planned_start")) or None,
-        "planned_end": iso_date_text(cell("planned_end")) or None,
+        "axis": axis or "",
+        "themes": themes or [],
+        "status": status or "non_renseigne",
+        "planned_start": start,
+        "planned_end": end,
         "budget_eur": budget,
-        "partners": split_list(cell("partners")),
+        "partners": partners or [],
     }
+    errors = [e.model_dump() for e in notes.errors]
     body: ActionBody | None = None
     try:
         body = ActionBody.model_validate(candidate)
@@ -216,15 +137,15 @@ def read_plan_row(number: int, cells: Mapping[str, str], columns: Mapping[str, s
             if column not in checked:
                 checked.add(column)
                 errors.append(_error(column, "is required" if column == "axis" and not axis else err["msg"]))
-    return PlanRow(row=number, action_id=action_id, body=body, errors=errors)
+    return PlanRow(row=row.line, action_id=action_id, body=body, errors=errors, warnings=[w.model_dump() for w in notes.warnings])
 
 
-def read_plan(rows: list[dict[str, str]], columns: Mapping[str, str], territory_id: str) -> list[PlanRow]:
+def read_plan(table: ImportTable, territory_id: str) -> list[PlanRow]:
     """Every row of the file, a repeated action_id rejected after its first occurrence."""
     out: list[PlanRow] = []
     first_row: dict[str, int] = {}
-    for index, cells in enumerate(rows):
-        plan_row = read_plan_row(FIRST_DATA_ROW + index, cells, columns, territory_id)
+    for row in table.rows:
+        plan_row = read_plan_row(row, table, territory_id)
         if plan_row.action_id is not None:
             if plan_row.action_id in first_row:
                 plan_row.errors.append(
@@ -249,6 +170,8 @@ def plan_report(
     *,
     applied: bool,
     deleted: Mapping[str, int] | None = None,
+    warnings: list[Message] | None = None,
+    dry_run: bool = False,
 ) -> PlanImportReport:
     """What an import did (or would do: ``applied=False``) row by row: ``decisions`` by row number for
     the rows taken, ``missing`` the territory's live actions absent from the file, ``deleted`` the
@@ -256,18 +179,20 @@ def plan_report(
     deleted = deleted or {}
     lines: list[PlanImportRow] = []
     for row in rows:
+        warned = [RowError.model_validate(w) for w in row.warnings]
         if row.errors:
-            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="rejected", errors=row.errors))  # type: ignore[arg-type]
+            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="rejected", errors=row.errors, warnings=warned))  # type: ignore[arg-type]
             continue
         decision = decisions[row.row]
         version = decision.entity.version
         if decision.change is None:
-            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="unchanged", version=version))
+            lines.append(PlanImportRow(row=row.row, action_id=row.action_id, outcome="unchanged", version=version, warnings=warned))
         else:
             outcome = "created" if decision.change is Change.CREATED else "updated"
             lines.append(
                 PlanImportRow(
-                    row=row.row, action_id=row.action_id, outcome=outcome, change=decision.change.value, version=version
+                    row=row.row, action_id=row.action_id, outcome=outcome, change=decision.change.value, version=version,
+                    warnings=warned,
                 )
             )  # type: ignore[arg-type]
     gone = [
@@ -284,6 +209,8 @@ def plan_report(
         mode=mode,
         delete_missing=delete_missing,
         applied=applied,
+        dry_run=dry_run,
+        warnings=[RowError(loc=list(w.loc), msg=w.msg) for w in warnings or []],
         summary=PlanImportSummary(rows=len(rows), missing=len(gone), deleted=len(deleted), **count),
         rows=lines,
         missing=gone,

@@ -217,6 +217,9 @@ class PlanImportRow(BaseModel):
     change: Literal["created", "updated", "status_changed"] | None = None
     version: int | None = None
     errors: list[RowError] = Field(default_factory=list)
+    warnings: list[RowError] = Field(
+        default_factory=list, description="What was read other than as written (the row is taken)"
+    )
 
 
 class PlanImportMissing(BaseModel):
@@ -242,6 +245,10 @@ class PlanImportReport(BaseModel):
     mode: Literal["atomic", "partial"]
     delete_missing: bool
     applied: bool = Field(description="False when an atomic import was refused: nothing changed")
+    dry_run: bool = Field(default=False, description="True (?dry_run=true): nothing was written")
+    warnings: list[RowError] = Field(
+        default_factory=list, description="What the file as a whole departs from (encoding, unknown or renamed columns)"
+    )
     summary: PlanImportSummary
     rows: list[PlanImportRow]
     missing: list[PlanImportMissing]

@@ -17,9 +17,9 @@ from ti_shared import http
 from ti_shared.auth import Principal
 from ti_shared.geo import REGIONS
 from ti_shared.http import check_if_match, check_not_before, cursor_after, etag_of, page_of
+from ti_shared.imports import read_import
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
-from ti_shared.tabular import read_table
 from ti_shared.uploads import Upload
 from ti_shared.vocabulary import AXIS_LABELS, STATUS_LABELS, THEME_AXES, THEME_LABELS
 
@@ -34,7 +34,7 @@ from action_tracker.domain import (
     territories_touched,
 )
 from action_tracker.events import EVENT_OF_CHANGE
-from action_tracker.plan_import import MAX_PLAN_ROWS, PlanRow, plan_columns, plan_report, read_plan
+from action_tracker.plan_import import MAX_PLAN_ROWS, PLAN, PlanRow, plan_report, read_plan
 from action_tracker.repository import ActionFilter
 from action_tracker.repository import Repository as Repository  # re-exported: the routes' dependencies name it
 from action_tracker.schemas import (
@@ -266,18 +266,17 @@ async def import_plan(
     mode: ImportMode,
     delete_missing: bool,
     effective_at: datetime | None,
+    dry_run: bool = False,
 ) -> WriteResult[PlanImportReport]:
     """A territory's plan from its file, in one transaction: every valid row written (``partial``), or
     all of them unless one is rejected (``atomic``: 422 with the report, nothing written); with
-    ``delete_missing``, the territory's live actions absent from the file are deleted."""
+    ``delete_missing``, the territory's live actions absent from the file are deleted. ``dry_run``
+    only marks the report (the route rolls back)."""
     principal.require_territory(territory_id)
-    table = read_table(upload.data, upload.media_type, max_rows=MAX_PLAN_ROWS)
-    columns, missing_columns = plan_columns(table[0].keys() if table else ())
-    if table and missing_columns:
-        raise validation_problem([{"loc": ["body", "columns", c], "msg": "this column is required"} for c in missing_columns])
+    table = read_import(upload.data, upload.media_type, PLAN, max_rows=MAX_PLAN_ROWS)
     if not await uow.repo.known_territories({territory_id}):
         raise field_problem(["query", "territory_id"], f"unknown territory '{territory_id}'")
-    rows = read_plan(table, columns, territory_id)
+    rows = read_plan(table, territory_id)
     at = effective_at or uow.now
 
     ids = {r.action_id for r in rows if r.action_id}
@@ -287,7 +286,9 @@ async def import_plan(
     missing = [a for a in in_plan if a.action_id not in ids]
     rejected = [r for r in rows if r.errors]
     if mode == "atomic" and rejected:
-        report = plan_report(territory_id, mode, delete_missing, rows, decisions, missing, applied=False)
+        report = plan_report(
+            territory_id, mode, delete_missing, rows, decisions, missing, applied=False, warnings=table.warnings, dry_run=dry_run
+        )
         problem = Problem(
             422,
             f"{report.summary.rejected} row(s) rejected: the atomic import changed nothing",
@@ -310,7 +311,10 @@ async def import_plan(
             decision = decide_delete(gone, at=at)
             event_ids.append(await write_change(uow, decision, actor=principal.sub, comment="absent from the plan import"))
             deleted[gone.action_id] = decision.entity.version
-    report = plan_report(territory_id, mode, delete_missing, rows, decisions, missing, applied=True, deleted=deleted)
+    report = plan_report(
+        territory_id, mode, delete_missing, rows, decisions, missing,
+        applied=True, deleted=deleted, warnings=table.warnings, dry_run=dry_run,
+    )
     return WriteResult(report, changed=bool(event_ids), event_ids=tuple(event_ids))
 
 

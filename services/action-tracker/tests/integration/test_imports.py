@@ -153,6 +153,10 @@ async def test_semester_campaign(service: Service) -> None:
         "change": None,
         "version": None,
         "errors": by_row[9]["errors"],
+        "warnings": [
+            {"loc": ["budget_eur"], "msg": "'7 007,5' read as 7007.50"},
+            {"loc": ["planned_start"], "msg": "'08/03/2024' read as 2024-03-08"},
+        ],
     }
     assert by_row[9]["errors"][0]["loc"] == ["axis"]
     assert report["missing"] == [{"action_id": f"{prefix}-gone", "outcome": "missing", "version": 1}]
@@ -238,7 +242,7 @@ async def test_bad_files_change_nothing(service: Service) -> None:
     territory = "ti-1101"
     before = await territory_actions(service, territory)
     cases = [
-        (b"title;axis\nT;autre\n", {}, ["body", "columns", "action_id"]),
+        (b"title;axis\nT;autre\n", {}, ["header", "action_id"]),
         (b"", {}, None),
         (b"action_id;title;axis\nx;T;autre\n", {"mode": "tout"}, ["query", "mode"]),
         (b"action_id;title;axis\nx;T;autre\n", {"territory_id": "ti-9999"}, ["query", "territory_id"]),
@@ -264,3 +268,68 @@ async def test_a_refused_atomic_import_is_replayed_under_its_idempotency_key(ser
     assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == refused.json()
     assert (await service.client.get(f"/v1/actions/{prefix}-00")).status_code == 404
+
+
+GRIST_HEADER = ["ID", "Titre", "Axe", "Thématiques", "Statut", "Date de début", "Date de fin", "Budget", "Partenaires", "Pilote"]
+
+
+def grist_rows(prefix: str) -> list[list[str]]:
+    """A territory's plan as GRIST exports it: column labels, multi-choice cells, French money and dates."""
+    return [
+        [f"{prefix}-1", "Campus des métiers", "Compétences et attractivité", "Nouvelles formations, Besoin de formation",
+         "En cours", "15/01/2024", "30/06/2025", "120 000,00 €", "Région, BPI", "Mme Martin"],
+        [f"{prefix}-2", "Requalifier la friche Nexans", "Foncier", "Requalification de friche, Sites clés en main",
+         "Étude préalable", "1er mars 2024", "", "1 500 000 €", "EPF", ""],
+        [f"{prefix}-3", "Réseau de chaleur", "Transition écologique", "Transition énergétique", "À initier (amont)",
+         "", "2026-12-31", "", "", ""],
+    ]
+
+
+def grist_csv(rows: list[list[str]]) -> bytes:
+    lines = [GRIST_HEADER, *rows]
+    return "\r\n".join(",".join(f'"{c}"' if "," in c else c for c in r) for r in lines).encode("utf-8")
+
+
+def grist_xlsx(rows: list[list[str]]) -> bytes:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(GRIST_HEADER)
+    for r in rows:
+        sheet.append([c.replace(", ", "; ") if i == 3 else c for i, c in enumerate(r)])  # GRIST's XLSX: "a; b"
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
+async def test_a_grist_export_in_csv_then_xlsx_loses_no_date_no_theme(service: Service) -> None:
+    territory, prefix = "ti-8402", unique_id("grist-export")
+    rows = grist_rows(prefix)
+    dry = await import_plan(service, territory, grist_csv(rows), dry_run="true")
+    assert dry.status_code == 200, dry.text
+    report = dry.json()
+    assert report["dry_run"] is True and report["summary"]["created"] == 3 and report["summary"]["rejected"] == 0
+    assert report["warnings"] == [
+        {"loc": ["header", "Pilote"], "msg": "column 'Pilote' is not a column of a territory's plan: its values are not imported"}
+    ]
+    assert not any(i.startswith(prefix) for i in await territory_actions(service, territory))
+
+    applied = await import_plan(service, territory, grist_csv(rows))
+    assert applied.status_code == 200 and applied.json()["summary"]["created"] == 3, applied.text
+    assert [r["warnings"] for r in applied.json()["rows"]] == [r["warnings"] for r in report["rows"]]
+    assert [w["msg"] for w in applied.json()["rows"][0]["warnings"]] == [
+        "'120 000,00 €' read as 120000.00", "'15/01/2024' read as 2024-01-15", "'30/06/2025' read as 2025-06-30"
+    ]
+    actions = await territory_actions(service, territory)
+    first, second, third = (actions[f"{prefix}-{n}"] for n in (1, 2, 3))
+    assert (first["planned_start"], first["planned_end"], first["budget_eur"]) == ("2024-01-15", "2025-06-30", "120000.00")
+    assert first["themes"] == ["nouvelles_formations", "besoin_formation"] and first["partners"] == ["Région", "BPI"]
+    assert second["themes"] == ["requalification_friche", "sites_cles_en_main"] and second["planned_start"] == "2024-03-01"
+    assert second["budget_eur"] == "1500000.00" and third["status"] == "amont" and third["planned_end"] == "2026-12-31"
+
+    again = await import_plan(service, territory, grist_xlsx(rows), headers={"Content-Type": XLSX_TYPE})
+    assert again.status_code == 200, again.text
+    assert again.json()["summary"]["unchanged"] == 3 and again.json()["summary"]["created"] == 0
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

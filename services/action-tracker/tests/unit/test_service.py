@@ -370,5 +370,5 @@ async def test_an_import_is_refused_for_a_territory_the_token_or_the_replica_doe
     missing = await refused(422, import_plan(FakeUnitOfWork(FakeRepository(territories={})), csv()))
     assert missing.errors == [{"loc": ["query", "territory_id"], "msg": "unknown territory 'ti-8402'"}]
     columns = await refused(422, import_plan(uow, csv("action_id;titre\na-1;T\n")))
-    assert columns.errors == [{"loc": ["body", "columns", "axis"], "msg": "this column is required"}]
+    assert columns.errors == [{"loc": ["header", "axis"], "msg": "column axis is missing (also read as: axe, Axe)"}]
     assert uow.events == []
