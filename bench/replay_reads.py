@@ -1,11 +1,16 @@
-"""3. Replay into the reporting service against a bare consumer; 4. indicator reads against a bare endpoint.
+"""3. Replay into the reporting service against a bare consumer; 4. indicator reads against a bare
+endpoint; 5. the reporting process's CPU per small batch once caught up (live mode).
 
 For each size of the scale curve: a stream of about that many events is generated
 (``ti_shared.streams.generate_stream``), published to a fresh topic prefix, read once by a bare
 aiokafka consumer (fetch + JSON decode: the baseline), then replayed by a reporting process started
-on a fresh database. Its progress is read from ``/metrics`` (events applied + skipped). Once it has
-caught up, ``wrk`` loads ``GET /v1/indicators?scope=region:84`` at concurrency 32, then the same
-against the bare FastAPI endpoint (``baseline_app``) serving a body of the same size.
+on a fresh database. The replay's time is from the consumer's first fetched message to its last
+commit (``ti_consumer_first_fetch_timestamp_seconds``, ``…last_commit…`` in ``/metrics``, read once
+it has caught up). Then small batches of updates (two or three events, one every 100 ms) are
+published and the process's CPU time per committed batch is measured (its idle CPU over as long
+subtracted), once with what the replay left in memory, once after a restart. Then ``wrk`` loads
+``GET /v1/indicators?scope=region:84`` at concurrency 32, then the same against the bare FastAPI
+endpoint (``baseline_app``) serving a body of the same size.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from ti_shared.settings import PlatformSettings
 from ti_shared.streams import final_states, generate_stream
 
 READ_PATH = "/v1/indicators?scope=region:84"
+#: small batches published to measure the live mode (twice: after the replay, after a restart)
+LIVE_BATCHES = 150
 CONCURRENCY = 32
 TERRITORIES = 183
 
@@ -72,48 +79,125 @@ async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, f
     return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed, 1)}
 
 
-async def consumed(client: httpx.AsyncClient, url: str) -> int | None:
+async def metric(client: httpx.AsyncClient, url: str, *families: str) -> dict[str, float] | None:
+    """The sum of the samples of each metric family (counters by their ``_total`` sample)."""
     try:
         text = (await client.get(url + "/metrics")).text
     except httpx.HTTPError:
         return None
-    return int(
-        sum(
-            value
-            for family in ("ti_events_applied", "ti_events_skipped")
-            for name, _, value in metric_samples(text, family)
-            if name == family + "_total"
-        )
-    )
+    return {
+        family: sum(value for name, _, value in metric_samples(text, family) if name in (family, family + "_total"))
+        for family in families
+    }
+
+
+async def consumed(client: httpx.AsyncClient, url: str) -> int | None:
+    found = await metric(client, url, "ti_events_applied", "ti_events_skipped")
+    return None if found is None else int(found["ti_events_applied"] + found["ti_events_skipped"])
 
 
 async def replay(platform: Platform, expected: int) -> dict[str, Any]:
-    """Start reporting on a fresh database and time it until every event is consumed."""
+    """Start reporting on a fresh database and time it from its first fetch to its last commit."""
     spawned = time.perf_counter()
     service = platform.start("reporting")
-    samples: list[tuple[float, int]] = []
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
             count = await consumed(client, service.url)
-            now = time.perf_counter()
             if service.proc.poll() is not None:
                 raise RuntimeError(f"reporting exited: see {service.log_path}")
-            if count is not None:
-                samples.append((now, count))
-                if count >= expected:
-                    break
-            if now - spawned > 3600:
+            if count is not None and count >= expected:
+                break
+            if time.perf_counter() - spawned > 3600:
                 raise TimeoutError(f"replay stuck at {count} of {expected}")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
         await platform.wait_settled()
-    first = next(((t, c) for t, c in samples if c > 0), samples[-1])
-    end_t, end_c = samples[-1]
-    steady = (end_c - first[1]) / (end_t - first[0]) if end_t > first[0] else float("nan")
+        marks = await metric(client, service.url, "ti_consumer_first_fetch_timestamp_seconds",
+                             "ti_consumer_last_commit_timestamp_seconds", "ti_consumer_batches")
+    assert marks is not None
+    seconds = marks["ti_consumer_last_commit_timestamp_seconds"] - marks["ti_consumer_first_fetch_timestamp_seconds"]
     return {
         "events": expected,
-        "seconds_from_spawn": round(end_t - spawned, 3),
-        "seconds_applying": round(end_t - first[0], 3),
-        "events_per_s": round(steady, 1),
+        "seconds_from_spawn": round(time.perf_counter() - spawned, 3),
+        "seconds_applying": round(seconds, 3),
+        "events_per_s": round(expected / seconds, 1),
+        "us_per_event": round(seconds / expected * 1e6, 1),
+        "transactions": int(marks["ti_consumer_batches"]),
+    }
+
+
+def live_updates(events: list[dict[str, Any]], batches: int) -> list[list[dict[str, Any]]]:
+    """Small batches of new versions of entities of the stream, as the services publish them live: an
+    action's status and a grant amendment in each, a site update in every fifth, a territory update
+    (same region) in every twentieth."""
+    import uuid
+    from datetime import UTC, datetime
+
+    states = final_states(events)
+    actions = [e for e in states["action"].values() if not e["data"].get("deleted")]
+    grants, sites, territories = list(states["grant"].values()), list(states["site"].values()), list(states["territory"].values())
+    versions: dict[str, int] = {}
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def bump(e: dict[str, Any], change: str, **data: Any) -> dict[str, Any]:
+        version = versions[e["subject"]] = versions.get(e["subject"], e["entityversion"]) + 1
+        entity = e["type"].split(".")[3]
+        return {**e, "id": str(uuid.uuid4()), "type": f"fr.anct.ti.{entity}.{change}.v1", "entityversion": version,
+                "time": now, "data": {**e["data"], **data, "version": version, "updated_at": now}}
+
+    out = []
+    for i in range(batches):
+        batch = [bump(actions[(i * 7) % len(actions)], "status_changed", status=STATUSES[i % len(STATUSES)]),
+                 bump(grants[(i * 3) % len(grants)], "amended", amount_eur=f"{1000 + i}.00")]
+        if i % 5 == 0:
+            batch.append(bump(sites[i % len(sites)], "updated", workshop_held=bool(i % 2)))
+        if i % 20 == 0:
+            batch.append(bump(territories[i % len(territories)], "updated", name=f"Territoire {i}"))
+        out.append(batch)
+    return out
+
+
+STATUSES = ("amont", "etude_prealable", "en_cours", "en_pause", "realise", "non_renseigne")
+
+
+async def live_cpu(platform: Platform, batches: list[list[dict[str, Any]]], pause_s: float = 0.1) -> dict[str, Any]:
+    """The reporting process's CPU time per committed transaction while small batches arrive."""
+    import psutil
+
+    service = platform.services["reporting"]
+    process = psutil.Process(service.proc.pid)
+    assert platform.settings is not None
+
+    def cpu() -> float:
+        t = process.cpu_times()
+        return float(t.user + t.system)
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        await platform.wait_settled()
+        before = await metric(client, service.url, "ti_consumer_batches", "ti_events_applied")
+        assert before is not None
+        idle_s = pause_s * len(batches)
+        c0, w0 = cpu(), time.perf_counter()
+        await asyncio.sleep(idle_s)
+        idle = (cpu() - c0) / (time.perf_counter() - w0)
+        c0, w0 = cpu(), time.perf_counter()
+        for batch in batches:
+            await publish_raw(platform.settings, batch)
+            await asyncio.sleep(pause_s)
+        expected = before["ti_events_applied"] + sum(len(b) for b in batches)
+        while True:
+            after = await metric(client, service.url, "ti_consumer_batches", "ti_events_applied")
+            if after is not None and after["ti_events_applied"] >= expected:
+                break
+            await asyncio.sleep(0.05)
+        c1, w1 = cpu(), time.perf_counter()
+    transactions = after["ti_consumer_batches"] - before["ti_consumer_batches"]
+    busy = (c1 - c0) - idle * (w1 - w0)
+    return {
+        "batches_published": len(batches),
+        "events": sum(len(b) for b in batches),
+        "transactions": int(transactions),
+        "idle_cpu_share": round(idle, 4),
+        "cpu_ms_per_batch": round(busy / transactions * 1000, 3),
     }
 
 
@@ -188,9 +272,19 @@ async def measure_point(platform: Platform, events_target: int, read_seconds: in
     assert doc["indicators"]["actions.count"] == expected_actions, (doc["indicators"]["actions.count"], expected_actions)
     result["replay"]["ratio"] = round(result["replay"]["events_per_s"] / baseline["events_per_s"], 4)
     print(f"[bench] replay of {len(events)} events: {result['replay']}", file=sys.stderr, flush=True)
+    updates = live_updates(events, 2 * LIVE_BATCHES)
+    del events, states
+    result["live"] = {"after_replay": await live_cpu(platform, updates[:LIVE_BATCHES])}
     if read:
         result["reads"] = await reads(platform, read_seconds)
         print(f"[bench] reads: {result['reads']}", file=sys.stderr, flush=True)
+    if "reporting" in platform.services:
+        platform.stop("reporting")
+    platform.start("reporting")  # on the same database: what a restarted service knows
+    await platform.wait_ready()
+    result["live"]["after_restart"] = await live_cpu(platform, updates[LIVE_BATCHES:])
+    result["live"]["cpu_ms_per_batch"] = max(v["cpu_ms_per_batch"] for v in result["live"].values())
+    print(f"[bench] live: {result['live']}", file=sys.stderr, flush=True)
     return result
 
 

@@ -3,6 +3,7 @@
     source var/local.env && .venv/bin/python bench/run.py              # full mode
     BENCH_SCALE=small .venv/bin/python bench/run.py                   # quick mode (< 5 minutes)
     .venv/bin/python bench/run.py --only ingest,freshness              # some sections
+    .venv/bin/python bench/run.py --only replay --curve 100000         # one replay size
 
 Writes ``bench/results/<date>[-small].md`` and ``.json`` and ``bench/results/latest.json``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import tempfile
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Platform, RssSampler, Scale, dumps, machine, scale_from_env
+from common import ROOT, SCALES, Platform, RssSampler, Scale, dumps, machine, scale_from_env
 from freshness import measure_freshness
 from ingest import measure_ingest
 from replay_reads import measure_curve
@@ -37,6 +39,8 @@ GOALS = {
     "ingest_ratio": (">=", 0.25),
     "freshness_p99_ms": ("<=", 500.0),
     "replay_ratio": (">=", 0.5),
+    "replay_cost_per_event_growth": ("<=", 1.2),
+    "live_cpu_ms_per_batch": ("<=", 3.0),
     "read_ratio": (">=", 0.7),
     "read_p99_ms": ("<=", 20.0),
     "reporting_peak_rss_mb": ("<=", 250.0),
@@ -86,23 +90,27 @@ def summary(results: dict[str, Any], memory: dict[str, dict[str, float]], scale:
         out["read_ratio"] = top["reads"]["ratio"]
         out["read_rps"] = top["reads"]["rps"]
         out["read_p99_ms"] = top["reads"]["p99_ms"]
+        out["live_cpu_ms_per_batch"] = top["live"]["cpu_ms_per_batch"]
         first = min(points, key=lambda p: p["target_events"])
+        # 1.0 = linear replay (same cost per event) whatever the size
+        out["replay_cost_per_event_growth"] = round(top["replay"]["us_per_event"] / first["replay"]["us_per_event"], 3)
         out["scale"] = {
             "points": [
                 {
                     "events": p["events"],
                     "replay_seconds": p["replay"]["seconds_applying"],
                     "replay_events_per_s": p["replay"]["events_per_s"],
-                    "replay_us_per_event": round(1e6 / p["replay"]["events_per_s"], 1),
+                    "replay_us_per_event": p["replay"]["us_per_event"],
                     "baseline_events_per_s": p["baseline_consumer"]["events_per_s"],
+                    "replay_ratio": p["replay"]["ratio"],
+                    "live_cpu_ms_per_batch": p["live"]["cpu_ms_per_batch"],
                     "read_rps": p["reads"]["rps"],
                     "read_p99_ms": p["reads"]["p99_ms"],
                     "reporting_peak_rss_mb": p["reporting_peak_rss_mb"],
                 }
                 for p in sorted(points, key=lambda p: p["target_events"])
             ],
-            # 1.0 = linear replay (same cost per event) and flat reads, whatever the size
-            "replay_cost_per_event_growth": round(first["replay"]["events_per_s"] / top["replay"]["events_per_s"], 3),
+            "replay_cost_per_event_growth": out["replay_cost_per_event_growth"],
             "read_rps_growth": round(top["reads"]["rps"] / first["reads"]["rps"], 3),
         }
     peaks = [m.get("reporting", 0.0) for m in memory.values()]
@@ -141,6 +149,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "freshness_p99_ms": "freshness p99, ms",
         "replay_events_per_s": "replay into reporting, events/s",
         "replay_ratio": "replay / bare aiokafka consumer",
+        "replay_cost_per_event_growth": "replay µs/event, largest / smallest size",
+        "live_cpu_ms_per_batch": "reporting CPU per small live batch, ms",
         "read_rps": "indicator reads, requests/s (c=32)",
         "read_ratio": "reads / bare FastAPI endpoint",
         "read_p99_ms": "reads p99, ms",
@@ -155,12 +165,13 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += write_rows(doc["details"]["writes"])
     if "scale" in doc:
         lines += ["", "Scale curve (replay then reads, reporting on a fresh database):", "",
-                  "| events | replay s | replay events/s | µs/event | bare consumer events/s | reads rps | reads p99 ms | reporting RSS MB |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| events | replay s | replay events/s | µs/event | bare consumer events/s | ratio | live CPU ms/batch | reads rps | reads p99 ms | reporting RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for p in doc["scale"]["points"]:
             lines.append(
                 f"| {p['events']} | {p['replay_seconds']} | {p['replay_events_per_s']} | {p['replay_us_per_event']} | "
-                f"{p['baseline_events_per_s']} | {p['read_rps']} | {p['read_p99_ms']} | {p['reporting_peak_rss_mb']} |"
+                f"{p['baseline_events_per_s']} | {p['replay_ratio']} | {p['live_cpu_ms_per_batch']} | {p['read_rps']} | "
+                f"{p['read_p99_ms']} | {p['reporting_peak_rss_mb']} |"
             )
     lines += ["", "Peak RSS per process and section (MB):", "", "```", json.dumps(doc["memory_peak_rss_mb"], indent=2), "```",
               "", "Details: the `.json` file of the same name.", ""]
@@ -174,8 +185,7 @@ def print_logs(run_dir: Path) -> None:
         print(f"--- {log.name}\n" + "\n".join(tail), file=sys.stderr)
 
 
-async def main(sections: list[str]) -> dict[str, Any]:
-    scale = scale_from_env()
+async def main(sections: list[str], scale: Scale) -> dict[str, Any]:
     started_machine = machine()
     results: dict[str, Any] = {}
     memory: dict[str, dict[str, float]] = {}
@@ -199,12 +209,17 @@ async def main(sections: list[str]) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    parser.add_argument("--scale", choices=sorted(SCALES), default=None, help="full or small (default: BENCH_SCALE, else full)")
+    parser.add_argument("--curve", default=None, help="the replay sizes, comma-separated (default: the scale's, e.g. 10000,100000,1000000)")
     args = parser.parse_args()
     sections = [s for s in args.only.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    doc = asyncio.run(main(sections))
+    scale = SCALES[args.scale] if args.scale else scale_from_env()
+    if args.curve:
+        scale = dataclasses.replace(scale, curve=tuple(int(n) for n in args.curve.split(",")))
+    doc = asyncio.run(main(sections, scale))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = doc["finished_at"][:10] + ("" if doc["mode"] == "full" else "-" + doc["mode"])
     (RESULTS / f"{stem}.json").write_text(dumps(doc) + "\n", encoding="utf-8")

@@ -72,3 +72,16 @@ def test_the_service_layer_rules_apply_once_a_service_is_switched_on(tmp_path: P
         ("events.py", "vocabulary"),
         ("repository.py", "vocabulary"),
     }
+
+
+def test_a_repository_package_split_by_concern_stands_for_repository_py(tmp_path: Path) -> None:
+    service_tree(tmp_path, {})
+    before = found(tmp_path)
+    package = tmp_path / "services/site-catalog/src/site_catalog"
+    (package / "repository.py").unlink()
+    (package / "repository").mkdir()
+    (package / "repository/__init__.py").write_text("")
+    (package / "repository/rows.py").write_text("import sqlalchemy as sa\nfrom site_catalog.repository import figures\nasync def f(s):\n    await s.execute(1)\n")
+    (package / "repository/figures.py").write_text("from site_catalog import service\n")
+    assert found(tmp_path) - before == {("repository/figures.py", "import")}  # queries allowed there; layers still apply
+    assert before - found(tmp_path) == set()

@@ -93,6 +93,7 @@ async def test_finish_runs_before_the_commit_and_committed_after_it(db: Database
     consumer = EventConsumer(name="hooks", service="probe", db=db, source=ListSource(messages(3)), handler=handler)
     assert await consumer.run_once() == 3
     assert handler.calls == ["finish after 3 applied, offsets stored: 0", "committed"]
+    await consumer.stop()
     await db.dispose()
 
 
@@ -102,4 +103,5 @@ async def test_a_handler_without_hooks_applies_and_commits(db: Database) -> None
     assert await consumer.run_once() == 2
     assert handler.applied == ["T000", "T001"]
     assert consumer.positions == {(TOPIC_TERRITORIES, 0): 2}
+    await consumer.stop()
     await db.dispose()

@@ -53,6 +53,10 @@ class ConsumerSpec:
     rebuild_when_empty: bool = False
     #: events per fetched batch for this consumer; ``PlatformSettings.consumer_batch_size`` when None
     batch_size: int | None = None
+    #: while catching up (full batches), apply up to this many events in one transaction (0: batch by batch)
+    window_events: int = 0
+    #: and for this many seconds at most
+    window_s: float = 30.0
 
 
 @dataclass
@@ -457,6 +461,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
                     batch_size=cs.batch_size or platform.consumer_batch_size,
                     rebuild_when_empty=cs.rebuild_when_empty,
                     outbox_committed=ctx.outbox_committed,
+                    window_events=cs.window_events,
+                    window_s=cs.window_s,
                 )
             )
         app.state.ctx = ctx

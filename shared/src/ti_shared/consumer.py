@@ -12,26 +12,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ti_shared.bus import BusUnavailable, IncomingMessage, Source, TopicPartition
 from ti_shared.db import Database, applied_version, consumer_offset, dialect_of, in_values, lookup_chunks, upsert
-from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, CloudEvent
+from ti_shared.events import EVENT_TOPICS, TOPIC_DEAD_LETTERS, Envelope, decode_envelope
 from ti_shared.logging import get_logger
-from ti_shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENT_AGE, EVENTS_APPLIED, EVENTS_SKIPPED
+from ti_shared.metrics import (
+    CONSUMER_BATCHES,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    EVENT_AGE,
+    EVENTS_APPLIED,
+    EVENTS_FETCHED,
+    EVENTS_SKIPPED,
+    FIRST_FETCH,
+    LAST_COMMIT,
+)
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
 
 log = get_logger(__name__)
 
+#: a join on the keys, so that the plan cached for the prepared statement probes the primary key per
+#: subject whatever the table's statistics (``subject = ANY($3)`` next to ``consumer = $1 AND topic =
+#: $2`` got a generic plan filtering every row of the topic against the whole array)
+_LOAD_APPLIED_PG = sa.text(
+    "SELECT a.subject, a.version FROM unnest(CAST(:subjects AS text[])) AS k(subject) "
+    "JOIN applied_version a ON a.consumer = :consumer AND a.topic = :topic AND a.subject = k.subject"
+)
+_STORE_POSITIONS_PG = sa.text(
+    "INSERT INTO consumer_offset (consumer, topic, partition, next_offset) "
+    "SELECT :consumer, t, p, o FROM unnest(CAST(:topics AS text[]), CAST(:partitions AS integer[]), "
+    "CAST(:offsets AS bigint[])) AS u(t, p, o) "
+    "ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
+)
 _STORE_APPLIED_PG = sa.text(
     "INSERT INTO applied_version (consumer, topic, subject, version) "
     "SELECT :consumer, t, s, v FROM unnest(CAST(:topics AS text[]), CAST(:subjects AS text[]), "
@@ -40,12 +65,11 @@ _STORE_APPLIED_PG = sa.text(
 )
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """An event accepted for application: newer than anything applied for its subject."""
 
     message: IncomingMessage
-    event: CloudEvent
+    event: Envelope
 
 
 class EventHandler(ABC):
@@ -75,12 +99,34 @@ class EventHandler(ABC):
     def committed(self) -> None:  # noqa: B027 - a hook, empty by default
         """Called once the batch's transaction has committed (e.g. to drop a read cache)."""
 
+    async def applied_versions(
+        self, session: AsyncSession, keys: Collection[tuple[str, str]]
+    ) -> Mapping[tuple[str, str], int] | None:
+        """The version applied so far of each ``(topic, subject)`` of a batch, for a handler whose own
+        rows tell it (e.g. the version of its state row), in the batch's transaction: the consumer
+        then neither reads nor writes ``applied_version``. None (the default): the consumer keeps them."""
+        return None
+
 
 class EventRejected(Exception):
     """Raised by a handler for an event that can never be applied (it is dead-lettered)."""
 
 
 CrashHook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class _Batch:
+    """What one transaction of a consumer has applied so far (a batch, or a catch-up window)."""
+
+    positions: dict[TopicPartition, int]
+    applied: dict[tuple[str, str], int] = field(default_factory=dict)
+    changed: dict[tuple[str, str], int] = field(default_factory=dict)
+    dead: list[tuple[IncomingMessage, str]] = field(default_factory=list)
+    applied_times: list[datetime] = field(default_factory=list)
+    skipped: int = 0
+    messages: int = 0
+    handler_versions: bool = False
 
 
 class EventConsumer:
@@ -96,6 +142,8 @@ class EventConsumer:
         poll_s: float = 0.5,
         rebuild_when_empty: bool = False,
         outbox_committed: Callable[[], None] | None = None,
+        window_events: int = 0,
+        window_s: float = 30.0,
     ) -> None:
         self.name = name
         self.service = service
@@ -107,19 +155,35 @@ class EventConsumer:
         self._rebuild_when_empty = rebuild_when_empty
         #: wakes the outbox relay after a commit that dead-lettered events
         self._outbox_committed = outbox_committed
+        self._window_events = window_events
+        self._window_s = window_s
+        #: events still to apply batch by batch after a window failed (then event by event if need be)
+        self._unwindowed = 0
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
         self._in_flight = 0
         self._last_lag = 0
+        self._connection: AsyncConnection | None = None
         self.bus_ok = False
         self.last_error: str | None = None
         self.applied_count = 0
         self.skipped_count = 0
         self.dead_letter_count = 0
+        #: messages fetched so far (committed or not: the progress of a catch-up)
+        self.fetched_count = 0
         #: test hook: awaited after applying a batch and before its commit (simulate a crash there)
         self.before_commit: CrashHook | None = None
+
+    @property
+    def handler(self) -> EventHandler:
+        return self._handler
+
+    @property
+    def in_flight(self) -> int:
+        """Messages fetched and not committed yet."""
+        return self._in_flight
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,7 +197,27 @@ class EventConsumer:
                 await self._task
             self._task = None
         await self._source.stop()
+        await self._release_connection()
         self._started = False
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the consumer's own connection, kept from one batch to the next (no pool
+        checkout, ping and reset per batch); after any failure the next batch takes a new one."""
+        if self._connection is None:
+            self._connection = await self._db.engine.connect()
+        try:
+            async with AsyncSession(bind=self._connection, expire_on_commit=False, autoflush=False) as session:
+                yield session
+        except BaseException:
+            await self._release_connection()
+            raise
+
+    async def _release_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection is discarded by the pool
+                await connection.close()
 
     async def _load_positions(self) -> dict[TopicPartition, int]:
         async with self._db.session() as session:
@@ -184,32 +268,79 @@ class EventConsumer:
     # -- one batch ---------------------------------------------------------------------------
 
     async def run_once(self, timeout_s: float = 0.5) -> int:
-        """Fetch and apply one batch; returns the number of messages consumed."""
+        """Fetch and apply one batch (or, while catching up, a window of batches); returns the number
+        of messages consumed."""
         await self.ensure_started()
-        messages = await self._source.fetch(self._batch_size, timeout_s)
+        messages = await self._fetch(timeout_s)
         if not messages:
             return 0
-        self._in_flight = len(messages)
         try:
+            if self._window_events and len(messages) >= self._batch_size and self._unwindowed <= 0:
+                return await self._apply_window(messages, timeout_s)
+            self._unwindowed -= len(messages)
             try:
-                async with self._db.session() as session:
+                async with self._session() as session:
                     await self._apply_batch(session, messages, isolate=False)
             except EventRejected:
-                async with self._db.session() as session:
+                async with self._session() as session:
                     await self._apply_batch(session, messages, isolate=True)
             except Exception as exc:
                 if _is_infrastructure_error(exc):
                     raise
                 log.warning("consumer: batch failed, applying event by event", consumer=self.name, error=repr(exc))
-                async with self._db.session() as session:
+                async with self._session() as session:
                     await self._apply_batch(session, messages, isolate=True)
         finally:
             self._in_flight = 0
         return len(messages)
 
+    async def _fetch(self, timeout_s: float) -> list[IncomingMessage]:
+        messages = await self._source.fetch(self._batch_size, timeout_s)
+        if messages:
+            if not self.fetched_count:
+                FIRST_FETCH.labels(service=self.service, consumer=self.name).set_to_current_time()
+            self._in_flight += len(messages)
+            self.fetched_count += len(messages)
+            EVENTS_FETCHED.labels(service=self.service, consumer=self.name).inc(len(messages))
+        return messages
+
+    async def _apply_window(self, messages: list[IncomingMessage], timeout_s: float) -> int:
+        """Catching up: full batches keep being fetched and applied in the same transaction, up to
+        ``window_events`` events or ``window_s`` seconds, then committed at once (the handler's
+        ``finish`` runs once per window). If an event of the window cannot be applied, the window is
+        rolled back and its events are applied again batch by batch (and event by event if need be)."""
+        batch = _Batch(dict(self._positions))
+        started = time.monotonic()
+        async with self._session() as session:
+            try:
+                await self._add(session, batch, messages, isolate=False)
+                while (
+                    len(messages) >= self._batch_size and batch.messages < self._window_events
+                    and time.monotonic() - started < self._window_s
+                ):
+                    messages = await self._fetch(timeout_s)
+                    if messages:
+                        await self._add(session, batch, messages, isolate=False)
+            except Exception as exc:
+                if _is_infrastructure_error(exc):
+                    raise
+                log.warning("consumer: window failed, applying it batch by batch", consumer=self.name, error=repr(exc))
+                await session.rollback()
+                self._unwindowed = batch.messages + len(messages)
+                self._in_flight = 0
+                await self._source.seek(dict(self._positions))
+                return 0
+            await self._commit(session, batch)
+        return batch.messages
+
     async def _apply_batch(self, session: AsyncSession, messages: list[IncomingMessage], *, isolate: bool) -> None:
-        positions = dict(self._positions)
-        dead: list[tuple[IncomingMessage, str]] = []
+        batch = _Batch(dict(self._positions))
+        await self._add(session, batch, messages, isolate=isolate)
+        await self._commit(session, batch)
+
+    async def _add(self, session: AsyncSession, batch: _Batch, messages: list[IncomingMessage], *, isolate: bool) -> None:
+        """Apply fetched messages in the batch's transaction (not committed)."""
+        positions, dead = batch.positions, batch.dead
         candidates: list[Delivery] = []
         for msg in messages:
             tp = (msg.topic, msg.partition)
@@ -217,7 +348,7 @@ class EventConsumer:
                 continue  # already applied (redelivery)
             positions[tp] = msg.offset + 1
             try:
-                event = CloudEvent.model_validate_json(msg.value)
+                event = decode_envelope(msg.value)
             except ValidationError as exc:
                 dead.append((msg, "unparseable: " + _short(exc)))
                 continue
@@ -226,29 +357,28 @@ class EventConsumer:
                 dead.append((msg, f"unknown event type '{event.type}' on topic '{msg.topic}'"))
                 continue
             candidates.append(Delivery(msg, event))
+        batch.messages += len(messages)
 
-        applied = await self._load_applied(session, candidates)
-        changed: dict[tuple[str, str], int] = {}
-        applied_n = skipped_n = 0
-        applied_times: list[datetime] = []
+        applied = batch.applied
+        await self._load_applied(session, [d for d in candidates if (d.message.topic, d.event.subject) not in applied], batch)
+        changed = batch.changed
         if not isolate:
             fresh: list[Delivery] = []
             for d in candidates:
                 key = (d.message.topic, d.event.subject)
                 if d.event.entityversion <= applied.get(key, 0):
-                    skipped_n += 1
+                    batch.skipped += 1
                     continue
                 applied[key] = changed[key] = d.event.entityversion
                 fresh.append(d)
             if fresh:
                 await self._handler.apply(session, fresh)
-            applied_n = len(fresh)
-            applied_times = [d.event.time for d in fresh]
+            batch.applied_times += [d.event.time for d in fresh]
         else:
             for d in candidates:
                 key = (d.message.topic, d.event.subject)
                 if d.event.entityversion <= applied.get(key, 0):
-                    skipped_n += 1
+                    batch.skipped += 1
                     continue
                 try:
                     async with session.begin_nested():
@@ -259,11 +389,13 @@ class EventConsumer:
                     dead.append((d.message, "could not be applied: " + _short(exc)))
                     continue
                 applied[key] = changed[key] = d.event.entityversion
-                applied_n += 1
-                applied_times.append(d.event.time)
+                batch.applied_times.append(d.event.time)
 
+    async def _commit(self, session: AsyncSession, batch: _Batch) -> None:
+        positions, dead = batch.positions, batch.dead
         await self._handler.finish(session)
-        await self._store_applied(session, changed)
+        if not batch.handler_versions:
+            await self._store_applied(session, batch.changed)
         for msg, reason in dead:
             await self._dead_letter(session, msg, reason)
         await self._store_positions(session, positions)
@@ -274,39 +406,51 @@ class EventConsumer:
             self._outbox_committed()
         self._handler.committed()
         self._positions = positions
+        applied_n, skipped_n = len(batch.applied_times), batch.skipped
         self.applied_count += applied_n
         self.skipped_count += skipped_n
         self.dead_letter_count += len(dead)
         EVENTS_APPLIED.labels(service=self.service, consumer=self.name).inc(applied_n)
         EVENTS_SKIPPED.labels(service=self.service, consumer=self.name).inc(skipped_n)
-        if applied_times:
+        CONSUMER_BATCHES.labels(service=self.service, consumer=self.name).inc()
+        LAST_COMMIT.labels(service=self.service, consumer=self.name).set_to_current_time()
+        if batch.applied_times:
             now = datetime.now(UTC)
             age = EVENT_AGE.labels(service=self.service, consumer=self.name)
-            for at in applied_times:
+            for at in batch.applied_times:
                 age.observe(max(0.0, (now - at).total_seconds()))
         if dead:
             DEAD_LETTERS.labels(service=self.service, consumer=self.name).inc(len(dead))
             for msg, reason in dead:
                 log.warning("dead-lettered", consumer=self.name, topic=msg.topic, offset=msg.offset, reason=reason)
 
-    async def _load_applied(self, session: AsyncSession, deliveries: list[Delivery]) -> dict[tuple[str, str], int]:
-        by_topic: dict[str, set[str]] = {}
-        for d in deliveries:
-            by_topic.setdefault(d.message.topic, set()).add(d.event.subject)
+    async def _load_applied(self, session: AsyncSession, deliveries: list[Delivery], batch: _Batch) -> None:
+        """Add to ``batch.applied`` the applied version of the deliveries' subjects (from the handler's
+        rows when it keeps them, else from ``applied_version``)."""
+        keys = {(d.message.topic, d.event.subject) for d in deliveries}
+        versions = await self._handler.applied_versions(session, keys)
+        if versions is not None:
+            batch.handler_versions = True
+            batch.applied.update(versions)
+            return
+        by_topic: dict[str, list[str]] = {}
+        for topic, subject in sorted(keys):
+            by_topic.setdefault(topic, []).append(subject)
         dialect = dialect_of(session)
-        out: dict[tuple[str, str], int] = {}
         for topic, subjects in by_topic.items():
-            for chunk in lookup_chunks(sorted(subjects), dialect, size=500):
-                rows = await session.execute(
-                    sa.select(applied_version.c.subject, applied_version.c.version).where(
-                        applied_version.c.consumer == self.name,
-                        applied_version.c.topic == topic,
-                        in_values(applied_version.c.subject, chunk, dialect),
+            for chunk in lookup_chunks(subjects, dialect, size=500):
+                if dialect == "postgresql":
+                    rows = await session.execute(_LOAD_APPLIED_PG, {"subjects": chunk, "consumer": self.name, "topic": topic})
+                else:
+                    rows = await session.execute(
+                        sa.select(applied_version.c.subject, applied_version.c.version).where(
+                            applied_version.c.consumer == self.name,
+                            applied_version.c.topic == topic,
+                            in_values(applied_version.c.subject, chunk, dialect),
+                        )
                     )
-                )
                 for subject, version in rows:
-                    out[(topic, subject)] = int(version)
-        return out
+                    batch.applied[(topic, subject)] = int(version)
 
     async def _store_applied(self, session: AsyncSession, changed: dict[tuple[str, str], int]) -> None:
         if not changed:
@@ -332,6 +476,13 @@ class EventConsumer:
     async def _store_positions(self, session: AsyncSession, positions: dict[TopicPartition, int]) -> None:
         changed = [(tp, off) for tp, off in positions.items() if self._positions.get(tp) != off]
         if not changed:
+            return
+        if dialect_of(session) == "postgresql":
+            await session.execute(
+                _STORE_POSITIONS_PG,
+                {"consumer": self.name, "topics": [t for (t, _), _ in changed], "partitions": [p for (_, p), _ in changed],
+                 "offsets": [off for _, off in changed]},
+            )
             return
         ins = upsert(dialect_of(session), consumer_offset)
         stmt = ins.on_conflict_do_update(

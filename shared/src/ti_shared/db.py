@@ -248,7 +248,6 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[st
         for i in range(0, len(rows), chunk):
             await session.execute(table.insert(), rows[i : i + chunk])
         return
-    import asyncpg
     import orjson
 
     columns = list(rows[0])
@@ -266,10 +265,35 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[st
             for i in json_at:
                 values[i] = orjson.dumps(values[i]).decode()
             records.append(tuple(values))
+    await copy_records(session, table, columns, records)
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under a PostgreSQL session, in the session's transaction (for ``COPY``
+    and statements sent without SQLAlchemy's compilation).
+
+    SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, before the first statement it executes
+    itself: a statement sent straight to asyncpg first would run outside the transaction (and commit
+    on its own). So the adapter's transaction is begun here when it has not been yet."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
+    adapter: Any = raw.dbapi_connection
+    if getattr(adapter, "_transaction", False) is None:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+    return raw.driver_connection
+
+
+async def copy_records(session: AsyncSession, table: sa.Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
+    """Binary ``COPY`` of value tuples (in ``columns`` order) into ``table``, in the session's
+    transaction (PostgreSQL only); a constraint violation is raised as ``IntegrityError``."""
+    import asyncpg
+
+    if not records:
+        return
+    driver = await driver_connection(session)
     try:
-        await driver.copy_records_to_table(table.name, records=records, columns=columns, schema_name=table.schema)
+        await driver.copy_records_to_table(table.name, records=records, columns=list(columns), schema_name=table.schema)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise sa.exc.IntegrityError(f"COPY {table.name}", None, exc) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +60,65 @@ class CloudEvent(BaseModel):
     entityversion: int = Field(ge=1)
     tiactor: str
     data: dict[str, Any]
+
+
+class Envelope:
+    """A received event as consumers read it: the attributes of :class:`CloudEvent`, without a model.
+
+    :func:`decode_envelope` builds it straight from the JSON when the event has the exact shape the
+    platform publishes; anything else is validated by :class:`CloudEvent` first, which decides."""
+
+    __slots__ = ("data", "datacontenttype", "entityversion", "extra", "id", "source", "specversion", "subject",
+                 "tiactor", "time", "type")
+
+    def __init__(self, *, id: str, source: str, type: str, subject: str, time: datetime, entityversion: int,
+                 tiactor: str, data: dict[str, Any], specversion: str = "1.0",
+                 datacontenttype: str = "application/json", extra: dict[str, Any] | None = None) -> None:
+        self.id, self.source, self.type, self.subject, self.time = id, source, type, subject, time
+        self.entityversion, self.tiactor, self.data = entityversion, tiactor, data
+        self.specversion, self.datacontenttype, self.extra = specversion, datacontenttype, extra or {}
+
+    @classmethod
+    def of(cls, event: CloudEvent) -> Envelope:
+        return cls(id=event.id, source=event.source, type=event.type, subject=event.subject, time=event.time,
+                   entityversion=event.entityversion, tiactor=event.tiactor, data=event.data,
+                   specversion=event.specversion, datacontenttype=event.datacontenttype,
+                   extra=dict(event.model_extra or {}))
+
+
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_ENVELOPE_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "time", "datacontenttype",
+                            "entityversion", "tiactor", "data"))
+
+
+def decode_envelope(value: bytes) -> Envelope:
+    """A received message as an :class:`Envelope`; ``pydantic.ValidationError`` when it is not a valid
+    CloudEvent of the contract. The exact shape the platform publishes is read with orjson and checked
+    field by field (a few microseconds); any other input is left to :class:`CloudEvent` to accept
+    (coercing as it does) or refuse, so both ways accept and refuse the same events."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        doc = None
+    if type(doc) is dict:
+        get = doc.get
+        id_, source, type_, subject, at = get("id"), get("source"), get("type"), get("subject"), get("time")
+        version, actor, data = get("entityversion"), get("tiactor"), get("data")
+        if (
+            get("specversion", "1.0") == "1.0" and get("datacontenttype", "application/json") == "application/json"
+            and type(id_) is str and id_ and type(source) is str and source and type(type_) is str and type_
+            and type(subject) is str and subject and type(at) is str and _INSTANT.fullmatch(at)
+            and type(version) is int and version >= 1 and type(actor) is str and type(data) is dict
+        ):
+            try:
+                instant = datetime.fromisoformat(at)
+            except ValueError:
+                instant = None
+            if instant is not None:
+                extra = None if _ENVELOPE_KEYS.issuperset(doc) else {k: v for k, v in doc.items() if k not in _ENVELOPE_KEYS}
+                return Envelope(id=id_, source=source, type=type_, subject=subject, time=instant,
+                                entityversion=version, tiactor=actor, data=data, extra=extra)
+    return Envelope.of(CloudEvent.model_validate_json(value))
 
 
 def new_event(

@@ -349,6 +349,17 @@ def _with_defects(rng: random.Random, events: list[dict[str, Any]], options: Str
     return out
 
 
+def redeliver(events: list[dict[str, Any]], rng: random.Random, *, duplicate_rate: float = 0.0,
+              stale_rate: float = 0.0) -> list[dict[str, Any]]:
+    """``events`` as a bus may deliver them: interleaved at random across subjects (each subject's own
+    events kept in order), with duplicates and stale redeliveries (the defects of ``StreamOptions``)."""
+    sequences: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        sequences.setdefault(e["subject"], []).append(e)
+    options = StreamOptions(duplicate_rate=duplicate_rate, stale_rate=stale_rate)
+    return _with_defects(rng, _interleave(rng, list(sequences.values()), shuffle=True), options)
+
+
 def generate_stream(seed: int = 1, options: StreamOptions | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """The CloudEvents (dicts, CONTRACT §5) of a synthetic programme, deterministic for a ``seed``."""
     opts = options or StreamOptions()

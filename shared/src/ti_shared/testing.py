@@ -404,3 +404,58 @@ def generated_client(document: dict[str, Any], package: str) -> ModuleType:
     if str(home) not in sys.path:
         sys.path.insert(0, str(home))
     return importlib.import_module(package)
+class MemorySource:
+    """An in-memory bus source for unit tests of consumers: the given messages, published in that order
+    on partitions numbered by the caller; fetches return them in that order (each partition in offset
+    order), and ``seek`` goes back to given positions as Kafka's does."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        from ti_shared.bus import IncomingMessage
+
+        self.messages: list[IncomingMessage] = messages
+        self._positions: dict[tuple[str, int], int] = {}
+        self._cursor = 0
+
+    @staticmethod
+    def of_events(events: list[dict[str, Any]], partitions: int = 3) -> MemorySource:
+        """The events published to their topics, keyed (and partitioned) by subject."""
+        import zlib
+
+        import orjson
+
+        from ti_shared.bus import IncomingMessage
+        from ti_shared.events import topic_for_type
+
+        offsets: dict[tuple[str, int], int] = {}
+        out = []
+        for e in events:
+            topic = topic_for_type(e["type"]) or "ti.unknown"
+            partition = zlib.crc32(str(e.get("subject")).encode()) % partitions
+            offset = offsets.get((topic, partition), 0)
+            offsets[(topic, partition)] = offset + 1
+            out.append(IncomingMessage(topic, partition, offset, e.get("subject"), orjson.dumps(e)))
+        return MemorySource(out)
+
+    async def start(self, topics: Any, positions: dict[tuple[str, int], int]) -> None:
+        await self.seek(positions)
+
+    async def stop(self) -> None:
+        return None
+
+    async def seek(self, positions: dict[tuple[str, int], int]) -> None:
+        self._positions = dict(positions)
+        self._cursor = 0
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Any]:
+        out: list[Any] = []
+        while self._cursor < len(self.messages) and len(out) < max_records:
+            message = self.messages[self._cursor]
+            self._cursor += 1
+            tp = (message.topic, message.partition)
+            if message.offset >= self._positions.get(tp, 0):
+                out.append(message)
+                self._positions[tp] = message.offset + 1
+        return out
+
+    async def lag(self) -> int:
+        return sum(1 for m in self.messages[self._cursor :] if m.offset >= self._positions.get((m.topic, m.partition), 0))

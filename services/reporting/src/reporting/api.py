@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import io
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
-from openpyxl import Workbook
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ContextDep, ReadSessionDep
@@ -24,11 +20,13 @@ from ti_shared.geo import REGIONS
 from ti_shared.http import XLSX_TYPE, TiRoute, if_none_match
 from ti_shared.problems import Problem, field_problem, problem_responses
 
-from reporting import cache, repository
+from reporting import reads
 from reporting.catalogue import CATALOGUE, UNITS
-from reporting.domain import AsOf, Scope, compute_indicators, empty_indicators, flatten, parse_as_of, parse_scope
+from reporting.domain import AsOf, Scope, flatten, parse_as_of, parse_scope
+from reporting.engine import empty_document
 from reporting.labels import BREAKDOWN_LABELS
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
+from reporting.repository import figures, generations
 from reporting.schemas import Catalogue, IndicatorDefinitionOut, IndicatorsDocument, RebuildStatus
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"], route_class=TiRoute)
@@ -55,20 +53,7 @@ AsOfQuery = Annotated[
     ),
 ]
 AdminDep = Annotated[Principal, scoped("admin")]
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    document: IndicatorsDocument
-    etag: str
-
-
 _INSTANT = TypeAdapter(datetime)
-
-
-@functools.lru_cache(maxsize=2048)
-def _stored_body(scope: str, generated_at: datetime, document: str) -> bytes:
-    return cache.body_of(scope, generated_at, document)
 
 
 def _parse(scope_text: str, as_of_text: str | None) -> tuple[Scope, AsOf | None]:
@@ -87,32 +72,38 @@ def _parse(scope_text: str, as_of_text: str | None) -> tuple[Scope, AsOf | None]
     return scope, as_of
 
 
-def _stored_etag(stored: repository.StoredIndicators) -> str:
-    return cache.etag_of(stored.generation, stored.digest)
+def _unknown_territory(scope: Scope) -> Problem:
+    return Problem(404, f"Unknown territory '{scope.code}'")
 
 
-async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | None) -> _Resolved:
-    scope, as_of = _parse(scope_text, as_of_text)
-    now = datetime.now(UTC)
+def _empty(scope: Scope) -> tuple[bytes, str]:
+    """The response of a scope with no document yet (before the first event): zeros."""
+    indicators = orjson.dumps(empty_document(scope.key))
+    body = reads.body_of(scope.key, datetime.now(UTC), indicators.decode())
+    return body, f'W/"0-{figures.digest_of_document(indicators)}"'
+
+
+async def _as_of(session: AsyncSession, scope: Scope, as_of: AsOf) -> tuple[bytes, str]:
+    generation = await generations.current_generation(session)
+    if scope.kind == "territory" and not await generations.territory_known(session, generation, str(scope.code)):
+        raise _unknown_territory(scope)
+    indicators = await reads.indicators_as_of(session, generation, scope.key, as_of)
+    doc = IndicatorsDocument(scope=scope.key, as_of=as_of.label, generated_at=datetime.now(UTC), indicators=indicators)
+    digest = figures.digest_of_document(orjson.dumps({"as_of": as_of.label, **indicators}))
+    return orjson.dumps(doc.model_dump(mode="json")), f'W/"{generation}-{digest}"'
+
+
+async def _resolve(ctx: Any, scope: Scope, as_of: AsOf | None) -> tuple[bytes, str]:
+    """The response body and ETag of a scope's indicators, current or as of an instant."""
     if as_of is None:
-        stored = await repository.read_indicators(session, scope.key)
-        if stored is not None:
-            doc = IndicatorsDocument(
-                scope=scope.key, as_of=None, generated_at=stored.computed_at, indicators=orjson.loads(stored.document)
-            )
-            return _Resolved(doc, _stored_etag(stored))
+        cached = await reads.current(ctx, scope.key)
+        if cached is not None:
+            return cached[1], cached[0]
         if scope.kind == "territory":
-            raise Problem(404, f"Unknown territory '{scope.code}'")
-        indicators = empty_indicators(scope)
-        doc = IndicatorsDocument(scope=scope.key, as_of=None, generated_at=now, indicators=indicators)
-        return _Resolved(doc, f'W/"0-{repository.digest_of(indicators)}"')
-    generation = await repository.current_generation(session)
-    if scope.kind == "territory" and not await repository.territory_known(session, generation, str(scope.code)):
-        raise Problem(404, f"Unknown territory '{scope.code}'")
-    states = await repository.load_states_as_of(session, generation, as_of)
-    indicators = compute_indicators(states, [scope.key])[scope.key]
-    doc = IndicatorsDocument(scope=scope.key, as_of=as_of.label, generated_at=now, indicators=indicators)
-    return _Resolved(doc, f'W/"{generation}-{repository.digest_of({"as_of": as_of.label, **indicators})}"')
+            raise _unknown_territory(scope)
+        return _empty(scope)
+    async with ctx.db.read_session() as session:
+        return await _as_of(session, scope, as_of)
 
 
 @router.get(
@@ -124,32 +115,11 @@ async def _resolve(session: AsyncSession, scope_text: str, as_of_text: str | Non
 async def get_indicators(
     request: Request, ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None
 ) -> Response:
-    parsed, as_of_bound = _parse(scope, as_of)
-    if as_of_bound is None:
-
-        async def load() -> cache.Entry | None:
-            async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                stored = await repository.read_indicators(autocommit, parsed.key)
-            if stored is None:
-                return None
-            return _stored_etag(stored), _stored_body(parsed.key, stored.computed_at, stored.document)
-
-        owner = id(ctx.db.engine)
-        cache.validate_soon(owner, functools.partial(repository.read_live_mark, ctx.db))
-        cached = await cache.get_or_load(owner, parsed.key, load)
-        if cached is not None:
-            etag, body = cached
-            headers = {"ETag": etag, "Cache-Control": "no-cache"}
-            if if_none_match(request.headers.get("if-none-match"), etag):
-                return Response(status_code=304, headers=headers)
-            return Response(body, media_type="application/json", headers=headers)
-    async with ctx.db.read_session() as session:
-        resolved = await _resolve(session, scope, as_of)
-    headers = {"ETag": resolved.etag, "Cache-Control": "no-cache"}
-    if if_none_match(request.headers.get("if-none-match"), resolved.etag):
+    body, etag = await _resolve(ctx, *_parse(scope, as_of))
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    return JSONResponse(resolved.document.model_dump(mode="json"), headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/catalogue", summary="Every indicator: French label, unit, definition, breakdown keys", response_model=Catalogue)
@@ -169,12 +139,16 @@ async def get_catalogue() -> Catalogue:
     )
 
 
-def _export_rows(document: IndicatorsDocument) -> list[tuple[str, str, str, Any, str]]:
+async def _export_rows(ctx: Any, scope_text: str, as_of_text: str | None) -> tuple[str, list[tuple[str, str, str, Any, str]], str]:
+    """The scope key, one row per leaf value (scope, code, key, value, unit) and the ETag."""
+    scope, as_of = _parse(scope_text, as_of_text)
+    body, etag = await _resolve(ctx, scope, as_of)
+    indicators: dict[str, Any] = orjson.loads(body)["indicators"]
     rows = []
-    for code, value in document.indicators.items():
+    for code, value in indicators.items():
         for key, leaf in flatten(value):
-            rows.append((document.scope, code, key, leaf, UNITS.get(code, "")))
-    return rows
+            rows.append((scope.key, code, key, leaf, UNITS.get(code, "")))
+    return scope.key, rows, etag
 
 
 _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {**problem_responses(404, 422)}
@@ -186,18 +160,18 @@ _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {**problem_responses(404, 4
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}, "description": "CSV, UTF-8, comma-separated"}, **_EXPORT_RESPONSES},
 )
-async def export_csv(session: ReadSessionDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None) -> Response:
-    resolved = await _resolve(session, scope, as_of)
+async def export_csv(ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None) -> Response:
+    key, rows, etag = await _export_rows(ctx, scope, as_of)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["scope", "code", "key", "value", "unit"])
-    for s, code, key, value, unit in _export_rows(resolved.document):
-        writer.writerow([s, code, key, "" if value is None else json.dumps(value) if isinstance(value, bool) else value, unit])
-    filename = f"indicateurs-{resolved.document.scope.replace(':', '-')}.csv"
+    for s, code, k, value, unit in rows:
+        writer.writerow([s, code, k, "" if value is None else json.dumps(value) if isinstance(value, bool) else value, unit])
+    filename = f"indicateurs-{key.replace(':', '-')}.csv"
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": resolved.etag},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag},
     )
 
 
@@ -216,22 +190,24 @@ def _cell(value: Any) -> Any:
     response_class=Response,
     responses={200: {"content": {XLSX_TYPE: {}}, "description": "XLSX workbook"}, **_EXPORT_RESPONSES},
 )
-async def export_xlsx(session: ReadSessionDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None) -> Response:
-    resolved = await _resolve(session, scope, as_of)
+async def export_xlsx(ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None) -> Response:
+    from openpyxl import Workbook  # imported when used: it is large
+
+    key, rows, etag = await _export_rows(ctx, scope, as_of)
     book = Workbook()
     sheet = book.active
     assert sheet is not None
     sheet.title = "indicateurs"
     sheet.append(["scope", "code", "key", "value", "unit"])
-    for s, code, key, value, unit in _export_rows(resolved.document):
-        sheet.append([s, code, key, _cell(value), unit])
+    for s, code, k, value, unit in rows:
+        sheet.append([s, code, k, _cell(value), unit])
     buffer = io.BytesIO()
     book.save(buffer)
-    filename = f"indicateurs-{resolved.document.scope.replace(':', '-')}.xlsx"
+    filename = f"indicateurs-{key.replace(':', '-')}.xlsx"
     return Response(
         buffer.getvalue(),
         media_type=XLSX_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": resolved.etag},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag},
     )
 
 
@@ -253,11 +229,12 @@ async def start_rebuild(ctx: ContextDep, _admin: AdminDep) -> RebuildStatus:
         raise Problem(409, str(exc)) from exc
     live = next((c for c in ctx.consumers if c.name == LIVE_CONSUMER), None)
     task = asyncio.create_task(
-        run_rebuild(ctx.db, ctx.settings.platform, generation, live=live), name=f"reporting-rebuild-{generation}"
+        run_rebuild(ctx.db, ctx.settings.platform, generation, live=live, cache=reads.cache_of(ctx)),
+        name=f"reporting-rebuild-{generation}",
     )
     ctx.extras["rebuild_task"] = task
     async with ctx.db.read_session() as session:
-        run = await repository.latest_run(session)
+        run = await generations.latest_run(session)
     assert run is not None
     return _status(run)
 
@@ -269,7 +246,7 @@ async def start_rebuild(ctx: ContextDep, _admin: AdminDep) -> RebuildStatus:
     responses=problem_responses(404),
 )
 async def get_rebuild(session: ReadSessionDep) -> RebuildStatus:
-    run = await repository.latest_run(session)
+    run = await generations.latest_run(session)
     if run is None:
         raise Problem(404, "No rebuild has been started")
     return _status(run)

@@ -1,12 +1,14 @@
-"""The catalogue of indicators (CONTRACT §6): code, French label, unit, definition, breakdown keys."""
+"""The catalogue of indicators (CONTRACT §6): code, French label, unit, definition, breakdown keys.
+
+What each one is computed from is in ``reporting.engine`` (one entry per code, checked to match).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ti_shared.geo import REGIONS
-
-from reporting import domain
+from ti_shared.vocabulary import ACTION_STATUSES, AXES, MATURITIES, THEMES
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,20 @@ CATALOGUE: tuple[IndicatorDefinition, ...] = (
     IndicatorDefinition("actions.count", "Actions recensées", "actions",
                         "Actions des plans d'action, hors actions supprimées."),
     IndicatorDefinition("actions.by_axis", "Actions par axe", "actions",
-                        "Nombre d'actions par axe du programme.", domain.AXES),
+                        "Nombre d'actions par axe du programme.", AXES),
     IndicatorDefinition("actions.by_status", "Actions par état d'avancement", "actions",
-                        "Nombre d'actions par état d'avancement.", domain.ACTION_STATUSES),
+                        "Nombre d'actions par état d'avancement.", ACTION_STATUSES),
     IndicatorDefinition("actions.by_theme", "Actions par thématique", "actions",
                         "Nombre d'actions portant chaque thématique (une action compte une fois par thématique).",
-                        domain.THEMES),
+                        THEMES),
     IndicatorDefinition("actions.by_axis_share", "Répartition des actions par axe", "part (0–1)",
-                        "Actions de l'axe / actions recensées, arrondi à 6 décimales ; null sans action.", domain.AXES),
+                        "Actions de l'axe / actions recensées, arrondi à 6 décimales ; null sans action.", AXES),
     IndicatorDefinition("actions.by_status_share", "Répartition des actions par état d'avancement", "part (0–1)",
                         "Actions à cet état / actions recensées, arrondi à 6 décimales ; null sans action.",
-                        domain.ACTION_STATUSES),
+                        ACTION_STATUSES),
     IndicatorDefinition("actions.by_region_status", "Avancement des actions par région", "actions",
                         "Périmètre national seulement : nombre d'actions par région (celle de leur territoire) et par état.",
-                        tuple(f"{r}.{s}" for r in REGIONS for s in domain.ACTION_STATUSES)),
+                        tuple(f"{r}.{s}" for r in REGIONS for s in ACTION_STATUSES)),
     IndicatorDefinition("grants.count", "Subventions engagées", "subventions",
                         "Subventions au statut « committed »."),
     IndicatorDefinition("grants.jobs_forecast", "Emplois prévus", "emplois",
@@ -88,7 +90,7 @@ CATALOGUE: tuple[IndicatorDefinition, ...] = (
     IndicatorDefinition("sites.land_recycling_area_ha", "Surface en recyclage foncier", "ha",
                         "Somme des surfaces des sites labellisés en recyclage foncier."),
     IndicatorDefinition("sites.by_maturity", "Sites par maturité", "sites",
-                        "Nombre de sites labellisés par maturité.", domain.MATURITIES),
+                        "Nombre de sites labellisés par maturité.", MATURITIES),
     IndicatorDefinition("sites.workshop_held_share", "Part des ateliers d'accompagnement tenus", "part (0–1)",
                         "Sites labellisés dont l'atelier s'est tenu / sites labellisés ; null sans site."),
 )

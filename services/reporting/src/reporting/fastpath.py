@@ -1,7 +1,7 @@
 """Cached indicator responses served before routing.
 
 ``GET /v1/indicators?scope=…`` (current figures, no ``as_of``) is the platform's hottest read. When its
-response is in the in-process cache (``reporting.cache``, filled by the route and by the consumer as it
+response is in the service's response cache (``reporting.reads``, filled by the route and by the consumer as it
 commits), this ASGI layer answers it directly — same body, ETag, ``304`` on ``If-None-Match`` —
 without going through the router and dependency resolution. Everything else, a miss included, goes
 on to the application. It sits inside the edge middleware, so request ids, logs and metrics apply.
@@ -9,7 +9,6 @@ on to the application. It sits inside the edge middleware, so request ids, logs 
 
 from __future__ import annotations
 
-import functools
 from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
@@ -17,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ti_shared.geo import REGIONS
 from ti_shared.http import if_none_match
 
-from reporting import cache, repository
+from reporting import reads
 from reporting.domain import parse_scope
 
 PATH = "/v1/indicators"
@@ -60,9 +59,9 @@ class CachedIndicators:
         ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
         if key is None or ctx is None:
             return False
-        owner = id(ctx.db.engine)
-        cache.validate_soon(owner, functools.partial(repository.read_live_mark, ctx.db))
-        cached = cache.get(owner, key)
+        cache = reads.cache_of(ctx)
+        cache.validate_soon()
+        cached = cache.get(key)
         if cached is None:
             return False
         etag, body = cached

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from ti_shared.app import ConsumerSpec, ServiceContext, ServiceSpec, create_service_app
 from ti_shared.settings import ServiceSettings
 
-from reporting import cache, repository
+from reporting import reads
 from reporting.api import router
 from reporting.dashboard.routes import reports_router
 from reporting.dashboard.routes import router as dashboard_router
@@ -18,8 +18,9 @@ from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
 from reporting.feed.api import router as feed_router
 from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
-from reporting.projection import BATCH_SIZE, ReportingProjection
+from reporting.projection import BATCH_SIZE, WINDOW_EVENTS, WINDOW_S, ReportingProjection
 from reporting.rebuild import LIVE_CONSUMER
+from reporting.repository import generations
 from reporting.tables import metadata
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -28,19 +29,14 @@ _ROOT = Path(__file__).resolve().parents[2]
 async def close_interrupted_rebuilds(ctx: ServiceContext) -> None:
     """A rebuild left running by a stopped process will never finish: mark it failed."""
     async with ctx.db.session() as session:
-        run = await repository.latest_run(session)
+        run = await generations.latest_run(session)
         if run is not None and run["state"] == "running":
-            await repository.update_run(
+            await generations.update_run(
                 session, run["generation"], state="failed", finished_at=datetime.now(UTC), error="interrupted"
             )
-            await repository.forget_consumer(session, f"reporting-rebuild-{run['generation']}")
-            await repository.delete_generation(session, run["generation"])
+            await generations.forget_consumer(session, f"reporting-rebuild-{run['generation']}")
+            await generations.delete_generation(session, run["generation"])
             await session.commit()
-
-
-async def forget_cached_responses(ctx: ServiceContext) -> None:
-    """Start with no cached response for this database engine (see ``reporting.cache.forget``)."""
-    cache.forget(id(ctx.db.engine))
 
 
 SPEC = ServiceSpec(
@@ -56,7 +52,10 @@ SPEC = ServiceSpec(
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
     consumers=[
-        ConsumerSpec(name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE),
+        ConsumerSpec(
+            name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE,
+            window_events=WINDOW_EVENTS, window_s=WINDOW_S,
+        ),
         ConsumerSpec(name=FEED_CONSUMER, handler=ChangeFeed, rebuild_when_empty=True),
     ],
     openapi_tags=[
@@ -64,7 +63,7 @@ SPEC = ServiceSpec(
         {"name": "reports", "description": "The Bilan of a scope at an instant, generated from the indicators"},
         {"name": "changes", "description": "The change feed of every entity (CONTRACT §8), for reusers that stay in sync"},
     ],
-    on_startup=[forget_cached_responses, close_interrupted_rebuilds],
+    on_startup=[reads.install, close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",
     middleware=[CachedIndicators],
 )

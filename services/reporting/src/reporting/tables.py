@@ -2,116 +2,102 @@
 
 Every projection and indicator row carries a ``generation``: the live one is named in
 ``reporting_generation``; a rebuild fills the next generation and swaps it in with one update.
-``*_state`` holds the current state of each entity (compact columns), ``*_version`` every applied
-version with its event time (for ``as_of``), ``indicator_counter`` and ``indicator_ref`` the additive
+``*_version`` holds every applied version of each entity with the event that set it (time and id:
+``as_of`` and explanations read it), ``*_state`` the current one (whose ``version`` is also the
+consumer's applied version of the subject), both with the columns of the compact rows of
+``reporting.domain`` (money and areas in cents). ``indicator_counter`` and ``indicator_ref`` hold the
 aggregates of each scope, ``indicator_scope`` the materialised indicator document of each scope.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from ti_shared.db import Instant, JSONType
+from sqlalchemy.dialects import postgresql
+from ti_shared.db import Instant
 
 metadata = sa.MetaData()
 
-Money = sa.Numeric(14, 2)
-Area = sa.Numeric(12, 2)
+#: a list of strings: ``text[]`` on PostgreSQL (binary COPY, no JSON encoding), JSON on SQLite
+TextList = sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), "postgresql")
 
 
-def _territory_columns() -> list[sa.Column[object]]:
+def _columns(entity: str) -> list[sa.Column[object]]:
+    """The columns of an entity's compact row after ``id`` and ``version``, in the row's order
+    (``reporting.domain``'s row types: the unit tests check that they match)."""
+    columns: dict[str, list[sa.Column[object]]] = {
+        "territory": [
+            sa.Column("region_code", sa.String(3), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("epci_sirens", TextList, nullable=False),
+            sa.Column("lead_in_post", sa.Boolean(), nullable=False),
+            sa.Column("lead_cofinanced", sa.Boolean(), nullable=False),
+            sa.Column("copil_held", sa.Boolean(), nullable=False),
+        ],
+        "action": [
+            sa.Column("territory_id", sa.String(16), nullable=False),
+            sa.Column("axis", sa.String(32), nullable=False),
+            sa.Column("status", sa.String(32), nullable=False),
+            sa.Column("themes", TextList, nullable=False),
+            sa.Column("deleted", sa.Boolean(), nullable=False),
+        ],
+        "grant": [
+            sa.Column("programme", sa.String(64), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("territory_id", sa.String(16), nullable=True),
+            sa.Column("departement", sa.String(3), nullable=True),
+            sa.Column("departement_region", sa.String(3), nullable=True),
+            sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+            sa.Column("investment_cents", sa.BigInteger(), nullable=False),
+            sa.Column("disbursed_cents", sa.BigInteger(), nullable=False),
+            sa.Column("jobs_forecast", sa.BigInteger(), nullable=False),
+            sa.Column("jobs_conditional", sa.BigInteger(), nullable=False),
+            sa.Column("contributions", TextList, nullable=False),
+            sa.Column("value_chain", sa.String(32), nullable=True),
+        ],
+        "site": [
+            sa.Column("territory_id", sa.String(16), nullable=True),
+            sa.Column("region_code", sa.String(3), nullable=True),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("area_cents", sa.BigInteger(), nullable=False),
+            sa.Column("land_recycling", sa.Boolean(), nullable=False),
+            sa.Column("roadmap_delivered", sa.Boolean(), nullable=False),
+            sa.Column("workshop_held", sa.Boolean(), nullable=False),
+            sa.Column("maturity", sa.String(16), nullable=False),
+        ],
+    }
+    return columns[entity]
+
+
+def _keys(primary: tuple[str, ...]) -> list[sa.Column[object]]:
     return [
-        sa.Column("region_code", sa.String(3), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("epci_sirens", JSONType, nullable=False),
-        sa.Column("lead_in_post", sa.Boolean(), nullable=False),
-        sa.Column("lead_cofinanced", sa.Boolean(), nullable=False),
-        sa.Column("copil_held", sa.Boolean(), nullable=False),
-    ]
-
-
-def _action_columns() -> list[sa.Column[object]]:
-    return [
-        sa.Column("territory_id", sa.String(16), nullable=False),
-        sa.Column("axis", sa.String(32), nullable=False),
-        sa.Column("status", sa.String(32), nullable=False),
-        sa.Column("themes", JSONType, nullable=False),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-    ]
-
-
-def _grant_columns() -> list[sa.Column[object]]:
-    return [
-        sa.Column("programme", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("territory_id", sa.String(16), nullable=True),
-        sa.Column("departement", sa.String(3), nullable=True),
-        sa.Column("departement_region", sa.String(3), nullable=True),
-        sa.Column("amount_eur", Money, nullable=False),
-        sa.Column("investment_eur", Money, nullable=False),
-        sa.Column("disbursed_eur", Money, nullable=False),
-        sa.Column("jobs_forecast", sa.Integer(), nullable=False),
-        sa.Column("jobs_conditional", sa.Integer(), nullable=False),
-        sa.Column("contributions", JSONType, nullable=False),
-        sa.Column("value_chain", sa.String(32), nullable=True),
-    ]
-
-
-def _site_columns() -> list[sa.Column[object]]:
-    return [
-        sa.Column("territory_id", sa.String(16), nullable=True),
-        sa.Column("region_code", sa.String(3), nullable=True),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("area_ha", Area, nullable=False),
-        sa.Column("land_recycling", sa.Boolean(), nullable=False),
-        sa.Column("roadmap_delivered", sa.Boolean(), nullable=False),
-        sa.Column("workshop_held", sa.Boolean(), nullable=False),
-        sa.Column("maturity", sa.String(16), nullable=False),
-    ]
-
-
-def _state(name: str, columns: list[sa.Column[object]], *indexes: tuple[str, ...]) -> sa.Table:
-    return sa.Table(
-        f"{name}_state",
-        metadata,
         sa.Column("generation", sa.Integer(), primary_key=True),
         sa.Column("id", sa.String(256), primary_key=True),
-        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.BigInteger(), primary_key="version" in primary, nullable=False),
         sa.Column("time", Instant, nullable=False),
-        *columns,
-        *(sa.Index(f"ix_{name}_state_{'_'.join(cols)}", "generation", *cols) for cols in indexes),
+        sa.Column("event_id", sa.Text(), nullable=False),
+    ]
+
+
+def _state(entity: str, *indexes: str) -> sa.Table:
+    return sa.Table(
+        f"{entity}_state", metadata, *_keys(("generation", "id")), *_columns(entity),
+        *(sa.Index(f"ix_{entity}_state_{column}", "generation", column) for column in indexes),
     )
 
 
-def _history(name: str, columns: list[sa.Column[object]]) -> sa.Table:
-    return sa.Table(
-        f"{name}_version",
-        metadata,
-        sa.Column("generation", sa.Integer(), primary_key=True),
-        sa.Column("id", sa.String(256), primary_key=True),
-        sa.Column("version", sa.BigInteger(), primary_key=True),
-        sa.Column("time", Instant, nullable=False),
-        *columns,
-        sa.Index(f"ix_{name}_version_time", "generation", "time"),
-    )
+def _history(entity: str) -> sa.Table:
+    return sa.Table(f"{entity}_version", metadata, *_keys(("generation", "id", "version")), *_columns(entity))
 
-
-territory_state = _state("territory", _territory_columns())
-action_state = _state("action", _action_columns(), ("territory_id",))
-grant_state = _state("grant", _grant_columns(), ("territory_id",))
-site_state = _state("site", _site_columns(), ("territory_id",), ("region_code",))
-
-territory_version = _history("territory", _territory_columns())
-action_version = _history("action", _action_columns())
-grant_version = _history("grant", _grant_columns())
-site_version = _history("site", _site_columns())
 
 #: entity → (current state table, history table)
 ENTITY_TABLES: dict[str, tuple[sa.Table, sa.Table]] = {
-    "territory": (territory_state, territory_version),
-    "action": (action_state, action_version),
-    "grant": (grant_state, grant_version),
-    "site": (site_state, site_version),
+    "territory": (_state("territory"), _history("territory")),
+    "action": (_state("action", "territory_id"), _history("action")),
+    "grant": (_state("grant", "territory_id"), _history("grant")),
+    "site": (_state("site", "territory_id"), _history("site")),
 }
+#: the columns whose values are lists (tuples in the rows)
+LIST_COLUMNS = frozenset({"epci_sirens", "themes", "contributions"})
 
 indicator_scope = sa.Table(
     "indicator_scope",
@@ -124,7 +110,7 @@ indicator_scope = sa.Table(
     sa.Column("document", sa.Text(), nullable=False),
 )
 
-#: additive counters of each scope (counts; money and areas in cents), see ``reporting.aggregates``
+#: additive counters of each scope (counts; money and areas in cents), see ``reporting.engine``
 indicator_counter = sa.Table(
     "indicator_counter",
     metadata,

@@ -8,8 +8,9 @@
    (:data:`VOCABULARY`).
 2. **Imports**: each file imports only the layers below it (:data:`MAY_IMPORT`), and the pure ones
    no I/O (:data:`NO_IO`).
-3. **No query outside** ``repository.py``: nothing else builds SQL (``import sqlalchemy``), runs a
-   statement (``.execute(…)``…) or calls ``ti_shared``'s query helpers.
+3. **No query outside** ``repository.py`` (or a ``repository/`` package, split by concern, in its
+   place): nothing else builds SQL (``import sqlalchemy``), runs a statement (``.execute(…)``…) or
+   calls ``ti_shared``'s query helpers.
 4. **No commit outside the unit of work**: only the routes (``api.py``) commit, and only through
    ``uow.commit()`` or ``idem.commit(…)``; no module begins, rolls back or commits a session itself.
 
@@ -44,10 +45,11 @@ OTHER_MODULES: dict[str, dict[str, str]] = {
     "funding-ledger": {"batches": "helper", "scdl": "helper"},
     "site-catalog": {"imports": "helper"},
     "reporting": {
-        "aggregates": "domain",
         "catalogue": "domain",
         "labels": "domain",
-        "cache": "helper",
+        "decoding": "domain",
+        "engine": "domain",
+        "reads": "handler",
         "fastpath": "handler",
         "projection": "handler",
         "rebuild": "handler",
@@ -66,7 +68,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "schemas": frozenset(),
     "domain": frozenset({"schemas", "domain"}),
     "events": frozenset({"schemas", "domain"}),
-    "repository": frozenset({"tables", "schemas", "domain", "events"}),
+    "repository": frozenset({"tables", "schemas", "domain", "events", "repository"}),
     "helper": frozenset({"schemas", "domain", "events", "helper"}),
     "service": frozenset({"repository", "schemas", "domain", "events", "helper"}),
     "handler": frozenset({"repository", "schemas", "domain", "events", "helper", "handler"}),
@@ -120,10 +122,23 @@ def check_service(root: Path, service: str) -> Iterator[Violation]:
     yield from _check_files(root, service, package, layered)
     for path in sorted(package.glob("*.py")):
         yield from _check_module(service, package.name, path, layered)
+    for path in sorted((package / REPOSITORY_PACKAGE).glob("*.py")):  # its modules are the repository
+        yield from _check_module(service, package.name, path, layered, stem="repository")
+
+
+#: a repository split by concern: the package's modules are the repository (``repository.py``)
+REPOSITORY_PACKAGE = "repository"
+
+
+def _files(package: Path) -> set[str]:
+    files = {p.name for p in package.glob("*.py")}
+    if (package / REPOSITORY_PACKAGE / "__init__.py").is_file():
+        files.add(f"{REPOSITORY_PACKAGE}.py")
+    return files
 
 
 def _check_files(root: Path, service: str, package: Path, layered: bool) -> Iterator[Violation]:
-    files = {p.name for p in package.glob("*.py")}
+    files = _files(package)
     required = REQUIRED_FILES + (SERVICE_LAYER_FILES if layered else ())
     for name in required:
         if name not in files:
@@ -173,8 +188,9 @@ def _imports(tree: ast.Module) -> Iterator[tuple[ast.AST, str, list[str]]]:
             yield node, node.module, [a.name for a in node.names]
 
 
-def _check_module(service: str, package: str, path: Path, layered: bool) -> Iterator[Violation]:
-    stem, name = path.stem, path.name
+def _check_module(service: str, package: str, path: Path, layered: bool, stem: str | None = None) -> Iterator[Violation]:
+    name = path.name if stem is None else f"{path.parent.name}/{path.name}"
+    stem = stem or path.stem
     role = _role(service, stem)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     own = {*REQUIRED_FILES, *OPTIONAL_FILES, *SERVICE_LAYER_FILES}

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from ti_shared.db import consumer_offset, dialect_of, insert_rows
 from ti_shared.service import Repository
 
-from reporting import repository as projections
-from reporting.domain import AsOf, Row
+from reporting.domain import ENTITIES, AsOf, Row
 from reporting.editions.tables import report_edition, report_edition_entity, report_edition_sign_off
+from reporting.repository import generations, rows
 from reporting.tables import ENTITY_TABLES
 
 EntityKey = tuple[str, str]
@@ -41,13 +41,12 @@ class EditionRepository(Repository):
     # --- the engine's states (read only) -----------------------------------------------------------
 
     async def live_generation(self) -> int:
-        return await projections.current_generation(self.session)
+        return await generations.current_generation(self.session)
 
     async def states_as_of(self, generation: int, as_of: AsOf) -> list[EntityState]:
         """Every entity's state as of the instant: its latest version whose event time is within the bound."""
-        states = await projections.load_states_as_of(self.session, generation, as_of)
-        rows: list[Row] = [*states.territories, *states.actions, *states.grants, *states.sites]
-        return [EntityState(projections.entity_of_row(row), row, row.time, None) for row in rows]
+        states = await rows.states_as_of(self.session, generation, as_of)
+        return [EntityState(entity, row, stamp.time, stamp.event_id) for entity in ENTITIES for row, stamp in states[entity]]
 
     async def rows_at_versions(self, generation: int, keys: Mapping[EntityKey, int]) -> dict[EntityKey, Row]:
         """The states of some entities at given versions (from the projection's history)."""
@@ -63,7 +62,7 @@ class EditionRepository(Repository):
                     history.c.generation == generation, sa.tuple_(history.c.id, history.c.version).in_(chunk)
                 )
                 for record in await self.session.execute(query):
-                    row = projections._from_record(entity, record)  # the projection's own decoding of its rows
+                    row = rows.row_of(entity, record)  # type: ignore[arg-type]  # the projection's own decoding of its rows
                     out[(entity, row.id)] = row
         return out
 

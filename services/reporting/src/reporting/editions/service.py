@@ -21,22 +21,11 @@ from ti_shared.http import decode_cursor, encode_cursor
 from ti_shared.problems import Problem, field_problem
 from ti_shared.service import Uow, WriteResult
 
+from reporting import engine
 from reporting.dashboard import render
 from reporting.dashboard.client import PlatformReader
 from reporting.dashboard.pages import Links, scope_page
-from reporting.domain import (
-    ActionRow,
-    AsOf,
-    GrantRow,
-    Row,
-    Scope,
-    SiteRow,
-    States,
-    TerritoryRow,
-    compute_indicators,
-    parse_as_of,
-    parse_scope,
-)
+from reporting.domain import AsOf, Row, Scope, TerritoryRow, parse_as_of, parse_scope
 from reporting.editions import domain
 from reporting.editions.repository import EditionRepository, EntityKey, EntityState, keys_of
 from reporting.editions.schemas import (
@@ -233,13 +222,7 @@ async def sign_edition(uow: Uow[EditionRepository], principal: Principal, editio
 
 def indicators_of(rows: Iterable[Row], scope: str) -> dict[str, Any]:
     """The indicators of a scope over a set of entity states: the reporting engine, as ``as_of`` uses it."""
-    states = States()
-    lists: dict[type, list[Any]] = {
-        TerritoryRow: states.territories, ActionRow: states.actions, GrantRow: states.grants, SiteRow: states.sites,
-    }
-    for row in rows:
-        lists[type(row)].append(row)
-    return compute_indicators(states, [scope])[scope]
+    return engine.indicators(rows, scope)
 
 
 async def list_restatements(repo: EditionRepository, edition_id: str, *, now: datetime) -> Restatements:
