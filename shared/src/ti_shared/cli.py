@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ import typer
 
 from ti_shared.auth import SCOPES, mint_token
 from ti_shared.events import ALL_TOPICS, DOMAIN_TOPICS
+from ti_shared.progress import progress_bar, rate_of
 from ti_shared.settings import PlatformSettings
 
 app = typer.Typer(help="Territoires d'industrie platform command line", no_args_is_help=True)
@@ -57,8 +59,16 @@ def replay(
     except StreamError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    asyncio.run(publish_stream(settings, messages))
-    typer.echo(f"published {len(messages)} events")
+    started = time.monotonic()
+    with progress_bar() as bar:
+        task = bar.add_task(f"publishing {file.name}", total=len(messages), rate="")
+
+        def report(done: int) -> None:
+            bar.update(task, completed=done, rate=rate_of(done, time.monotonic() - started))
+
+        asyncio.run(publish_stream(settings, messages, progress=report))
+    seconds = time.monotonic() - started
+    typer.echo(f"published {len(messages)} events in {seconds:.1f} s ({rate_of(len(messages), seconds)})")
 
 
 @app.command()

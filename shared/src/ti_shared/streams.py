@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -584,13 +584,19 @@ def stream_messages(lines: Iterable[str]) -> list[OutgoingMessage]:
     return messages
 
 
-async def publish_stream(settings: PlatformSettings, messages: list[OutgoingMessage], client_id: str = "ti-replay") -> None:
-    """Publish ``messages`` in order on the bus of ``settings`` (Kafka, or the local log of the embedded mode)."""
+async def publish_stream(
+    settings: PlatformSettings, messages: list[OutgoingMessage], client_id: str = "ti-replay",
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Publish ``messages`` in order on the bus of ``settings`` (Kafka, or the local log of the embedded
+    mode); ``progress`` is told how many are published after each thousand."""
     publisher = make_publisher(settings, client_id)
     await publisher.start()
     try:
         for i in range(0, len(messages), 1000):
             await publisher.publish(messages[i : i + 1000])
+            if progress is not None:
+                progress(min(i + 1000, len(messages)))
     finally:
         await publisher.stop()
 

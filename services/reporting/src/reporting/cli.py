@@ -6,28 +6,16 @@ import asyncio
 import time
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from ti_shared.db import Database
 from ti_shared.migrations import upgrade
+from ti_shared.progress import progress_bar, rate_of
 from ti_shared.settings import load_settings
 
 from reporting.rebuild import RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.repository import generations
 
 app = typer.Typer(help="The reporting service: projections and indicators", no_args_is_help=True)
-
-
-def progress_bar() -> Progress:
-    """Events done / total, rate, elapsed time and ETA (on stderr)."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        transient=False,
-    )
-
-
-def rate_of(done: int, seconds: float) -> str:
-    return f"{done / seconds:,.0f} events/s" if seconds > 0 else ""
 
 
 @app.command()
