@@ -68,6 +68,7 @@ def test_the_service_layer_rules_apply_once_a_service_is_switched_on(tmp_path: P
         ("service.py", "commit"),  # the route commits
         ("unit/test_service.py", "layout"),
         ("unit/fakes.py", "layout"),
+        ("unit/test_events.py", "layout"),
         ("domain.py", "vocabulary"),  # Decision (Change is re-exported from the schemas)
         ("events.py", "vocabulary"),
         ("repository.py", "vocabulary"),
