@@ -286,6 +286,22 @@ def test_sites_reproduce_the_report(programme: DemoProgramme) -> None:
         assert departement_of(w.body["commune_insee"]) in territories[w.body["territory_id"]]["departement_codes"]
 
 
+def test_sites_travel_as_a_cnig_inventory_the_catalogue_reads_back_whole(programme: DemoProgramme) -> None:
+    from site_catalog.imports import LAYOUT, parse_rows
+    from ti_shared.imports import read_import
+
+    (file,) = programme.site_files()
+    assert file.path.startswith("/v1/sites/imports") and file.effective_at == programme.sites[0].effective_at
+    table = read_import(file.content(), file.media_type, LAYOUT)
+    assert table.warnings == []
+    parsed = parse_rows(table)
+    assert all(p.errors == [] and p.body is not None for p in parsed)
+    read_back = {p.site_id: p.body.model_dump(mode="json") for p in parsed if p.body is not None}
+    assert read_back == {w.entity: w.body for w in programme.sites}
+    # French decimals and dates, the standard's own words: what a collectivité's file looks like
+    assert {w.msg.split(" read as ")[0] for p in parsed for w in p.warnings} >= {"'22,00'", "'15/04/2024'"}
+
+
 # --- instants, determinism, helpers ------------------------------------------------------------
 
 

@@ -68,6 +68,32 @@ async def test_rejected_batch_rows_are_reported() -> None:
     assert progress == [2]
 
 
+async def test_a_site_inventory_goes_as_one_cnig_file_and_its_rejected_rows_are_errors() -> None:
+    site = {"id": "80021_SITE-ECO_00001", "name": "Zone d'activités d'Amiens", "commune_insee": "80021", "territory_id": "ti-3201",
+            "area_ha": "12.50", "maturity": "ready", "land_recycling": True, "labelled_on": "2024-04-15", "workshop_held": True,
+            "roadmap_delivered": False, "owner_kind": "collectivite", "status": "labelled"}
+    file = Write("site-catalog", "POST", "/v1/sites/imports?mode=atomic", {"sites": [site, {**site, "id": "S-2"}]}, AT, "sites", "text/csv")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        rows = [{"row": 2, "outcome": "created"}, {"row": 3, "outcome": "rejected", "errors": [{"column": "site_id", "msg": "bad"}]}]
+        return httpx.Response(201, json={"rows": rows})
+
+    progress: list[int] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        loader = Loader(client, Endpoints.single("http://demo"), "tok", advance=lambda _phase, n: progress.append(n))
+        await loader.apply_files("sites", [file], "sites")
+    lines = seen[0].content.decode().splitlines()
+    assert lines[0].startswith("site_id;site_nom;site_type;site_surf_brute;site_evol_urba")
+    assert lines[1] == (
+        "80021_SITE-ECO_00001;Zone d'activités d'Amiens;zone d'activité économique;12,50;renouvellement urbain;80021;epci;"
+        "ready;15/04/2024;oui;non;ti-3201"
+    )
+    assert seen[0].headers["content-type"] == "text/csv" and seen[0].headers["idempotency-key"].startswith("ti-demo-")
+    assert progress == [2] and len(loader.report.errors) == 1 and "row 3 rejected" in loader.report.errors[0]
+
+
 def test_distributed_endpoints_route_each_service_to_its_port() -> None:
     endpoints = Endpoints.distributed("10.0.0.5")
     assert endpoints.url("funding-ledger") == "http://10.0.0.5:8003"

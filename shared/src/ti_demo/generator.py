@@ -50,10 +50,13 @@ class Write:
     body: dict[str, Any]
     effective_at: datetime
     entity: str
-    #: how the body travels: JSON, or the CSV of a plan import (``body["actions"]``)
+    #: how the body travels: JSON, or the CSV of a plan import (``body["actions"]``) or of a CNIG
+    #: « sites économiques » inventory (``body["sites"]``)
     media_type: str = "application/json"
 
     def content(self) -> bytes:
+        if self.media_type == "text/csv" and "sites" in self.body:
+            return cnig_csv(self.body["sites"]).encode()
         if self.media_type == "text/csv":
             return plan_csv(self.body["actions"]).encode()
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -85,6 +88,19 @@ class DemoProgramme:
 
     def all_writes(self) -> list[Write]:
         return [*self.territories, *self.actions, *self.grant_batches, *self.sites]
+
+    def site_files(self) -> list[Write]:
+        """The sites as CNIG « sites économiques » inventories, one file per instant: what the load sends."""
+        by_instant: dict[datetime, list[Write]] = defaultdict(list)
+        for write in self.sites:
+            by_instant[write.effective_at].append(write)
+        return [
+            Write(
+                "site-catalog", "POST", "/v1/sites/imports?mode=atomic",
+                {"sites": [{"id": w.entity, **w.body} for w in writes]}, at, f"sites@{instant(at)}", media_type="text/csv",
+            )
+            for at, writes in sorted(by_instant.items())
+        ]
 
 
 def instant(value: datetime) -> str:
@@ -329,6 +345,32 @@ def plan_csv(rows: Sequence[dict[str, Any]]) -> str:
                 value = "|".join(value)
             cells.append("" if value is None else str(value))
         writer.writerow(cells)
+    return out.getvalue()
+
+
+#: a CNIG « sites économiques » 1.0.1 inventory's columns the site catalogue reads, then the programme's own
+CNIG_SITE_COLUMNS = (
+    "site_id", "site_nom", "site_type", "site_surf_brute", "site_evol_urba", "site_comm_insee", "site_moa_type",
+    "site_maturite", "site_date_label", "site_atelier", "site_feuille_route", "territory_id",
+)
+#: owner kind → a value of the CNIG site_moa_type enumeration that the catalogue reads back as it
+_MOA_TYPE = {"collectivite": "epci", "entreprise": "privé", "etablissement_public": "chambre de commerce et industrie"}
+
+
+def cnig_csv(sites: Sequence[dict[str, Any]]) -> str:
+    """Sites as a collectivité's CNIG inventory: ``;``-separated, French decimals and dates, the standard's
+    values for the urbanisation and the owner, the programme's facts in its own columns."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(CNIG_SITE_COLUMNS)
+    for site in sites:
+        day = date.fromisoformat(site["labelled_on"])
+        writer.writerow([
+            site["id"], site["name"], "zone d'activité économique", site["area_ha"].replace(".", ","),
+            "renouvellement urbain" if site["land_recycling"] else "extension urbaine", site["commune_insee"],
+            _MOA_TYPE[site["owner_kind"]], site["maturity"], f"{day:%d/%m/%Y}", "oui" if site["workshop_held"] else "non",
+            "oui" if site["roadmap_delivered"] else "non", site["territory_id"] or "",
+        ])
     return out.getvalue()
 
 

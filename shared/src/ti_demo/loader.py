@@ -1,7 +1,8 @@
 """Loads the demo programme through the platform's public HTTP API, with admin tokens.
 
 Territories first; once every service has applied them (``/readyz``: no pending outbox row, no
-consumer lag), the actions, the grant batches and the sites. Each entity's writes are sent in the
+consumer lag), the actions (a plan file per territory and campaign), the grant batches and the sites
+(CNIG « sites économiques » inventories). Each entity's writes are sent in the
 order of their ``TI-Effective-At`` instants. A load that was interrupted can simply be run again:
 writes that are already in place come back ``200`` unchanged (or ``409`` when a later version of the
 entity is already there) and nothing is counted twice.
@@ -158,6 +159,19 @@ class Loader:
         for batch in rounds(writes):
             await asyncio.gather(*(self.apply(phase, w) for w in batch))
 
+    async def apply_files(self, phase: str, files: Sequence[Write], rows_key: str) -> None:
+        """Imports of files (a CNIG inventory): every row must go in (a rejected row is an error)."""
+        for file in files:
+            response = await self.send(file)
+            count = len(file.body[rows_key])
+            if response.status_code not in (200, 201):
+                self.report.errors.append(f"POST {file.path} ({file.entity}): {response.status_code} {response.text[:500]}")
+            else:
+                for row in response.json().get("rows", []):
+                    if row.get("outcome") == "rejected":
+                        self.report.errors.append(f"{phase} row {row.get('row')} rejected: {json.dumps(row.get('errors'), ensure_ascii=False)}")
+            self.advance(phase, count)
+
     async def apply_batches(self, phase: str, batches: Sequence[Write]) -> None:
         for batch in batches:
             response = await self.send(batch)
@@ -203,7 +217,7 @@ async def load_programme(
         await asyncio.gather(
             loader.apply_rounds("actions", programme.actions),
             loader.apply_batches("grants", programme.grant_batches),
-            loader.apply_rounds("sites", programme.sites),
+            loader.apply_files("sites", programme.site_files(), "sites"),
         )
         _raise_if_errors(loader.report)
         await _announce(on_phase, "waiting for the indicators")
