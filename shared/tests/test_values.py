@@ -107,6 +107,10 @@ def test_a_keyset_page_and_the_cursor_of_the_next() -> None:
         cursor_after(encode_cursor(["ti-0101"]), int)  # another key's type
     with pytest.raises(Problem):
         cursor_after(encode_cursor(["ti-0101", 3]), str)  # another shape
+    _, two = page_of([("ADEME", "FV-1"), ("ADEME", "FV-2")], 1, lambda g: g)  # a key of two parts
+    assert two is not None and cursor_after(two, str, str) == ("ADEME", "FV-1")
+    with pytest.raises(Problem):
+        cursor_after(two, str)
 
 
 class _Data(BaseModel):

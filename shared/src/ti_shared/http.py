@@ -314,18 +314,25 @@ def decode_cursor(cursor: str | None, shape: tuple[type, ...] | None = None) -> 
 
 
 
-def cursor_after(cursor: str | None, kind: type) -> Any:
-    """Where a keyset page starts: the one key (an id, a version: of type ``kind``) of a cursor
-    :func:`page_of` wrote, None for the first page, a 422 for any other cursor."""
-    key = decode_cursor(cursor, (kind,))
-    return None if key is None else key[0]
+def cursor_after(cursor: str | None, *kinds: type) -> Any:
+    """Where a keyset page starts: the key of a cursor :func:`page_of` wrote — one value of type
+    ``kinds[0]`` (an id, a version), or a tuple of values of ``kinds`` for a key of several parts —
+    None for the first page, a 422 for any other cursor."""
+    key = decode_cursor(cursor, kinds)
+    if key is None:
+        return None
+    return key[0] if len(kinds) == 1 else tuple(key)
 
 
 def page_of(found: Sequence[T], limit: int, key: Callable[[T], Any]) -> tuple[list[T], str | None]:
     """A page out of the ``limit + 1`` items a query was asked for: the first ``limit``, and the cursor
-    of the page after them (the ``key`` of the last one), None when there is no more."""
+    of the page after them (the ``key`` of the last one: a value, or a tuple of its parts), None when
+    there is no more."""
     items = list(found[:limit])
-    return items, encode_cursor([key(items[-1])]) if len(found) > limit else None
+    if len(found) <= limit:
+        return items, None
+    last = key(items[-1])
+    return items, encode_cursor(list(last) if isinstance(last, tuple) else [last])
 
 # --- TI-Effective-At -------------------------------------------------------------------------
 
