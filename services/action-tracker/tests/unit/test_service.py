@@ -251,6 +251,15 @@ async def test_the_answer_of_a_write_is_the_state_its_event_and_history_carry(bo
 # --- reading ---------------------------------------------------------------------------------
 
 
+def test_the_vocabulary_has_every_axis_theme_and_status_with_a_label() -> None:
+    vocabulary = service.get_vocabulary()
+    assert [t.code for t in vocabulary.axes] == list(AXES)
+    assert [t.code for t in vocabulary.themes] == list(THEMES)
+    assert [t.code for t in vocabulary.statuses] == list(ACTION_STATUSES)
+    assert all(t.label.strip() for t in [*vocabulary.axes, *vocabulary.themes, *vocabulary.statuses])
+    assert all(t.axis in AXES for t in vocabulary.themes)
+
+
 async def test_lists_are_pages_of_live_actions_by_id() -> None:
     repo = FakeRepository(
         stored("a-1"), stored("a-2", deleted=True), stored("a-3", status="realise"), stored("b-1", territory_id="ti-1101")
