@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 from ti_shared.geo import DEPARTEMENTS, REGIONS, commune_code_problem, departement_of_commune
 from ti_shared.imports import ImportTable, Layout, fold_header
-from ti_shared.problems import Problem, clean_pydantic_errors
+from ti_shared.problems import clean_pydantic_errors
 
 from territory_registry.domain import state_problems
 from territory_registry.schemas import TerritoryFields
@@ -95,29 +95,6 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
 
 
-def resolve_columns(
-    header: Sequence[str], columns: Mapping[str, tuple[str, ...]], required: Sequence[str]
-) -> dict[str, str]:
-    """``{canonical column: header as written}``; 422 naming the missing required columns."""
-    folded = {_fold(h): h for h in header}
-    found: dict[str, str] = {}
-    for canonical, spellings in columns.items():
-        for spelling in spellings:
-            if spelling in folded:
-                found[canonical] = folded[spelling]
-                break
-    missing = [c for c in required if c not in found]
-    if missing:
-        errors = [{"loc": ["file", "header"], "msg": f"column '{c}' is missing"} for c in missing]
-        raise Problem(
-            422,
-            "The file lacks the column(s) " + ", ".join(missing) + "; its header is: " + ";".join(header),
-            title="Invalid content",
-            errors=errors,
-        )
-    return found
-
-
 def row_number(index: int) -> int:
     return index + FIRST_DATA_ROW
 
@@ -168,7 +145,10 @@ def _territory_loc(row: int, columns: Mapping[str, str]) -> Any:
 
 
 def territory_candidates(
-    rows: Sequence[Mapping[str, str]], columns: Mapping[str, str], current: Mapping[str, dict[str, Any]]
+    rows: Sequence[Mapping[str, str]],
+    columns: Mapping[str, str],
+    current: Mapping[str, dict[str, Any]],
+    lines: Sequence[int] | None = None,
 ) -> list[Candidate]:
     """One candidate per row of a territories file.
 
@@ -178,7 +158,7 @@ def territory_candidates(
     out: list[Candidate] = []
     first_row_of: dict[str, int] = {}
     for index, raw in enumerate(rows):
-        row = row_number(index)
+        row = lines[index] if lines is not None else row_number(index)
 
         def cell(canonical: str, raw: Mapping[str, str] = raw) -> str:
             return raw.get(columns[canonical], "").strip()
@@ -227,13 +207,16 @@ def territory_candidates(
 
 
 def groupement_candidates(
-    rows: Sequence[Mapping[str, str]], columns: Mapping[str, str], current: Mapping[str, dict[str, Any]]
+    rows: Sequence[Mapping[str, str]],
+    columns: Mapping[str, str],
+    current: Mapping[str, dict[str, Any]],
+    lines: Sequence[int] | None = None,
 ) -> list[Candidate]:
     """One candidate per territory of a groupements file: its EPCI list replaced by the file's rows."""
     bad_rows: list[Candidate] = []
     groups: dict[str, list[tuple[int, str, str]]] = {}
     for index, raw in enumerate(rows):
-        row = row_number(index)
+        row = lines[index] if lines is not None else row_number(index)
         territory_id = raw.get(columns["id_ti"], "").strip()
         if not _ID.fullmatch(territory_id):
             msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
@@ -275,6 +258,19 @@ def _validated(
     if errors:
         return Candidate(rows, territory_id, errors=errors)
     return Candidate(rows, territory_id, fields=fields)
+
+
+# --- the layouts of the files ----------------------------------------------------------------
+
+
+def _layout(name: str, columns: Mapping[str, tuple[str, ...]], required: tuple[str, ...]) -> Layout:
+    return Layout(name=name, columns={c: tuple(s for s in spellings if s != c) for c, spellings in columns.items()}, required=required)
+
+
+#: ANCT's list with one row per territory
+TERRITORY_LIST = _layout("ANCT's territories list", TERRITORY_COLUMNS, TERRITORY_REQUIRED)
+#: ANCT's groupements file (one row per EPCI)
+GROUPEMENT_LIST = _layout("ANCT's groupements file", GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
 
 
 # --- ANCT's commune-level list ---------------------------------------------------------------

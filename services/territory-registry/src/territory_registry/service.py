@@ -21,16 +21,13 @@ from territory_registry.domain import Decision, decide_write, territory_problems
 from territory_registry.events import EVENT_OF_CHANGE
 from territory_registry.imports import (
     COMMUNE_LIST,
-    GROUPEMENT_COLUMNS,
-    GROUPEMENT_REQUIRED,
-    TERRITORY_COLUMNS,
-    TERRITORY_REQUIRED,
+    GROUPEMENT_LIST,
+    TERRITORY_LIST,
     Candidate,
     commune_list_candidates,
     file_territory_ids,
     groupement_candidates,
     is_commune_list,
-    resolve_columns,
     territory_candidates,
 )
 from territory_registry.repository import Repository as Repository  # re-exported: the routes' dependencies name it
@@ -129,27 +126,25 @@ async def import_territories(
         raise Problem(422, "The file has a header but no data row", title="Invalid content")
     if len(table.rows) > MAX_IMPORT_ROWS:
         raise Problem(422, f"The file has more than {MAX_IMPORT_ROWS} rows; at most {MAX_IMPORT_ROWS} per import", title="Invalid content")
-    rows, file_warnings = table.rows, []
     layout: ImportLayout = kind
     if kind == "territories" and is_commune_list(table.header):
         layout = "communes"
         communes = import_table(table, COMMUNE_LIST)
-        file_warnings = [RowError.model_validate(w.model_dump()) for w in communes.warnings]
+        file_warnings = communes.warnings
         ids = {r.get("id_ti").strip().lower() for r in communes.rows}
         current = await uow.repo.get_territories(ids, for_update=True)
         candidates = commune_list_candidates(communes, {i: t.model_dump(mode="json") for i, t in current.items()})
     else:
-        header = table.header
-        if kind == "territories":
-            columns = resolve_columns(header, TERRITORY_COLUMNS, TERRITORY_REQUIRED)
-        else:
-            columns = resolve_columns(header, GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
+        read = import_table(table, TERRITORY_LIST if kind == "territories" else GROUPEMENT_LIST)
+        file_warnings = read.warnings
+        columns = read.header.columns
+        rows = table.rows
         current = await uow.repo.get_territories(file_territory_ids(rows, columns["id_ti"]), for_update=True)
         states = {i: t.model_dump(mode="json") for i, t in current.items()}
         if kind == "territories":
-            candidates = territory_candidates(rows, columns, states)
+            candidates = territory_candidates(rows, columns, states, table.lines)
         else:
-            candidates = groupement_candidates(rows, columns, states)
+            candidates = groupement_candidates(rows, columns, states, table.lines)
     imported = not (mode == "atomic" and any(c.fields is None for c in candidates))
     reports: list[ImportRowReport] = []
     counts = ImportCounts()
@@ -174,7 +169,7 @@ async def import_territories(
         reports.append(_row_report(candidate, outcome, version, decision.changed_fields))
     report = ImportReport(
         kind=kind, layout=layout, mode=mode, dry_run=dry_run, imported=imported,
-        counts=counts, warnings=file_warnings, rows=reports,
+        counts=counts, warnings=[RowError.model_validate(w.model_dump()) for w in file_warnings], rows=reports,
     )
     if imported:
         return WriteResult(report, changed=bool(event_ids), event_ids=tuple(event_ids))

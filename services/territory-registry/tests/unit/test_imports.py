@@ -5,15 +5,12 @@ from typing import Any
 import pytest
 from territory_registry.imports import (
     COMMUNE_LIST,
-    GROUPEMENT_COLUMNS,
-    GROUPEMENT_REQUIRED,
-    TERRITORY_COLUMNS,
-    TERRITORY_REQUIRED,
+    GROUPEMENT_LIST,
+    TERRITORY_LIST,
     commune_list_candidates,
     file_territory_ids,
     groupement_candidates,
     is_commune_list,
-    resolve_columns,
     territory_candidates,
 )
 from territory_registry.schemas import TERRITORY_EXAMPLE
@@ -24,15 +21,13 @@ from ti_shared.types import luhn_complete
 
 
 def territories(text: str, current: dict[str, dict[str, Any]] | None = None, encoding: str = "utf-8") -> list[Any]:
-    rows = read_table(text.encode(encoding))
-    columns = resolve_columns(list(rows[0]), TERRITORY_COLUMNS, TERRITORY_REQUIRED)
-    return territory_candidates(rows, columns, current or {})
+    table = import_table(read_sheet(text.encode(encoding), "text/csv"), TERRITORY_LIST)
+    return territory_candidates(table.table.rows, table.header.columns, current or {}, table.table.lines)
 
 
 def groupements(text: str, current: dict[str, dict[str, Any]], encoding: str = "utf-8") -> list[Any]:
-    rows = read_table(text.encode(encoding))
-    columns = resolve_columns(list(rows[0]), GROUPEMENT_COLUMNS, GROUPEMENT_REQUIRED)
-    return groupement_candidates(rows, columns, current)
+    table = import_table(read_sheet(text.encode(encoding), "text/csv"), GROUPEMENT_LIST)
+    return groupement_candidates(table.table.rows, table.header.columns, current, table.table.lines)
 
 
 def test_a_latin1_semicolon_row_becomes_a_territory_with_codes_kept_as_strings() -> None:
@@ -61,7 +56,16 @@ def test_missing_columns_are_a_file_problem() -> None:
     with pytest.raises(Problem) as info:
         territories("id_ti;lib_ti\nti-8402;X\n")
     assert info.value.status == 422
-    assert info.value.errors == [{"loc": ["file", "header"], "msg": "column 'code_reg' is missing"}]
+    assert info.value.errors == [{"loc": ["header", "code_reg"], "msg": "column code_reg is missing (also read as: insee_reg, reg)"}]
+
+
+def test_an_unknown_or_renamed_column_is_a_warning_of_the_file() -> None:
+    table = import_table(read_sheet("ID_TI;Lib TI;code_reg;commentaire\nti-8402;X;84;à revoir\n".encode(), "text/csv"), TERRITORY_LIST)
+    assert [w.msg for w in table.warnings] == [
+        "column 'ID_TI' read as id_ti",
+        "column 'Lib TI' read as lib_ti",
+        "column 'commentaire' is not a column of ANCT's territories list: its values are not imported",
+    ]
 
 
 def test_absent_columns_keep_current_values_and_empty_cells_clear_them() -> None:

@@ -204,7 +204,7 @@ async def test_a_file_without_rows_or_with_too_many_is_refused(monkeypatch: pyte
     problem = await refused(422, service.import_territories(uow, WRITER, csv(TERRITORIES), kind="territories", mode="partial"))
     assert "at most 2" in problem.detail and uow.events == []
     missing = await refused(422, service.import_territories(uow, WRITER, csv("id_ti;lib_ti\nti-9451;A\n"), kind="territories", mode="atomic"))
-    assert missing.errors == [{"loc": ["file", "header"], "msg": "column 'code_reg' is missing"}]
+    assert missing.errors == [{"loc": ["header", "code_reg"], "msg": "column code_reg is missing (also read as: insee_reg, reg)"}]
 
 
 # --- reads -----------------------------------------------------------------------------------
