@@ -21,7 +21,7 @@ K_CONF="$K_DIR/server.properties"
 K_PID="$K_DIR/kafka.pid"
 K_POM="$TI_LOCAL_DIR/kafka/pom.xml"
 K_BOOTSTRAP="$TI_HOST:$TI_KAFKA_PORT"
-K_HEAP="${TI_KAFKA_HEAP:--Xms256m -Xmx512m}"
+K_HEAP="${TI_KAFKA_HEAP:--Xms256m -Xmx1g}"   # thousands of test topics need more than 512 MiB
 K_STOP_TIMEOUT="${TI_KAFKA_STOP_TIMEOUT:-30}"
 
 ensure_java() {
