@@ -32,16 +32,22 @@ def summarize(status_code: int, body: dict[str, Any]) -> tuple[list[str], int]:
             lines.append(f"  {'.'.join(str(p) for p in err.get('loc', []))}: {err.get('msg')}")
         return lines, 1 if status_code == 422 else 2
     counts = report["counts"]
+    state = "dry run, nothing written: would be " + report["status"] if report.get("dry_run") else report["status"]
     lines.append(
-        f"{report['status']} ({report['mode']}): {report['row_count']} rows — created {counts['created']}, "
+        f"{state} ({report['mode']}): {report['row_count']} rows — created {counts['created']}, "
         f"updated {counts['updated']}, unchanged {counts['unchanged']}, rejected {counts['rejected']}"
     )
     if report.get("id"):
         lines.append(f"import id: {report['id']}")
+    for warning in report.get("warnings") or []:
+        lines.append(f"  warning {warning.get('column') or 'file'}: {warning['msg']}")
     for row in report["rows"]:
         for err in row.get("errors") or []:
             column = err.get("column") or "row"
             lines.append(f"  row {row['row']} ({row.get('site_id') or '?'}) {column}: {err['msg']}")
+        for warning in row.get("warnings") or []:
+            column = warning.get("column") or "row"
+            lines.append(f"  warning row {row['row']} ({row.get('site_id') or '?'}) {column}: {warning['msg']}")
     return lines, 0 if status_code < 400 and counts["rejected"] == 0 else 1
 
 
@@ -52,6 +58,11 @@ def import_file(
     token: Annotated[str, typer.Option(help="A bearer token with the scope sites:write", envvar="TI_TOKEN")] = "",
     mode: Annotated[str, typer.Option(help="atomic (all rows or none) or partial")] = "atomic",
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retry safe: same key and file → same result")] = None,
+    dry_run: Annotated[bool, typer.Option(help="The report only: nothing is written")] = False,
+    default: Annotated[
+        list[str] | None,
+        typer.Option(help="The programme's value for rows without it, NAME=VALUE (maturity=ready, labelled_on=2024-04-15, …)"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds")] = 120.0,
 ) -> None:
     """Send FILE to POST /v1/sites/imports and print the per-row report."""
@@ -62,10 +73,16 @@ def import_file(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": _media_type(file)}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
+    params = {"mode": mode, **({"dry_run": "true"} if dry_run else {})}
+    for given in default or []:
+        name, sep, value = given.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"--default {given!r}: write NAME=VALUE, e.g. maturity=ready")
+        params[name.strip()] = value.strip()
     try:
         response = httpx.post(
             url.rstrip("/") + "/v1/sites/imports",
-            params={"mode": mode},
+            params=params,
             content=file.read_bytes(),
             headers=headers,
             timeout=timeout,
