@@ -251,7 +251,7 @@ class Platform:
             self.sampler.watch(name + "-relay", relay.pid)
         return service
 
-    async def wait_ready(self, timeout_s: float = 120) -> None:
+    async def wait_ready(self, timeout_s: float = 300) -> None:
         async with httpx.AsyncClient(timeout=5) as client:
             for service in self.services.values():
                 deadline = time.monotonic() + timeout_s

@@ -77,3 +77,18 @@ def test_the_defaults_leave_room_for_the_demo_and_the_benchmarks() -> None:
     per_minute = {item.GRANULARITY.name: item.amount for item in parse_limits(PlatformSettings().rate_limit_writes)}
     assert per_minute["minute"] >= 12_000  # make bench: 200 writes/s for 60 s, all lanes together
     assert per_minute["second"] >= 500
+
+
+async def test_counting_writes_starts_no_thread() -> None:
+    """A steady trickle of writes: no thread per write (limits' synchronous storage started a timer
+    thread whenever the previous one had ended, 10 ms after it started)."""
+    import asyncio
+    import threading
+
+    limiter = WriteRateLimiter("1000/second;10000/minute", "10/second")
+    await limiter.retry_after("sub:warm", anonymous=False)
+    before = threading.active_count()
+    for _ in range(15):
+        assert await limiter.retry_after("sub:trickle", anonymous=False) is None
+        assert threading.active_count() == before
+        await asyncio.sleep(0.012)

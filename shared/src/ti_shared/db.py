@@ -181,8 +181,10 @@ class Database:
             self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=600)
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
             self.read_engine = self.engine
-        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+        from ti_shared.statements import TiSession
+
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False, sync_session_class=TiSession)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False, sync_session_class=TiSession)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -292,7 +294,9 @@ async def copy_records(session: AsyncSession, table: sa.Table, columns: Sequence
 
     if not records:
         return
-    driver = await driver_connection(session)
+    from ti_shared.statements import driver_of
+
+    driver = await driver_of(session)  # after what the session queued (ti_shared.statements), in its transaction
     try:
         await driver.copy_records_to_table(table.name, records=records, columns=list(columns), schema_name=table.schema)
     except asyncpg.IntegrityConstraintViolationError as exc:

@@ -41,6 +41,7 @@ from ti_shared.db import Database, dialect_of, insert_rows, outbox_message, outb
 from ti_shared.events import CONTENT_TYPE, CloudEvent, NewEvent, encode_new_event
 from ti_shared.logging import get_logger
 from ti_shared.metrics import EVENTS_PUBLISHED, OUTBOX_PUBLISH_FAILURES
+from ti_shared.statements import Sql
 
 log = get_logger(__name__)
 
@@ -77,18 +78,17 @@ async def record_event(
     )
 
 
+_ADD = Sql(outbox_message.insert(), column_keys=["topic", "message_key", "event_id", "event_type", "payload", "created_at"])
+
+
 async def add_to_outbox(
     session: AsyncSession, *, topic: str, key: str, event_id: str, event_type: str, payload: bytes
 ) -> None:
-    await session.execute(
-        outbox_message.insert().values(
-            topic=topic,
-            message_key=key,
-            event_id=event_id,
-            event_type=event_type,
-            payload=payload.decode(),
-            created_at=datetime.now(UTC),
-        )
+    """One outbox row in the session's transaction; on PostgreSQL it goes with the transaction's other
+    deferred writes (one round trip for the entity, its history and its event)."""
+    await _ADD.defer(
+        session, expect=1, topic=topic, message_key=key, event_id=event_id, event_type=event_type,
+        payload=payload.decode(), created_at=datetime.now(UTC),
     )
 
 

@@ -5,7 +5,9 @@ verifies, else the client's address (anonymous calls, and tokens that do not ver
 ``limits`` strings (``"20000/minute;2000/second"``), one set for tokens (``TI_RATE_LIMIT_WRITES``)
 and one for anonymous callers (``TI_RATE_LIMIT_ANONYMOUS_WRITES``); an empty string turns a set
 off. Counters live in the process (a sliding window per client); a service scaled to several
-processes limits each of them. Reads are not limited. Defaults in docs/security.md.
+processes limits each of them. Reads are not limited. Defaults in docs/security.md. The counters are
+``limits``' asyncio storage: its synchronous one expires counters from a timer thread started anew
+every 10 ms, which cost a thread (and the GIL's hand-overs) every few writes.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import time
 from typing import Any
 
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ti_shared.auth import PRINCIPAL_STATE_KEY, Principal, TokenVerifier
@@ -37,14 +39,16 @@ class WriteRateLimiter:
     def __init__(self, token_limits: str, anonymous_limits: str) -> None:
         self.token_limits = parse_limits(token_limits)
         self.anonymous_limits = parse_limits(anonymous_limits)
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._limiter: SlidingWindowCounterRateLimiter | None = None  # made in the event loop, at first use
 
-    def retry_after(self, client: str, *, anonymous: bool) -> int | None:
+    async def retry_after(self, client: str, *, anonymous: bool) -> int | None:
         """Count one write of ``client``; the seconds to wait when it is over a limit."""
+        if self._limiter is None:
+            self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
         wait: int | None = None
         for item in self.anonymous_limits if anonymous else self.token_limits:
-            if not self._limiter.hit(item, client):
-                reset_at = self._limiter.get_window_stats(item, client).reset_time
+            if not await self._limiter.hit(item, client):
+                reset_at = (await self._limiter.get_window_stats(item, client)).reset_time
                 seconds = max(1, math.ceil(reset_at - time.time()))
                 wait = seconds if wait is None else max(wait, seconds)
         return wait
@@ -67,10 +71,10 @@ class RateLimitMiddleware:
             return
         principal = self._principal(scope)
         if principal is not None:
-            wait = self.limiter.retry_after("sub:" + principal.sub, anonymous=False)
+            wait = await self.limiter.retry_after("sub:" + principal.sub, anonymous=False)
         else:
             client = scope.get("client")
-            wait = self.limiter.retry_after("addr:" + (client[0] if client else "unknown"), anonymous=True)
+            wait = await self.limiter.retry_after("addr:" + (client[0] if client else "unknown"), anonymous=True)
         if wait is None:
             await self.app(scope, receive, send)
             return

@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 import ti_shared.service
+from ti_shared.app import concurrent_write
 from ti_shared.db import territory_replica
 from ti_shared.replica import known_territories
+from ti_shared.statements import Sql
 
 from site_catalog.domain import Decision
 from site_catalog.schemas import SiteImportReport, SiteResource, SiteVersionEntry
 from site_catalog.tables import site, site_import, site_version
 
 
-def _resource(row: Any) -> SiteResource:
+def _resource(row: Mapping[Any, Any]) -> SiteResource:
     return SiteResource(
-        id=row.site_id,
-        name=row.name,
-        commune_insee=row.commune_insee,
-        territory_id=row.territory_id,
-        area_ha=row.area_ha,
-        maturity=row.maturity,
-        land_recycling=row.land_recycling,
-        labelled_on=row.labelled_on,
-        workshop_held=row.workshop_held,
-        roadmap_delivered=row.roadmap_delivered,
-        owner_kind=row.owner_kind,
-        status=row.status,
-        departement_code=row.departement_code,
-        region_code=row.region_code,
-        version=row.version,
-        updated_at=row.updated_at,
+        id=row["site_id"],
+        name=row["name"],
+        commune_insee=row["commune_insee"],
+        territory_id=row["territory_id"],
+        area_ha=row["area_ha"],
+        maturity=row["maturity"],
+        land_recycling=row["land_recycling"],
+        labelled_on=row["labelled_on"],
+        workshop_held=row["workshop_held"],
+        roadmap_delivered=row["roadmap_delivered"],
+        owner_kind=row["owner_kind"],
+        status=row["status"],
+        departement_code=row["departement_code"],
+        region_code=row["region_code"],
+        version=row["version"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -56,6 +59,18 @@ def _row_values(resource: SiteResource) -> dict[str, Any]:
     }
 
 
+_ROW_COLUMNS = [c.name for c in site.c]
+# the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
+_GET = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")))
+_GET_FOR_UPDATE = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")).with_for_update())
+_INSERT = Sql(site.insert(), column_keys=_ROW_COLUMNS)
+_UPDATE = Sql(
+    site.update().where(site.c.site_id == sa.bindparam("id"), site.c.version == sa.bindparam("replaced")),
+    column_keys=[c for c in _ROW_COLUMNS if c not in ("site_id", "created_at")],
+)
+_ADD_VERSION = Sql(site_version.insert(), column_keys=["site_id", "version", "change", "changed_at", "actor", "data"])
+
+
 @dataclass(frozen=True)
 class SiteFilter:
     region_code: str | None = None
@@ -70,10 +85,7 @@ class Repository(ti_shared.service.Repository):
     """The sites, their versions, the reports of the imports and the replica's territories."""
 
     async def get_site(self, site_id: str, *, for_update: bool = False) -> SiteResource | None:
-        query = sa.select(site).where(site.c.site_id == site_id)
-        if for_update and self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, site_id=site_id)
         return _resource(row) if row is not None else None
 
     async def list_sites(self, where: SiteFilter, *, after: str | None, limit: int) -> list[SiteResource]:
@@ -92,28 +104,30 @@ class Repository(ti_shared.service.Repository):
         if after is not None:
             query = query.where(site.c.site_id > after)
         rows = (await self.session.execute(query)).all()
-        return [_resource(r) for r in rows]
+        return [_resource(r._mapping) for r in rows]
 
     async def insert_site(self, resource: SiteResource) -> None:
         """A new site (another writer creating it first is a unique violation: 409)."""
-        await self.session.execute(
-            site.insert().values(site_id=resource.id, created_at=resource.updated_at, **_row_values(resource))
-        )
+        await _INSERT.defer(self.session, expect=1, site_id=resource.id, created_at=resource.updated_at, **_row_values(resource))
 
     async def update_site(self, resource: SiteResource) -> None:
-        await self.session.execute(site.update().where(site.c.site_id == resource.id).values(**_row_values(resource)))
+        """Replace a site's state by its next version (409 when its version moved meanwhile)."""
+        await _UPDATE.defer(
+            self.session, expect=1, on_mismatch=concurrent_write, id=resource.id, replaced=resource.version - 1,
+            **_row_values(resource),
+        )
 
     async def add_site_version(self, decision: Decision, *, actor: str) -> None:
         resource = decision.entity
-        await self.session.execute(
-            site_version.insert().values(
-                site_id=resource.id,
-                version=resource.version,
-                change=decision.change,
-                changed_at=resource.updated_at,
-                actor=actor,
-                data=resource.model_dump(mode="json"),
-            )
+        await _ADD_VERSION.defer(
+            self.session,
+            expect=1,
+            site_id=resource.id,
+            version=resource.version,
+            change=decision.change,
+            changed_at=resource.updated_at,
+            actor=actor,
+            data=resource.model_dump(mode="json"),
         )
 
     async def list_site_versions(self, site_id: str, *, after: int | None, limit: int) -> list[SiteVersionEntry]:

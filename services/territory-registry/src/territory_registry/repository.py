@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import ti_shared.service
 from ti_shared.app import concurrent_write
 from ti_shared.db import dialect_of
+from ti_shared.statements import Sql
 
 from territory_registry.domain import Decision
 from territory_registry.events import EVENT_OF_CHANGE
@@ -17,6 +18,20 @@ from territory_registry.schemas import Territory, TerritoryStatus, TerritoryVers
 from territory_registry.tables import territory, territory_version
 
 _RESOURCE_COLUMNS = [c for c in territory.c if c.name != "updated_by"]
+_ROW_COLUMNS = [c.name for c in territory.c]
+
+# the write path's statements (prepared on PostgreSQL's driver; the three writes go as one statement)
+_GET = Sql(sa.select(*_RESOURCE_COLUMNS).where(territory.c.id == sa.bindparam("territory_id")))
+_GET_FOR_UPDATE = Sql(sa.select(*_RESOURCE_COLUMNS).where(territory.c.id == sa.bindparam("territory_id")).with_for_update())
+_INSERT = Sql(territory.insert(), column_keys=_ROW_COLUMNS)
+_UPDATE = Sql(
+    territory.update().where(territory.c.id == sa.bindparam("territory_id"), territory.c.version == sa.bindparam("replaced")),
+    column_keys=[c for c in _ROW_COLUMNS if c != "id"],
+)
+_ADD_VERSION = Sql(
+    territory_version.insert(),
+    column_keys=["territory_id", "version", "change", "changed_fields", "state", "actor", "effective_at", "recorded_at"],
+)
 
 
 def _territory_of(row: sa.Row[Any]) -> Territory:
@@ -41,11 +56,8 @@ class Repository(ti_shared.service.Repository):
         return query.with_for_update() if dialect_of(self.session) == "postgresql" else query
 
     async def get_territory(self, territory_id: str, *, for_update: bool = False) -> Territory | None:
-        query = sa.select(*_RESOURCE_COLUMNS).where(territory.c.id == territory_id)
-        if for_update:
-            query = self._locking(query)
-        row = (await self.session.execute(query)).first()
-        return _territory_of(row) if row is not None else None
+        row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, territory_id=territory_id)
+        return Territory.model_validate(row) if row is not None else None
 
     async def get_territories(self, ids: Iterable[str], *, for_update: bool = False) -> dict[str, Territory]:
         wanted = sorted(set(ids))
@@ -70,33 +82,29 @@ class Repository(ti_shared.service.Repository):
 
     async def insert_territory(self, resource: Territory, *, actor: str) -> None:
         """A new territory (another writer creating it first is a unique violation: 409)."""
-        await self.session.execute(territory.insert().values(**_row_values(resource, actor)))
+        await _INSERT.defer(self.session, expect=1, **_row_values(resource, actor))
 
     async def update_territory(self, resource: Territory, *, actor: str) -> None:
         """Replace a territory's state by its next version (409 when its version moved meanwhile)."""
         values = _row_values(resource, actor)
-        values.pop("id")
-        result = await self.session.execute(
-            territory.update()
-            .where(territory.c.id == resource.id, territory.c.version == resource.version - 1)
-            .values(**values)
+        await _UPDATE.defer(
+            self.session, expect=1, on_mismatch=concurrent_write, territory_id=values.pop("id"),
+            replaced=resource.version - 1, **values,
         )
-        if not getattr(result, "rowcount", 0):
-            raise concurrent_write()
 
     async def add_territory_version(self, decision: Decision, *, actor: str, recorded_at: datetime) -> None:
         resource = decision.entity
-        await self.session.execute(
-            territory_version.insert().values(
-                territory_id=resource.id,
-                version=resource.version,
-                change=decision.change,
-                changed_fields=list(decision.changed_fields),
-                state=resource.model_dump(mode="json"),
-                actor=actor,
-                effective_at=resource.updated_at,
-                recorded_at=recorded_at,
-            )
+        await _ADD_VERSION.defer(
+            self.session,
+            expect=1,
+            territory_id=resource.id,
+            version=resource.version,
+            change=decision.change,
+            changed_fields=list(decision.changed_fields),
+            state=resource.model_dump(mode="json"),
+            actor=actor,
+            effective_at=resource.updated_at,
+            recorded_at=recorded_at,
         )
 
     async def list_territory_versions(self, territory_id: str, *, after: int | None, limit: int) -> list[TerritoryVersion]:
