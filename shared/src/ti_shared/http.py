@@ -213,13 +213,20 @@ def check_if_match(request: Request | str | None, current_version: int | None) -
         raise Problem(412, f"If-Match does not match the current version ({etag_of(current_version)})")
 
 
+#: the id of the event a write produced (CONTRACT §8), on its 2xx answer
+EVENT_ID_HEADER = "TI-Event-Id"
+
+
 def write_response(result: WriteResult[Any], request: Request | None = None) -> Response:
     """The HTTP response of a service function's :class:`~ti_shared.service.WriteResult`: its status,
-    ``ETag`` (its version), ``Location``, and its entity as JSON — or its problem document (with the
-    request's path as ``instance`` unless the problem names its own)."""
+    ``ETag`` (its version), ``Location``, ``TI-Event-Id`` (the last event the write recorded: a client
+    reads its own write with ``GET /v1/indicators?…&after=<it>``), and its entity as JSON — or its
+    problem document (with the request's path as ``instance`` unless the problem names its own)."""
     headers: dict[str, str] = {}
     if result.version is not None:
         headers["ETag"] = etag_of(result.version)
+    if result.event_ids and result.problem is None:
+        headers[EVENT_ID_HEADER] = result.event_ids[-1]
     if result.location is not None:
         headers["Location"] = result.location
     if result.problem is not None:

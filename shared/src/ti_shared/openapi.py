@@ -71,6 +71,12 @@ OPAQUE_ETAG_HEADER = {
     "required": True,
     "schema": {"type": "string", "pattern": '^(W/)?"[^"]*"$', "examples": ['W/"0-c3a35f5f4b233824"']},
 }
+EVENT_ID_HEADER = {
+    "description": "The id of the last event this write recorded (absent when it changed nothing): "
+    "`GET /v1/indicators?…&after=<it>&wait=<s>` answers once reporting has applied it",
+    "required": False,
+    "schema": {"type": "string", "examples": ["0b5e7d1c-52a4-4f35-9a0e-3c1f0b6a2d11"]},
+}
 RETRY_AFTER_HEADER = {
     "description": "Seconds to wait before retrying",
     "required": True,
@@ -287,6 +293,8 @@ def _refine_operation(doc: dict[str, Any], method: str, op: dict[str, Any], fact
         if conditional or versioned:
             response.setdefault("headers", {})["ETag"] = ETAG_HEADER if versioned else OPAQUE_ETAG_HEADER
             etag = ETAG_HEADER if versioned else etag
+        if facts.unit_of_work and method in WRITE_METHODS:
+            response.setdefault("headers", {})["TI-Event-Id"] = EVENT_ID_HEADER
     if 304 in inferred or "304" in responses:
         responses["304"] = {"description": STATUS_DESCRIPTIONS[304], "headers": {"ETag": etag}}
     if facts.auth == "required":

@@ -84,3 +84,28 @@ def test_the_plugin_in_a_project_of_its_own(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_waiting_for_one_write_on_the_real_platform(ti_platform: Platform) -> None:
+    """``wait_for`` on the platform itself: the write answers the id of the event it recorded, and the
+    wait returns once the indicators show it — through ``after=`` when reporting offers it (then an event
+    that never happens is a TimeoutError), through ``/readyz`` otherwise."""
+    registry = ti_platform.client("registry")
+    territory = {"name": "Territoire d'industrie ti-2401", "region_code": "24", "departement_codes": ["18"], "epcis": [],
+                 "phase": "temps-2", "labelled_on": "2023-11-09", "project_lead": None, "launch_copil_held_on": None,
+                 "status": "active"}
+    written = registry.put("/v1/territories/ti-2401", json=territory)
+    assert written.status_code == 201, written.text
+    event_id = written.headers["TI-Event-Id"]
+    assert httpx.get(ti_platform.base_url + "/v1/territories/ti-2401").status_code == 200
+    ti_platform.wait_for(written)
+    assert ti_platform.indicators("region:24", wait=False)["territories.count"] == 1
+    again = registry.put("/v1/territories/ti-2401", json=territory)  # changes nothing: no event to wait for
+    assert again.status_code == 200 and "TI-Event-Id" not in again.headers
+    probe = httpx.get(ti_platform.base_url + "/v1/indicators", params={"scope": "national", "after": event_id, "wait": "0"})
+    if ti_platform.offers_read_your_writes():
+        assert probe.status_code == 200  # applied already
+        with pytest.raises(TimeoutError):
+            ti_platform.wait_for("00000000-0000-4000-8000-00000000dead", timeout_s=0.5)
+    else:
+        assert probe.status_code in (200, 422)  # after= ignored or refused: the kit waits on /readyz

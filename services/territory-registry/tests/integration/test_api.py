@@ -29,6 +29,7 @@ async def test_create_update_noop_withdraw_reactivate_publish_the_right_events(r
     same = await client.put(f"/v1/territories/{tid}", json=body(), headers=registry.writer)
     assert same.status_code == 200 and same.json() == resource
     assert await registry.outbox_count() == outbox_before
+    assert "ti-event-id" not in same.headers  # no event: nothing to wait for
 
     renamed = await client.put(f"/v1/territories/{tid}", json=body(name="Bassin burgien"), headers=registry.writer)
     assert renamed.status_code == 200 and renamed.json()["version"] == 2
@@ -45,6 +46,7 @@ async def test_create_update_noop_withdraw_reactivate_publish_the_right_events(r
         "fr.anct.ti.territory.updated.v1",
     ]
     responses = [resource, renamed.json(), withdrawn.json(), back.json()]
+    assert [e["id"] for e in events] == [r.headers["ti-event-id"] for r in (created, renamed, withdrawn, back)]
     for event, response in zip(events, responses, strict=True):
         assert event["specversion"] == "1.0" and event["source"] == "/services/territory-registry"
         assert event["subject"] == tid and event["_key"] == tid

@@ -244,10 +244,11 @@ class Platform:
 
     def offers_read_your_writes(self) -> bool:
         """Whether the indicators endpoint understands ``after=<event-id>&wait=<s>`` (then writes answer
-        ``TI-Event-Id``): a server that ignores ``after`` answers an unknown id at once with 200."""
+        ``TI-Event-Id``): asked for an event no platform has with ``wait=0``, such a server answers 504 at
+        once (CONTRACT §8); one that ignores ``after`` answers 200, one that refuses it a 4xx."""
         if self._read_your_writes is None:
             probe = self._http.get("/v1/indicators", params={"scope": "national", "after": _PROBE_EVENT_ID, "wait": "0"})
-            self._read_your_writes = probe.status_code != 200
+            self._read_your_writes = probe.status_code == 504
         return self._read_your_writes
 
     def wait_for(self, *writes: httpx.Response | str, timeout_s: float = 60.0) -> None:
