@@ -17,7 +17,7 @@ $(STAMP): constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$$(grep '^uv==' constraints.txt | cut -d= -f3)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt $(foreach p,$(PACKAGES),-e $(p)) \
 		pytest pytest-asyncio pytest-timeout hypothesis schemathesis ruff mypy types-pyyaml pyyaml psutil openpyxl aiohttp playwright frictionless \
-		openapi-core openapi-spec-validator openapi-python-client
+		openapi-core openapi-spec-validator openapi-python-client standardwebhooks
 	@ldconfig -p | grep -q libpangoft2-1.0 || bash -c '. deploy/local/common.sh && apt_install libpango-1.0-0 libpangoft2-1.0-0'
 	@touch $(STAMP)
 

@@ -9,7 +9,7 @@ import gc
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +80,8 @@ class ServiceSpec:
     middleware: Sequence[type[Any]] = ()
     #: the service's repository class (``repository.Repository``), built over each unit of work's session
     repository: Callable[[AsyncSession], Any] | None = None
+    #: jobs run as tasks while the service runs (after its consumers start; cancelled at stop)
+    background: Sequence[Callable[[ServiceContext], Coroutine[Any, Any, None]]] = ()
 
     @property
     def source(self) -> str:
@@ -473,6 +475,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
             await relay.start()
         for consumer in ctx.consumers:
             await consumer.start()
+        jobs = [asyncio.create_task(job(ctx), name=f"{spec.name}-{getattr(job, '__name__', 'job')}") for job in spec.background]
         log.info(
             "service started", service=spec.name, database=db.url.split("@")[-1], bus=platform.bus,
             relay="in process" if relay is not None else "ti relay " + spec.name,
@@ -480,6 +483,11 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         try:
             yield
         finally:
+            for task in jobs:
+                task.cancel()
+            for task in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for consumer in ctx.consumers:
                 await consumer.stop()
             if relay is not None:

@@ -64,6 +64,16 @@ class PlatformSettings(BaseSettings):
     #: origins whose pages may also write cross-origin (every method, with a token); none by default
     cors_write_origins: str = ""
 
+    #: where webhooks may be sent: ``public`` (hosts resolving to public addresses only), ``loopback``
+    #: (127.0.0.0/8, ::1, localhost; nothing resolved), ``any``; unset: ``public`` in production, else
+    #: ``loopback`` (tests and development never send a webhook off the machine)
+    webhook_targets: Literal["public", "loopback", "any"] | None = None
+    #: a failed delivery is retried after min(cap, base × 2^(failures−1)) seconds, less up to half of it
+    #: (jitter); the subscription is paused after ``webhook_max_failures`` failures in a row
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(default=600.0, gt=0)
+    webhook_max_failures: int = Field(default=20, ge=1)
+
     @field_validator("cors_origins", "cors_write_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -92,6 +102,12 @@ class PlatformSettings(BaseSettings):
             if len(self.jwt_secret) < 32 and self.jwt_jwks_url is None:
                 raise ValueError("TI_JWT_SECRET must be at least 32 characters in production")
         return self
+
+    @property
+    def webhook_target_rule(self) -> Literal["public", "loopback", "any"]:
+        if self.webhook_targets is not None:
+            return self.webhook_targets
+        return "public" if self.env == "production" else "loopback"
 
     @property
     def bus_path(self) -> Path:

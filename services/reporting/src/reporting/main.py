@@ -17,7 +17,9 @@ from reporting.editions.api import router as editions_router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
 from reporting.feed.api import router as feed_router
+from reporting.feed.delivery import deliver_webhooks
 from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
+from reporting.feed.subscriptions import router as subscriptions_router
 from reporting.projection import BATCH_SIZE, WINDOW_EVENTS, WINDOW_S, ReportingProjection
 from reporting.rebuild import LIVE_CONSUMER
 from reporting.repository import generations
@@ -47,7 +49,7 @@ SPEC = ServiceSpec(
         "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
         "past date; exports; rebuild from the event log."
     ),
-    routers=[router, reports_router, editions_router, feed_router, dashboard_router],
+    routers=[router, reports_router, editions_router, feed_router, subscriptions_router, dashboard_router],
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
@@ -66,6 +68,7 @@ SPEC = ServiceSpec(
     on_startup=[reads.install, close_interrupted_rebuilds],
     schemas_dir=_ROOT / "events",
     middleware=[CachedIndicators],
+    background=[deliver_webhooks],
 )
 
 

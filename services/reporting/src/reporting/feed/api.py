@@ -93,7 +93,7 @@ def _filter(principal: Principal | None, types: str | None, subject: str | None,
     return FeedFilter(reader=reader, types=wanted, subject=subject, since=since_at)
 
 
-def _item(change: StoredChange) -> dict[str, Any]:
+def change_item(change: StoredChange) -> dict[str, Any]:
     return {**change.event, "previous": change.previous, "changed": change.changed, "cursor": encode_cursor([change.seq])}
 
 
@@ -132,7 +132,7 @@ async def list_changes(
     async with ctx.db.read_session() as session:  # not a dependency: a stream holds no connection
         found = await repository.list_changes(session, where, after=position, limit=size + 1)
     page = found[:size]
-    body = {"items": [_item(c) for c in page], "next_cursor": encode_cursor([page[-1].seq]) if len(found) > size else None}
+    body = {"items": [change_item(c) for c in page], "next_cursor": encode_cursor([page[-1].seq]) if len(found) > size else None}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -153,7 +153,7 @@ async def _chunks(ctx: ServiceContext, where: FeedFilter, position: int, limit: 
 
 async def _lines(ctx: ServiceContext, where: FeedFilter, position: int, limit: int | None) -> AsyncIterator[bytes]:
     async for change in _chunks(ctx, where, position, limit):
-        yield orjson.dumps(_item(change)) + b"\n"
+        yield orjson.dumps(change_item(change)) + b"\n"
 
 
 async def _live(ctx: ServiceContext, where: FeedFilter, position: int, limit: int | None) -> AsyncIterator[bytes]:
@@ -165,7 +165,7 @@ async def _live(ctx: ServiceContext, where: FeedFilter, position: int, limit: in
     while limit is None or sent < limit:
         got = 0
         async for change in _chunks(ctx, where, position, None if limit is None else limit - sent):
-            item = _item(change)
+            item = change_item(change)
             yield sse_frame(item["cursor"], change.type, item)
             position, got = change.seq, got + 1
         sent += got

@@ -13,7 +13,7 @@ from ti_shared.db import dialect_of, in_values, lookup_chunks
 from ti_shared.events import TOPIC_GRANTS
 
 from reporting.feed.domain import Reader
-from reporting.feed.tables import change_event
+from reporting.feed.tables import change_event, webhook_delivery, webhook_subscription
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,70 @@ async def list_changes(session: AsyncSession, where: FeedFilter, *, after: int, 
         .limit(limit)
     )
     return [StoredChange(r.seq, r.type, r.event, r.previous, r.changed) for r in rows]
+
+
+# --- webhook subscriptions -------------------------------------------------------------------------
+
+
+async def get_subscription(session: AsyncSession, subscription_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+    query = sa.select(webhook_subscription).where(webhook_subscription.c.id == subscription_id)
+    if for_update and dialect_of(session) == "postgresql":
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(webhook_subscription.insert().values(**values))
+
+
+async def update_subscription(session: AsyncSession, subscription_id: str, values: dict[str, Any]) -> None:
+    await session.execute(webhook_subscription.update().where(webhook_subscription.c.id == subscription_id).values(**values))
+
+
+async def delete_subscription(session: AsyncSession, subscription_id: str) -> None:
+    await session.execute(webhook_delivery.delete().where(webhook_delivery.c.subscription_id == subscription_id))
+    await session.execute(webhook_subscription.delete().where(webhook_subscription.c.id == subscription_id))
+
+
+async def due_subscriptions(session: AsyncSession, now: datetime, *, limit: int) -> list[str]:
+    """The active subscriptions whose next attempt is due, oldest due first."""
+    c = webhook_subscription.c
+    rows = await session.execute(
+        sa.select(c.id)
+        .where(c.state == "active", sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now))
+        .order_by(c.next_attempt_at.nulls_first(), c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+async def claim_subscription(session: AsyncSession, subscription_id: str) -> dict[str, Any] | None:
+    """The subscription, locked for its delivery (skipped when another process delivers it)."""
+    query = sa.select(webhook_subscription).where(webhook_subscription.c.id == subscription_id, webhook_subscription.c.state == "active")
+    if dialect_of(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(webhook_delivery.insert().values(**values))
+
+
+async def list_deliveries(session: AsyncSession, subscription_id: str, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+    """The subscription's delivery attempts, newest first."""
+    c = webhook_delivery.c
+    query = sa.select(webhook_delivery).where(c.subscription_id == subscription_id)
+    if before is not None:
+        query = query.where(c.id < before)
+    rows = await session.execute(query.order_by(c.id.desc()).limit(limit))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def position_before(session: AsyncSession, since: datetime) -> int:
+    """The feed position just before the first change whose event time is ≥ ``since``."""
+    first = (await session.execute(sa.select(sa.func.min(change_event.c.seq)).where(change_event.c.time >= since))).scalar()
+    if first is None:
+        return int((await session.execute(sa.select(sa.func.coalesce(sa.func.max(change_event.c.seq), 0)))).scalar_one())
+    return int(first) - 1
