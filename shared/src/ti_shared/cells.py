@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 from ti_shared.types import check_date, check_money, format_decimal
@@ -42,8 +43,10 @@ def shown(text: str) -> str:
     return "'" + (text if len(text) <= SHOWN else text[:SHOWN] + "…") + "'"
 
 
+@lru_cache(maxsize=8192)
 def fold(text: str) -> str:
-    """Lower case, no accents, words joined by ``_``: ``"À initier (amont)"`` → ``"a_initier_amont"``."""
+    """Lower case, no accents, words joined by ``_``: ``"À initier (amont)"`` → ``"a_initier_amont"``
+    (cached: the cells of a file repeat the same few words)."""
     plain = unicodedata.normalize("NFKD", text.replace("œ", "oe").replace("Œ", "OE").replace("æ", "ae"))
     plain = plain.encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
@@ -63,9 +66,10 @@ def _integer_part(text: str, grouping: str) -> str:
     """The digits of an integer part whose thousands may be grouped by ``grouping`` (spaces always)."""
     if _DIGITS.fullmatch(text):
         return text
-    marks = set(re.findall(r"[^0-9]", text))
-    if _GROUPED.fullmatch(text) and marks <= {" ", grouping}:
-        return re.sub(r"[^0-9]", "", text)
+    if _GROUPED.fullmatch(text):
+        digits = text.replace(" ", "").replace(grouping, "") if grouping else text.replace(" ", "")
+        if digits.isdigit():
+            return digits
     raise ValueError
 
 

@@ -11,7 +11,10 @@ from ti_shared.app import UnitOfWork, read_repository, unit_of_work
 from ti_shared.auth import Principal, PrincipalDep, scoped
 from ti_shared.http import (
     CSV_TYPES,
+    MULTIPART,
+    XLSX_TYPE,
     CursorQuery,
+    DryRunQuery,
     EffectiveAtHeader,
     Page,
     TiRoute,
@@ -24,7 +27,8 @@ from ti_shared.http import (
 )
 from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.openapi import model_ref
-from ti_shared.problems import PROBLEM_MEDIA_TYPE, problem_responses
+from ti_shared.problems import PROBLEM_MEDIA_TYPE, field_problem, problem_responses
+from ti_shared.uploads import read_upload
 
 from funding_ledger import service
 from funding_ledger.batches import parse_csv_batch, parse_json_batch
@@ -34,6 +38,7 @@ from funding_ledger.schemas import (
     OPERATOR_REF_PATTERN,
     PROGRAMME_CODE_PATTERN,
     TERRITORY_ID_PATTERN,
+    BeneficiaryKind,
     DisbursementBody,
     Grant,
     GrantBatch,
@@ -143,10 +148,11 @@ async def list_grants(
 
 @grant_router.get(
     "/v1/grants/export.csv",
-    summary="Export grants as SCDL « subventions » 2.1.1 CSV (plus the platform's columns)",
+    summary="Export grants as SCDL « subventions » 2.1.1 CSV (profile=scdl), or with the platform's columns",
+    description="What each column holds, and the defaults written for SCDL fields a grant does not keep: docs/imports.md.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "`;`-separated UTF-8 CSV"},
+        200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV (`,` for profile=scdl, `;` for full, unless `delimiter`)"},
         **problem_responses(401, 403, 422),
     },
 )
@@ -157,8 +163,16 @@ async def export_grants(
     programme: Annotated[str | None, Query(max_length=64)] = None,
     territory_id: Annotated[str | None, Query(pattern=TERRITORY_ID_PATTERN)] = None,
     status: GrantStatus | None = None,
+    profile: Annotated[
+        Literal["full", "scdl"],
+        Query(description="scdl: exactly the 16 columns of SCDL « subventions » 2.1.1; full: those and the platform's"),
+    ] = "full",
+    delimiter: Annotated[
+        Literal[",", ";"] | None, Query(description="The separator (default: `,` for scdl, `;` for full)")
+    ] = None,
 ) -> StreamingResponse:
-    lines = service.export_grants(repo, principal, service.GrantFilter(operator, programme, territory_id, status))
+    where = service.GrantFilter(operator, programme, territory_id, status)
+    lines = service.export_grants(repo, principal, where, profile=profile, delimiter=delimiter)
     return StreamingResponse(
         lines,
         media_type="text/csv; charset=utf-8",
@@ -255,30 +269,39 @@ async def get_grant_ledger(
 
 @batch_router.post(
     "/v1/grant-batches",
-    summary="Push many grants at once: JSON {items, mode} or SCDL « subventions » CSV (text/csv, ?mode=)",
+    summary="Push many grants at once: JSON {items, mode} or an SCDL « subventions » file (CSV or XLSX, ?mode=)",
+    description=(
+        "A file's rows are read as docs/imports.md says (headers in any case, French numbers and dates, each departure "
+        "a warning); a row's key is its `operator_ref` column, else its SCDL identity. `programme` and "
+        "`beneficiary_kind` give the rows that have none theirs. Two rows of one grant are both rejected. A batch that "
+        "writes nothing (atomic with a rejected row, or every row rejected) is `rejected`: 422 with the report. "
+        "`dry_run=true`: the report with 200, nothing written."
+    ),
     response_model=GrantBatch,
     status_code=201,
     openapi_extra={
-        **accepts("application/json", *CSV_TYPES, max_body_bytes=BATCH_MAX_BYTES),
+        **accepts("application/json", *CSV_TYPES, XLSX_TYPE, MULTIPART, max_body_bytes=BATCH_MAX_BYTES),
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": model_ref(GrantBatchBody), "example": BATCH_EXAMPLE},
                 "text/csv": {
                     "schema": {"type": "string"},
-                    "example": "nomAttribuant;idAttribuant;dateConvention;referenceDecision;nomBeneficiaire;idBeneficiaire;"
-                    "objet;montant;nature;conditionsVersement;datesPeriodeVersement;idRAE;notificationUE;"
-                    "pourcentageSubvention;dispositifAide;operator;programme;commune_insee;investment_eur;beneficiary_kind\n"
-                    "ADEME;;2024-06-12;FV-2024-0042;AEROMETAL;73282932000074;Recyclage de métaux stratégiques;"
-                    "1 500 000,00;aide en numéraire;échelonné;;;non;0,31;Fonds vert;ADEME;fonds_vert_ti_te;71076;"
-                    "4 800 000,00;entreprise\n",
+                    "example": "nomAttribuant,idAttribuant,dateConvention,referenceDecision,nomBeneficiaire,idBeneficiaire,"
+                    "rnaBeneficiaire,objet,montant,nature,conditionsVersement,datesPeriodeVersement,idRAE,notificationUE,"
+                    "pourcentageSubvention,dispositifAide,operator,operator_ref,commune_insee,investment_eur,beneficiary_kind\n"
+                    "ADEME,38529030900454,2024-06-12,DEL-2024-12,AEROMETAL,73282932000074,,Recyclage de métaux stratégiques,"
+                    '"1 500 000,00",aide en numéraire,échelonné,2024-09-01/2025-06-30,,non,0.31,fonds_vert_ti_te,'
+                    'ADEME,FV-2024-0042,71076,"4 800 000,00",entreprise\n',
                 },
             },
         },
     },
     responses={
+        200: {"model": GrantBatch, "description": "A dry run's report (nothing was written)"},
         422: {
-            "description": "Invalid batch; an atomic batch with invalid rows comes back here with its report in `batch`",
+            "description": "Invalid batch; a batch that writes nothing (atomic with invalid rows, or every row invalid) "
+            "comes back here with its report in `batch`",
             "content": {PROBLEM_MEDIA_TYPE: {}},
         },
         **{k: v for k, v in problem_responses(401, 403, 409, 413, 415).items()},
@@ -289,18 +312,37 @@ async def post_grant_batch(
     uow: UowDep,
     principal: GrantsWriter,
     mode: Annotated[
-        Literal["partial", "atomic"] | None, Query(description="CSV only: partial (default) or atomic")
+        Literal["partial", "atomic"] | None, Query(description="A file only: partial (default) or atomic")
     ] = None,
+    programme: Annotated[
+        str | None, Query(pattern=PROGRAMME_CODE_PATTERN, description="A file only: the programme of rows that have none")
+    ] = None,
+    beneficiary_kind: Annotated[
+        BeneficiaryKind | None,
+        Query(description="A file only: the kind of beneficiaries whose kind a row neither gives nor lets infer"),
+    ] = None,
+    dry_run: DryRunQuery = False,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     effective_at = parse_effective_at(effective_at_header, principal)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media in CSV_TYPES:
-        batch = parse_csv_batch(await request.body(), principal.operator, media_type=media, query_mode=mode)
-    else:
+    upload = None
+    if media in ("application/json", ""):
+        if programme is not None or beneficiary_kind is not None:
+            raise field_problem(["query"], "programme and beneficiary_kind are for files; a JSON batch gives them per item")
         batch = parse_json_batch(await json_body(request), media_type=media or "application/json", query_mode=mode)
-    async with idempotent(uow, request, principal, idempotency_key) as idem:
+    else:
+        upload = await read_upload(request, max_bytes=BATCH_MAX_BYTES)
+        batch = parse_csv_batch(
+            upload.data,
+            principal.operator,
+            media_type=upload.media_type,
+            query_mode=mode,
+            programme=programme,
+            beneficiary_kind=beneficiary_kind,
+        )
+    async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
         if idem.replay is not None:
             return idem.replay
         result = await service.post_grant_batch(uow, principal, batch, effective_at=effective_at)

@@ -1,22 +1,24 @@
-"""Batches of grants, read: a JSON ``{items, mode}`` or an SCDL CSV body into rows (:func:`parse_json_batch`,
-:func:`parse_csv_batch`), each row's key and body typed (:func:`read_items`), and the batch's report
-(:func:`batch_report`, :func:`batch_problem`). The rules are the domain's, the use case the service's
+"""Batches of grants, read: a JSON ``{items, mode}`` into rows (:func:`parse_json_batch`) or an SCDL
+file into its rows' values (:func:`parse_csv_batch`, completed into rows by the service once their
+grants are known: ``funding_ledger.scdl``), each row's key and body typed (:func:`read_items`), two
+rows of one grant refused (:func:`reject_repeated`), and the batch's report (:func:`batch_report`,
+:func:`batch_problem`). The rules are the domain's, the use case the service's
 (``service.post_grant_batch``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from ti_shared.imports import Message, read_import, repeated
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem
-from ti_shared.tabular import read_csv
 
-from funding_ledger.scdl import ParsedRow, csv_loc, item_from_csv_row
-from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchMode, GrantBody
+from funding_ledger.scdl import LAYOUT, ScdlRow, csv_loc, read_rows
+from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchMode, BeneficiaryKind, GrantBody
 
 MAX_ITEMS = 10_000
 BATCH_KEYS = {"items", "mode"}
@@ -24,14 +26,34 @@ BATCH_KEYS = {"items", "mode"}
 _ref_re = re.compile(OPERATOR_REF_PATTERN)
 
 
+@dataclass
+class ParsedRow:
+    """One row of a batch: its position (1-based), its item (None when it could not be read: the
+    reasons are in ``errors``), the key it names when the item is None, and its line in a CSV file."""
+
+    row: int
+    item: dict[str, Any] | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    line: int | None = None
+    operator: str | None = None
+    operator_ref: str | None = None
+
+
 @dataclass(frozen=True)
 class ParsedBatch:
-    """A batch as the request gave it: its rows, its mode, whether it came as CSV, its media type."""
+    """A batch as the request gave it: its rows (a CSV batch's: its rows' values, completed by the
+    service), its mode, whether it came as a file, its media type, the file's warnings and the
+    query's defaults for rows without a programme or a beneficiary's kind."""
 
     rows: list[ParsedRow]
     mode: BatchMode
     csv: bool = False
     media_type: str = "application/json"
+    scdl: list[ScdlRow] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
+    programme: str | None = None
+    beneficiary_kind: BeneficiaryKind | None = None
 
 
 def parse_json_batch(doc: Any, *, media_type: str = "application/json", query_mode: str | None = None) -> ParsedBatch:
@@ -71,14 +93,28 @@ def parse_json_batch(doc: Any, *, media_type: str = "application/json", query_mo
 
 
 def parse_csv_batch(
-    body: bytes, default_operator: str | None, *, media_type: str = "text/csv", query_mode: BatchMode | None = None
+    body: bytes,
+    default_operator: str | None,
+    *,
+    media_type: str = "text/csv",
+    query_mode: BatchMode | None = None,
+    programme: str | None = None,
+    beneficiary_kind: BeneficiaryKind | None = None,
 ) -> ParsedBatch:
-    """The rows of an SCDL CSV batch (a row's operator defaults to the token's); ``?mode=`` gives its
-    mode (partial by default)."""
-    records = read_csv(body)
-    check_size(len(records))
-    rows = [item_from_csv_row(i, cells, default_operator) for i, cells in enumerate(records, 1)]
-    return ParsedBatch(rows, query_mode or "partial", csv=True, media_type=media_type)
+    """An SCDL file's rows, read (a row's operator defaults to the token's); ``?mode=`` gives its mode
+    (partial by default), ``?programme=`` and ``?beneficiary_kind=`` the defaults of its rows."""
+    table = read_import(body, media_type, LAYOUT, max_rows=MAX_ITEMS + 1)
+    check_size(len(table.rows))
+    return ParsedBatch(
+        [],
+        query_mode or "partial",
+        csv=True,
+        media_type=media_type,
+        scdl=read_rows(table, default_operator),
+        warnings=table.warnings,
+        programme=programme,
+        beneficiary_kind=beneficiary_kind,
+    )
 
 
 def check_size(count: int) -> None:
@@ -168,6 +204,28 @@ def _read_item(parsed: ParsedRow, body: GrantBody | None, *, csv: bool) -> Batch
     return BatchItem(parsed, operator, operator_ref, body)
 
 
+def reject_repeated(items: Sequence[BatchItem]) -> None:
+    """Two rows of one batch that write one grant are both rejected, each naming the other(s): a batch
+    never amends a grant it created, nor decides which of two rows holds."""
+    keys = [i.key or _named_key(i.parsed) for i in items]
+    for index, others in repeated(keys).items():
+        parsed = items[index].parsed
+        named = [items[o].parsed for o in others]
+        where = "line" if parsed.line is not None else "row"
+        numbers = [p.line if p.line is not None else p.row for p in named]
+        label = f"{where} {numbers[0]}" if len(numbers) == 1 else f"{where}s " + ", ".join(map(str, numbers))
+        parsed.errors.append({"loc": ["operator_ref"], "msg": f"repeats the grant of {label}"})
+
+
+def _named_key(parsed: ParsedRow) -> tuple[str, str] | None:
+    """The key a row that could not be read names (its operator and reference, when it gave them)."""
+    if parsed.item is not None:
+        op, ref = parsed.item.get("operator"), parsed.item.get("operator_ref")
+    else:
+        op, ref = parsed.operator, parsed.operator_ref
+    return (op, ref) if isinstance(op, str) and isinstance(ref, str) else None
+
+
 def located(found: Sequence[dict[str, Any]], *, csv: bool) -> list[dict[str, Any]]:
     """A row's errors ``{loc, msg}`` located in the grant, or in the CSV's columns for a CSV batch."""
     return [{"loc": csv_loc(e["loc"]) if csv else list(e["loc"]), "msg": e["msg"]} for e in found]
@@ -185,13 +243,14 @@ def row_report(item: BatchItem, outcome: str, version: int | None) -> dict[str, 
     """A row of the report (``BatchRow``, JSON form): rejected when it has errors."""
     parsed = item.parsed
     if outcome == "rejected":
-        raw = parsed.item or {}
+        raw = parsed.item or {"operator": parsed.operator, "operator_ref": parsed.operator_ref}
         op, ref = raw.get("operator"), raw.get("operator_ref")
         operator, operator_ref = (op if isinstance(op, str) else None), (ref if isinstance(ref, str) else None)
     else:
         operator, operator_ref = item.operator, item.operator_ref
     return {
         "row": parsed.row,
+        "line": parsed.line,
         "operator": operator,
         "operator_ref": operator_ref,
         "outcome": outcome,
@@ -204,25 +263,39 @@ def row_report(item: BatchItem, outcome: str, version: int | None) -> dict[str, 
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
-def batch_report(batch_id: str, mode: BatchMode, received_at: datetime, rows: list[dict[str, Any]], *, warnings: int) -> dict[str, Any]:
-    """The batch resource (``GrantBatch``, JSON form): ``rejected`` when an atomic batch has a rejected row."""
+def batch_report(
+    batch_id: str,
+    mode: BatchMode,
+    received_at: datetime,
+    rows: list[dict[str, Any]],
+    *,
+    warnings: int,
+    file_warnings: Sequence[Message] = (),
+) -> dict[str, Any]:
+    """The batch resource (``GrantBatch``, JSON form): ``rejected`` — nothing written — when an atomic
+    batch has a rejected row, or when every row of a batch is rejected."""
     counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
     for r in rows:
         counts[r["outcome"]] += 1
     rejected = counts["rejected"] > 0
-    status = "rejected" if rejected and mode == "atomic" else "completed_with_errors" if rejected else "completed"
+    if rejected and (mode == "atomic" or counts["rejected"] == len(rows)):
+        status = "rejected"
+    else:
+        status = "completed_with_errors" if rejected else "completed"
     return {
         "id": batch_id,
         "status": status,
         "mode": mode,
         "received_at": _INSTANT.dump_python(received_at, mode="json"),
-        "counts": {"total": len(rows), **counts, "warnings": warnings},
+        "counts": {"total": len(rows), **counts, "warnings": warnings + len(file_warnings)},
         "rows": rows,
+        "warnings": [w.model_dump(mode="json") for w in file_warnings],
     }
 
 
 def batch_problem(doc: dict[str, Any], location: str) -> Problem:
-    """The 422 of an atomic batch that was refused, with its whole report (``doc``) as ``batch``."""
+    """The 422 of a batch that wrote nothing (atomic with a rejected row, or every row rejected), with
+    its whole report (``doc``) as ``batch``."""
     errors = [
         {"loc": ["items", r["row"] - 1, *e["loc"]], "msg": e["msg"]}
         for r in doc["rows"]
@@ -231,9 +304,10 @@ def batch_problem(doc: dict[str, Any], location: str) -> Problem:
     ]
     shown = "; ".join(".".join(map(str, e["loc"])) + ": " + str(e["msg"]) for e in errors[:5])
     counts = doc["counts"]
+    why = "atomic mode" if doc["mode"] == "atomic" else "no row is valid"
     return Problem(
         422,
-        f"{counts['rejected']} of {counts['total']} rows are invalid; nothing was written (atomic mode): {shown}",
+        f"{counts['rejected']} of {counts['total']} rows are invalid; nothing was written ({why}): {shown}",
         title="Batch rejected",
         kind="batch-rejected",
         instance=location,

@@ -26,4 +26,4 @@ EVENT_OF_CHANGE: dict[Change, EventSpec] = {
     ),
 }
 
-EVENTS = list(EVENT_OF_CHANGE.values())
+EVENTS: tuple[EventSpec, ...] = tuple(EVENT_OF_CHANGE.values())

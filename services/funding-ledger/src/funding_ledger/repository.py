@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,20 @@ class LedgerRecord:
     grant_version: int
     recorded_at: datetime
     actor: str
+
+
+@dataclass(frozen=True)
+class GrantIdentity:
+    """The fields of a grant that identify it in SCDL terms (``scdl.identity`` joins them)."""
+
+    operator_ref: str
+    decision_date: date
+    siret: str | None
+    rna: str | None
+    name: str
+    object: str
+    decision_ref: str | None
+    attributor_siret: str | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ def grant_from_row(row: Any) -> Grant:
             "updated_at": row.updated_at,
             "disbursed_eur": Decimal(row.disbursed_eur),
             "disbursements": list(row.disbursements),
+            "scdl": row.scdl,
         }
     )
 
@@ -108,6 +123,7 @@ def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
         "status": g.status,
         "disbursed_eur": g.disbursed_eur,
         "disbursements": [d.model_dump(mode="json") for d in g.disbursements],
+        "scdl": g.scdl.model_dump(mode="json") if g.scdl is not None else None,
         "version": g.version,
         "updated_at": g.updated_at,
         **extra,
@@ -249,6 +265,21 @@ class Repository(BaseRepository):
                     query = query.order_by(grant.c.operator_ref).with_for_update()
                 for row in await self.session.execute(query):
                     out[(row.operator, row.operator_ref)] = grant_from_row(row)
+        return out
+
+    async def get_grant_identities(self, op: str, days: Iterable[date]) -> list[GrantIdentity]:
+        """What identifies, in SCDL terms, each grant of operator ``op`` decided on one of ``days`` (the
+        candidates of the rows of an SCDL file without ``operator_ref``)."""
+        dialect = dialect_of(self.session)
+        columns = (grant.c.operator_ref, grant.c.decision_date, grant.c.beneficiary_siret, grant.c.beneficiary_rna,
+                   grant.c.beneficiary_name, grant.c.object, grant.c.scdl)
+        out: list[GrantIdentity] = []
+        for chunk in lookup_chunks(sorted(set(days)), dialect, size=CHUNK):
+            query = sa.select(*columns).where(grant.c.operator == op, in_values(grant.c.decision_date, chunk, dialect))
+            for r in await self.session.execute(query.order_by(grant.c.operator_ref)):
+                scdl = r.scdl or {}
+                out.append(GrantIdentity(r.operator_ref, r.decision_date, r.beneficiary_siret, r.beneficiary_rna,
+                                         r.beneficiary_name, r.object, scdl.get("referenceDecision"), scdl.get("idAttribuant")))
         return out
 
     async def insert_grants(self, grants: Sequence[Grant]) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -65,6 +66,68 @@ GRANT_EXAMPLE: dict[str, Any] = {
 }
 
 
+#: SCDL's ``nature``: one of these, or both joined by ``;``
+SCDL_NATURES: tuple[str, ...] = ("aide en numéraire", "aide en nature")
+SCDL_NATURE_VALUES: tuple[str, ...] = (*SCDL_NATURES, "aide en numéraire;aide en nature", "aide en nature;aide en numéraire")
+#: SCDL's ``datesPeriodeVersement``: a date or a period, ISO 8601
+PAYMENT_DATES_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(/[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+SHARE_MIN, SHARE_MAX = Decimal("0.01"), Decimal("1")
+
+
+def _share(value: Decimal) -> Decimal:
+    if not value.is_finite() or not SHARE_MIN <= value <= SHARE_MAX:
+        raise ValueError("must lie between 0.01 and 1")
+    if value != value.quantize(Decimal("0.0001")):
+        raise ValueError("may have at most four decimals")
+    return value
+
+
+def format_share(value: Decimal) -> str:
+    """``Decimal('0.05')`` → ``"0.05"``; at least two decimals (``"1.00"``), at most four."""
+    text = f"{value.quantize(Decimal('0.0001')):f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+#: a share of a grant's amount (SCDL's ``pourcentageSubvention``): a decimal string, 0.01–1, ≤ 4 decimals
+Share = Annotated[
+    Decimal,
+    AfterValidator(_share),
+    PlainSerializer(format_share, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^[01](\.[0-9]{1,4})?$", "examples": ["0.45"]}),
+]
+
+
+class ScdlFields(BaseModel):
+    """The fields of SCDL « subventions » 2.1.1 that a grant's other fields do not already hold, under
+    their SCDL names (``beneficiary``, ``object``, ``amount_eur`` and ``decision_date`` hold
+    ``nomBeneficiaire``, ``idBeneficiaire``, ``rnaBeneficiaire``, ``objet``, ``montant`` and
+    ``dateConvention``). Null: not given — the SCDL export then writes the value docs/imports.md
+    gives (the operator's label and SIRET for the attributor, ``aide en numéraire``, …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nomAttribuant: str | None = Field(default=None, min_length=1, max_length=256, description="Null: the operator's label")
+    idAttribuant: Siret | None = Field(default=None, description="Null: the operator's SIRET")
+    referenceDecision: str | None = Field(default=None, min_length=1, max_length=256, description="The deliberation or decision")
+    nature: Literal["aide en numéraire", "aide en nature", "aide en numéraire;aide en nature", "aide en nature;aide en numéraire"] | None = None
+    conditionsVersement: str | None = Field(
+        default=None, min_length=1, max_length=256, description="unique, échelonné, or a description of the terms"
+    )
+    datesPeriodeVersement: Annotated[str, Field(pattern=PAYMENT_DATES_PATTERN)] | None = Field(
+        default=None, description="A date, or a period start/end (ISO 8601)", examples=["2024-09-01/2025-06-30"]
+    )
+    idRAE: str | None = Field(default=None, min_length=1, max_length=5, description="The aid's number in the Répertoire des aides aux entreprises")
+    notificationUE: bool | None = Field(default=None, description="A de minimis aid notified to the European Commission")
+    pourcentageSubvention: Share | None = Field(default=None, description="The beneficiary's share of the amount (1.00: the only one)")
+    dispositifAide: str | None = Field(
+        default=None, min_length=1, max_length=256, description="The aid scheme's id, when it names no programme of the platform"
+    )
+
+    def is_empty(self) -> bool:
+        return all(value is None for value in vars(self).values())
+
+
 class Beneficiary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -100,6 +163,12 @@ class GrantBody(BaseModel):
     contributions: list[Objective] = Field(default_factory=list, max_length=6)
     value_chain: ValueChain | None = None
     status: GrantStatus = "committed"
+    scdl: ScdlFields | None = Field(default=None, description="The SCDL « subventions » fields the others do not hold")
+
+    @field_validator("scdl")
+    @classmethod
+    def _empty_scdl_is_none(cls, value: ScdlFields | None) -> ScdlFields | None:
+        return None if value is not None and value.is_empty() else value
 
     @field_validator("object")
     @classmethod
@@ -236,6 +305,7 @@ class FieldMessage(BaseModel):
 
 class BatchRow(BaseModel):
     row: int = Field(description="1-based position of the item (or data line) in the batch")
+    line: int | None = Field(default=None, description="A CSV batch: the row's line in the file (the header is line 1)")
     operator: str | None
     operator_ref: str | None
     outcome: RowOutcome
@@ -260,6 +330,9 @@ class GrantBatch(BaseModel):
     received_at: datetime
     counts: BatchCounts
     rows: list[BatchRow]
+    warnings: list[FieldMessage] = Field(
+        default_factory=list, description="A CSV batch: the file's own (encoding, separator, header), not a row's"
+    )
 
 
 BATCH_EXAMPLE: dict[str, Any] = {

@@ -25,7 +25,17 @@ from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor
 from ti_shared.problems import Problem, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
 
-from funding_ledger.batches import BatchItem, ParsedBatch, batch_problem, batch_report, located, read_items, row_report
+from funding_ledger.batches import (
+    BatchItem,
+    ParsedBatch,
+    ParsedRow,
+    batch_problem,
+    batch_report,
+    located,
+    read_items,
+    reject_repeated,
+    row_report,
+)
 from funding_ledger.domain import (
     Decision,
     DomainError,
@@ -44,7 +54,18 @@ from funding_ledger.events import EVENT_OF_CHANGE
 from funding_ledger.repository import GrantFilter as GrantFilter  # re-exported: the routes build it
 from funding_ledger.repository import GrantKey
 from funding_ledger.repository import Repository as Repository  # re-exported: the routes' dependencies name it
-from funding_ledger.scdl import export_header, export_line
+from funding_ledger.scdl import (
+    Attributor,
+    Profile,
+    ScdlContext,
+    ScdlRow,
+    assign_keys,
+    export_header,
+    export_line,
+    grant_item,
+    identity,
+    identity_days,
+)
 from funding_ledger.schemas import (
     DisbursementBody,
     Grant,
@@ -139,18 +160,27 @@ async def list_grants(repo: Repository, principal: Principal, where: GrantFilter
     return Page[Grant](items=page, next_cursor=next_cursor)
 
 
-def export_grants(repo: Repository, principal: Principal, where: GrantFilter) -> AsyncIterator[bytes]:
-    """The SCDL CSV of the grants ``principal`` may read that ``where`` selects, line by line (who may
-    read is checked here, before the first line)."""
-    return _export_lines(repo, visible(principal, where))
+def export_grants(
+    repo: Repository, principal: Principal, where: GrantFilter, *, profile: Profile = "full", delimiter: str | None = None
+) -> AsyncIterator[bytes]:
+    """The CSV of the grants ``principal`` may read that ``where`` selects, line by line (who may read
+    is checked here, before the first line): ``profile=scdl`` the 16 SCDL 2.1.1 columns (``,`` unless
+    ``delimiter``), ``full`` those and the platform's (``;`` unless ``delimiter``)."""
+    return _export_lines(repo, visible(principal, where), profile, delimiter or ("," if profile == "scdl" else ";"))
 
 
-async def _export_lines(repo: Repository, where: GrantFilter) -> AsyncIterator[bytes]:
-    yield export_header().encode()
-    operators = {o.code: (o.label, o.siret) for o in await repo.list_operators()}
-    programmes = {p.code: p.label for p in await repo.list_programmes()}
+async def attributors(repo: Repository) -> dict[str, Attributor]:
+    """Every operator as SCDL names an attributor (its label and SIRET)."""
+    return {o.code: Attributor(o.code, o.label, o.siret) for o in await repo.list_operators()}
+
+
+async def _export_lines(repo: Repository, where: GrantFilter, profile: Profile, delimiter: str) -> AsyncIterator[bytes]:
+    yield export_header(profile, delimiter).encode()
+    named = await attributors(repo)
     async for chunk in repo.stream_grants(where):
-        yield "".join(export_line(g, operators, programmes) for g in chunk).encode()
+        yield "".join(
+            export_line(g, named.get(g.operator) or Attributor(g.operator, g.operator), profile, delimiter) for g in chunk
+        ).encode()
 
 
 async def get_grant(repo: Repository, principal: Principal, operator: str, operator_ref: str) -> Grant:
@@ -366,8 +396,15 @@ async def post_grant_batch(
 ) -> WriteResult[dict[str, Any]]:
     """Apply a batch's rows in order, each checked by the same rules as a PUT (``domain.grant_problems``):
     ``partial`` writes the valid rows (201), ``atomic`` all of them or — when one is rejected — none
-    (422 with the report). The batch and its report are stored either way."""
-    items = read_items(batch.rows, csv=batch.csv)
+    (422 with the report), as does a batch every row of which is rejected. Two rows of one grant are
+    both rejected. An SCDL file's rows are completed once their grants are known
+    (:func:`read_scdl_rows`). The batch and its report are stored either way."""
+    existing: dict[GrantKey, Grant] | None = None
+    rows = batch.rows
+    if batch.csv:
+        rows, existing = await read_scdl_rows(uow.repo, batch)
+    items = read_items(rows, csv=batch.csv)
+    reject_repeated(items)
     known = await known_for(uow.repo, [(i.operator, i.body) for i in items if i.operator is not None])
     today = today_of(uow.now)
     for item in items:
@@ -381,12 +418,13 @@ async def post_grant_batch(
                 today=today,
             )
             item.parsed.errors.extend(located(problems, csv=batch.csv))
-    keys = [i.key for i in items if i.valid]
-    existing = await uow.repo.get_grants([k for k in keys if k is not None], for_update=True)
+    if existing is None:
+        keys = [i.key for i in items if i.valid]
+        existing = await uow.repo.get_grants([k for k in keys if k is not None], for_update=True)
     decisions, report = _decide_rows(items, existing, at=effective_at or uow.now, effective_at=effective_at, csv=batch.csv)
     batch_id = str(uuid.uuid4())
     warnings = sum(len(i.parsed.warnings) for i in items)
-    doc = batch_report(batch_id, batch.mode, uow.now, report, warnings=warnings)
+    doc = batch_report(batch_id, batch.mode, uow.now, report, warnings=warnings, file_warnings=batch.warnings)
     event_ids: list[str] = []
     if doc["status"] != "rejected":
         event_ids = await write_changes(uow, decisions, existing=existing, actor=principal.sub)
@@ -397,6 +435,33 @@ async def post_grant_batch(
     if doc["status"] == "rejected":
         return WriteResult(doc, changed=False, location=location, problem=batch_problem(doc, location))
     return WriteResult(doc, created=True, changed=bool(event_ids), location=location, event_ids=tuple(event_ids))
+
+
+async def read_scdl_rows(repo: Repository, batch: ParsedBatch) -> tuple[list[ParsedRow], dict[GrantKey, Grant]]:
+    """An SCDL file's rows as batch rows: each row's key (its ``operator_ref``, else the grant of its
+    SCDL identity, else the key derived from it), its grant loaded (``FOR UPDATE``) and the row
+    completed over it (``scdl.grant_item``); and the grants loaded."""
+    ctx = ScdlContext(await attributors(repo), {p.code: p.label for p in await repo.list_programmes()},
+                      batch.programme, batch.beneficiary_kind)
+    found: dict[tuple[str, str], list[str]] = {}
+    for op, days in identity_days(batch.scdl, ctx).items():
+        for g in await repo.get_grant_identities(op, days):
+            own = identity(decision_ref=g.decision_ref, decision_date=g.decision_date, siret=g.siret, rna=g.rna, name=g.name,
+                           object_=g.object, attributor_siret=g.attributor_siret)
+            if own is not None:
+                found.setdefault((op, own), []).append(g.operator_ref)
+    assign_keys(batch.scdl, ctx, found)
+    keys = [(r.operator, r.operator_ref) for r in batch.scdl if r.operator is not None and r.operator_ref is not None]
+    existing = await repo.get_grants(keys, for_update=True)
+    return [_batch_row(r, existing, ctx) for r in batch.scdl], existing
+
+
+def _batch_row(row: ScdlRow, existing: Mapping[GrantKey, Grant], ctx: ScdlContext) -> ParsedRow:
+    item = None
+    if row.operator is not None and row.operator_ref is not None:
+        item = grant_item(row, existing.get((row.operator, row.operator_ref)), ctx)
+    errors, warnings = row.notes.errors, row.notes.warnings
+    return ParsedRow(row.row, item if not errors else None, errors, warnings, row.line, row.operator, row.operator_ref)
 
 
 def _decide_rows(

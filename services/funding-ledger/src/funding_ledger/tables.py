@@ -57,12 +57,15 @@ grant = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("disbursed_eur", Money, nullable=False),
     sa.Column("disbursements", JSONType, nullable=False),
+    #: the SCDL « subventions » fields the other columns do not hold (``ScdlFields``), null when none
+    sa.Column("scdl", JSONType, nullable=True),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("created_at", Instant, nullable=False),
     sa.Column("updated_at", Instant, nullable=False),
     sa.Index("ix_grant_programme", "programme"),
     sa.Index("ix_grant_territory_id", "territory_id"),
     sa.Index("ix_grant_status", "status"),
+    sa.Index("ix_grant_operator_decision_date", "operator", "decision_date"),
 )
 
 #: append-only: one row per money movement of a grant; the grant's amounts are their sums

@@ -16,12 +16,13 @@ async def test_partial_and_atomic_json_batches():
     async with service() as s:
         c, h = s.client, s.token()
         assert (await c.put("/v1/grants/ADEME/OLD-1", json=GRANT, headers=h)).status_code == 201
+        assert (await c.put("/v1/grants/ADEME/OLD-2", json=GRANT, headers=h)).status_code == 201
         partial = {
             "mode": "partial",
             "items": [
                 item("N-1"),
                 item("OLD-1"),
-                item("OLD-1", amount_eur="900000.00"),
+                item("OLD-2", amount_eur="900000.00"),
                 item("N-2", commune_insee="20004"),
                 item("N-3", operator="BPI", programme="rebond_industriel"),
                 item("N-4", territory_id="ti-9999"),
@@ -56,7 +57,7 @@ async def test_partial_and_atomic_json_batches():
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.token("ADEME", sub="ademe-other"))).status_code == 200
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.admin)).status_code == 200
         assert (await c.get("/v1/grant-batches/nope", headers=h)).status_code == 404
-        assert (await c.get("/v1/grants/ADEME/OLD-1", headers=h)).json()["amount_eur"] == "900000.00"
+        assert (await c.get("/v1/grants/ADEME/OLD-2", headers=h)).json()["amount_eur"] == "900000.00"
 
         before = (await s.count("grant"), await s.count("outbox_message"), await s.count("grant_ledger_entry"))
         atomic = {"mode": "atomic", "items": [item("A-1"), item("A-2", amount_eur="-5")]}
@@ -88,13 +89,14 @@ async def test_partial_and_atomic_json_batches():
             await c.post("/v1/grant-batches", content=b"x", headers={**h, "Content-Type": "application/xml"})
         ).status_code == 415
 
-        events = await s.grant_events(5)
+        events = await s.grant_events(6)
         assert sorted((e["subject"], e["type"].split(".")[4], e["entityversion"]) for e in events) == [
             ("ADEME/A-1", "committed", 1),
             ("ADEME/A-2", "committed", 1),
             ("ADEME/N-1", "committed", 1),
-            ("ADEME/OLD-1", "amended", 2),
             ("ADEME/OLD-1", "committed", 1),
+            ("ADEME/OLD-2", "amended", 2),
+            ("ADEME/OLD-2", "committed", 1),
         ]
 
 
@@ -112,14 +114,15 @@ async def test_concurrent_identical_batches_have_one_effect():
 SCDL = (
     "nomAttribuant;idAttribuant;dateConvention;referenceDecision;nomBeneficiaire;idBeneficiaire;rnaBeneficiaire;objet;"
     "montant;nature;conditionsVersement;datesPeriodeVersement;idRAE;notificationUE;pourcentageSubvention;dispositifAide;"
-    "programme;territory_id;commune_insee;investment_eur;jobs_forecast;jobs_conditional;contributions;value_chain;beneficiary_kind\n"
+    "programme;territory_id;commune_insee;investment_eur;jobs_forecast;jobs_conditional;contributions;value_chain;beneficiary_kind;"
+    "operator_ref\n"
     "ADEME;;12/06/2024;FV-2024-0042;Société Aéro Métal;73282932000074;;Recyclage de métaux stratégiques;1 500 000,00;"
     "aide en numéraire;échelonné;2024-09-01_2025-06-30;;non;0,3125;Fonds vert;fonds_vert_ti_te;ti-2705;71076;4 800 000,00;12;6;"
-    "climate_mitigation|circular_economy;economie_circulaire;entreprise\n"
+    "climate_mitigation|circular_economy;economie_circulaire;entreprise;FV-2024-0042\n"
     "ADEME;;2024-05-02;FV-2024-0043;Association Forêt Durable;;W123456789;Filière bois local;250 000,50;aide en numéraire;"
-    "unique;2024-07-01;;non;0,9;Fonds vert;fonds_vert_ti_te;;2A004;500 000;;;biodiversity;bioeconomie;association\n"
-    "ADEME;;2024-05-02;FV-2024-0044;Mauvais SIRET;73282932000075;;Objet;10 000;aide en numéraire;unique;;;non;1;;fonds_vert_ti_te;;71076;;;;;;entreprise\n"
-    "ADEME;;2024-05-02;FV-2024-0045;Montant illisible;73282932000074;;Objet;dix mille;aide en numéraire;unique;;;non;1;;fonds_vert_ti_te;;71076;;;;;;entreprise\n"
+    "unique;2024-07-01;;non;0,9;Fonds vert;fonds_vert_ti_te;;2A004;500 000;;;biodiversity;bioeconomie;association;FV-2024-0043\n"
+    "ADEME;;2024-05-02;FV-2024-0044;Mauvais SIRET;73282932000075;;Objet;10 000;aide en numéraire;unique;;;non;1;;fonds_vert_ti_te;;71076;;;;;;entreprise;FV-2024-0044\n"
+    "ADEME;;2024-05-02;FV-2024-0045;Montant illisible;73282932000074;;Objet;dix mille;aide en numéraire;unique;;;non;1;;fonds_vert_ti_te;;71076;;;;;;entreprise;FV-2024-0045\n"
 )
 
 
@@ -137,7 +140,7 @@ async def test_csv_import_of_a_latin1_scdl_file_with_bad_rows():
         assert GrantBatch.model_validate(r.json()).model_dump(mode="json") == r.json()
         rows = r.json()["rows"]
         assert [row["outcome"] for row in rows] == ["created", "created", "rejected", "rejected"]
-        assert rows[1]["warnings"][0]["loc"] == ["pourcentageSubvention"]
+        assert {"loc": ["pourcentageSubvention"], "msg": "'0,9' read as 0.90"} in rows[1]["warnings"]
         assert rows[2]["errors"][0]["loc"] == ["idBeneficiaire"]
         assert rows[3]["errors"][0]["loc"] == ["montant"]
         g = (await c.get("/v1/grants/ADEME/FV-2024-0042", headers=h)).json()
@@ -174,8 +177,8 @@ async def test_a_batch_row_is_refused_with_the_message_of_the_same_put():
             ("ADEME", {"decision_date": "2099-01-01"}),
         ]
         r = await c.post("/v1/grant-batches", json={"items": [item(f"R-{n}", op, **ch) for n, (op, ch) in enumerate(cases)]}, headers=h)
-        assert r.status_code == 201 and r.json()["counts"]["rejected"] == len(cases)
-        for row, (n, (op, changes)) in zip(r.json()["rows"], enumerate(cases), strict=True):
+        assert r.status_code == 422 and r.json()["batch"]["counts"]["rejected"] == len(cases)  # wrote nothing
+        for row, (n, (op, changes)) in zip(r.json()["batch"]["rows"], enumerate(cases), strict=True):
             put = await c.put(f"/v1/grants/{op}/R-{n}", json={**GRANT, **changes}, headers=h)
             problem = put.json()
             if put.status_code == 403:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from funding_ledger.domain import Decision, EntryPlan
-from funding_ledger.repository import BatchRecord, GrantFilter, GrantKey, LedgerRecord, Repository
+from funding_ledger.repository import BatchRecord, GrantFilter, GrantIdentity, GrantKey, LedgerRecord, Repository
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
 from ti_shared.fakes import NO_SESSION
 
@@ -73,6 +73,15 @@ class FakeRepository(Repository):
 
     async def get_grants(self, keys: Iterable[GrantKey], *, for_update: bool = False) -> dict[GrantKey, Grant]:
         return {k: self.grants[k] for k in set(keys) if k in self.grants}
+
+    async def get_grant_identities(self, op: str, days: Iterable[date]) -> list[GrantIdentity]:
+        wanted = set(days)
+        return [
+            GrantIdentity(g.operator_ref, g.decision_date, g.beneficiary.siret, g.beneficiary.rna, g.beneficiary.name, g.object,
+                          g.scdl.referenceDecision if g.scdl else None, g.scdl.idAttribuant if g.scdl else None)
+            for (o, _), g in sorted(self.grants.items())
+            if o == op and g.decision_date in wanted
+        ]
 
     async def insert_grants(self, grants: Sequence[Grant]) -> None:
         for g in grants:

@@ -249,24 +249,47 @@ async def batch(u: FakeUnitOfWork[FakeRepository], *items: Any, mode: str = "par
 async def test_a_partial_batch_applies_its_rows_in_order_with_bulk_events() -> None:
     u = uow()
     await put(u, "OLD-1")
-    result = await batch(u, item("N-1"), item("OLD-1"), item("OLD-1", amount_eur="900"), item("N-1", object="Autre"), item("N-2", commune_insee="20004"), "x")
+    await put(u, "OLD-2")
+    result = await batch(u, item("N-1"), item("OLD-1"), item("OLD-2", amount_eur="900"), item("N-2", commune_insee="20004"), "x")
     doc = result.entity
     assert GrantBatch.model_validate(doc).model_dump(mode="json") == doc
     assert (result.status, doc["status"]) == (201, "completed_with_errors") and result.location == f"/v1/grant-batches/{doc['id']}"
     assert [(r["outcome"], r["version"]) for r in doc["rows"]] == [
-        ("created", 1), ("unchanged", 1), ("updated", 2), ("updated", 2), ("rejected", None), ("rejected", None)
+        ("created", 1), ("unchanged", 1), ("updated", 2), ("rejected", None), ("rejected", None)
     ]
-    assert doc["counts"] == {"total": 6, "created": 1, "updated": 2, "unchanged": 1, "rejected": 2, "warnings": 0}
-    assert u.repo.grants[("ADEME", "N-1")].object == "Autre" and u.repo.grants[("ADEME", "OLD-1")].version == 2
-    assert [(e.subject, e.entityversion, e.type) for e in u.events[1:]] == [
+    assert doc["counts"] == {"total": 5, "created": 1, "updated": 1, "unchanged": 1, "rejected": 2, "warnings": 0}
+    assert u.repo.grants[("ADEME", "OLD-2")].version == 2
+    assert [(e.subject, e.entityversion, e.type) for e in u.events[2:]] == [
         ("ADEME/N-1", 1, EVENT_OF_CHANGE["committed"].type),
-        ("ADEME/OLD-1", 2, EVENT_OF_CHANGE["amended"].type),
-        ("ADEME/N-1", 2, EVENT_OF_CHANGE["amended"].type),
+        ("ADEME/OLD-2", 2, EVENT_OF_CHANGE["amended"].type),
     ]
-    assert result.event_ids == tuple(e.id for e in u.events[1:])
+    assert result.event_ids == tuple(e.id for e in u.events[2:])
     assert all(ledger_problems(g, u.repo.entries(g.operator, g.operator_ref)) == [] for g in u.repo.grants.values())
     stored, operator, actor, media = u.repo.batches[doc["id"]]
     assert (stored, operator, actor, media) == (doc, "ADEME", "ademe-push", "application/json")
+
+
+async def test_rows_of_one_grant_are_all_rejected_naming_each_other() -> None:
+    u = uow()
+    await put(u, "OLD-1")
+    result = await batch(u, item("N-1"), item("OLD-1"), item("OLD-1", amount_eur="900"), item("N-1", object="Autre"), item("N-3"))
+    rows = result.entity["rows"]
+    assert [r["outcome"] for r in rows] == ["rejected", "rejected", "rejected", "rejected", "created"]
+    assert [r["errors"] for r in rows[:4]] == [
+        [{"loc": ["operator_ref"], "msg": "repeats the grant of row 4"}],
+        [{"loc": ["operator_ref"], "msg": "repeats the grant of row 3"}],
+        [{"loc": ["operator_ref"], "msg": "repeats the grant of row 2"}],
+        [{"loc": ["operator_ref"], "msg": "repeats the grant of row 1"}],
+    ]
+    assert ("ADEME", "N-1") not in u.repo.grants and u.repo.grants[("ADEME", "OLD-1")].version == 1
+
+
+async def test_a_batch_every_row_of_which_is_rejected_writes_nothing_and_is_a_422() -> None:
+    u = uow()
+    result = await batch(u, item("A-1", decision_date="2024-10-02"), "x")
+    assert result.status == 422 and result.problem is not None and not result.changed
+    assert result.entity["status"] == "rejected" and result.entity["mode"] == "partial"
+    assert "no row is valid" in result.problem.detail and u.repo.grants == {} and u.events == []
 
 
 async def test_an_atomic_batch_with_a_rejected_row_writes_nothing_but_its_report() -> None:
@@ -309,7 +332,7 @@ async def test_a_batch_row_is_refused_with_the_message_of_the_put(principal: Pri
 
 async def test_a_csv_batch_names_the_columns_and_takes_the_tokens_operator() -> None:
     u = uow()
-    header = "referenceDecision;nomBeneficiaire;idBeneficiaire;objet;montant;dateConvention;programme;commune_insee;beneficiary_kind\n"
+    header = "operator_ref;nomBeneficiaire;idBeneficiaire;objet;montant;dateConvention;programme;commune_insee;beneficiary_kind\n"
     rows = "FV-1;Aéro;73282932000074;Objet;1 000,50;12/06/2024;fonds_vert_ti_te;71076;entreprise\nFV-2;Aéro;73282932000074;Objet;10;02/10/2024;rebond_industriel;71076;entreprise\n"
     parsed = parse_csv_batch((header + rows).encode("cp1252"), ADEME.operator)
     result = await service.post_grant_batch(u, ADEME, parsed, effective_at=None)

@@ -1,10 +1,6 @@
-from pathlib import Path
-
 import pytest
-from funding_ledger.main import SPEC
 from funding_ledger.schemas import DisbursementBody, GrantBody
 from pydantic import ValidationError
-from ti_shared.events import stale_event_schemas
 
 BASE = {
     "programme": "fonds_vert_ti_te",
@@ -89,11 +85,3 @@ def test_disbursement_refuses_unknown_fields_and_slashes():
         DisbursementBody.model_validate({"ref": "DP/1", "amount_eur": "1", "paid_on": "2024-01-01"})
     with pytest.raises(ValidationError):
         DisbursementBody.model_validate({"ref": "DP-1", "amount_eur": "1", "paid_on": "2024-01-01", "x": 1})
-
-
-def test_committed_event_schemas_are_current():
-    assert SPEC.schemas_dir is not None
-    assert stale_event_schemas(Path(SPEC.schemas_dir), list(SPEC.events)) == []
-    assert {e.type for e in SPEC.events} == {
-        f"fr.anct.ti.grant.{c}.v1" for c in ("committed", "amended", "cancelled", "disbursed")
-    }

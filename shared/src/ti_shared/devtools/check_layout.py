@@ -92,8 +92,6 @@ COMMITTERS = frozenset({"uow", "idem"})
 #: (service, file or "-", rule) that does not hold yet; each entry says who empties it
 ALLOWED: frozenset[tuple[str, str, str]] = frozenset(
     {
-        # funding-ledger's event tests are in its test_validation.py (moving them names its tests as the others')
-        ("funding-ledger", "unit/test_events.py", "layout"),
         # reporting's rebuild and start-up run transactions of their own, outside any request (the
         # reporting rework decides their unit of work); its route tests are test_indicators.py
         ("reporting", "rebuild.py", "commit"),
