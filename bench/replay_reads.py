@@ -79,14 +79,22 @@ async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, f
     return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed, 1)}
 
 
+#: the consumer measured (the process also runs the change feed's, ``reporting-changes``, on the same events)
+CONSUMER = "reporting"
+
+
 async def metric(client: httpx.AsyncClient, url: str, *families: str) -> dict[str, float] | None:
-    """The sum of the samples of each metric family (counters by their ``_total`` sample)."""
+    """The sum of the samples of each metric family (counters by their ``_total`` sample) of the
+    consumer measured, :data:`CONSUMER`."""
     try:
         text = (await client.get(url + "/metrics")).text
     except httpx.HTTPError:
         return None
     return {
-        family: sum(value for name, _, value in metric_samples(text, family) if name in (family, family + "_total"))
+        family: sum(
+            value for name, labels, value in metric_samples(text, family)
+            if name in (family, family + "_total") and labels.get("consumer", CONSUMER) == CONSUMER
+        )
         for family in families
     }
 

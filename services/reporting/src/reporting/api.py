@@ -17,17 +17,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ContextDep, ReadSessionDep
 from ti_shared.auth import Principal, scoped
 from ti_shared.geo import REGIONS
-from ti_shared.http import XLSX_TYPE, TiRoute, if_none_match
+from ti_shared.http import XLSX_TYPE, TiRoute, cursor_after, if_none_match, page_of
 from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting import reads
-from reporting.catalogue import CATALOGUE, UNITS
-from reporting.domain import AsOf, Scope, flatten, parse_as_of, parse_scope
+from reporting.catalogue import CATALOGUE, CODES, UNITS
+from reporting.domain import ENTITIES, AsOf, Scope, flatten, parse_as_of, parse_scope
 from reporting.engine import empty_document
 from reporting.labels import BREAKDOWN_LABELS
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.repository import figures, generations
-from reporting.schemas import Catalogue, IndicatorDefinitionOut, IndicatorsDocument, RebuildStatus
+from reporting.schemas import (
+    Catalogue,
+    ChangedFigure,
+    EventBetween,
+    ExplainedEntity,
+    Explanation,
+    IndicatorDefinitionOut,
+    IndicatorsDiff,
+    IndicatorsDocument,
+    RebuildStatus,
+)
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"], route_class=TiRoute)
 
@@ -85,8 +95,7 @@ def _empty(scope: Scope) -> tuple[bytes, str]:
 
 async def _as_of(session: AsyncSession, scope: Scope, as_of: AsOf) -> tuple[bytes, str]:
     generation = await generations.current_generation(session)
-    if scope.kind == "territory" and not await generations.territory_known(session, generation, str(scope.code)):
-        raise _unknown_territory(scope)
+    await _known_scope(session, generation, scope)
     indicators = await reads.indicators_as_of(session, generation, scope.key, as_of)
     doc = IndicatorsDocument(scope=scope.key, as_of=as_of.label, generated_at=datetime.now(UTC), indicators=indicators)
     digest = figures.digest_of_document(orjson.dumps({"as_of": as_of.label, **indicators}))
@@ -120,6 +129,95 @@ async def get_indicators(
     if if_none_match(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
+
+
+CodeQuery = Annotated[str, Query(description="An indicator code of the catalogue", max_length=80, examples=["grants.amount_eur"])]
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Entities per page (default 100, max 1000)")]
+CursorQuery = Annotated[str | None, Query(max_length=600, description="The next_cursor of the previous page")]
+
+
+def _code(code: str) -> str:
+    if code not in CODES:
+        raise field_problem(["query", "code"], f"unknown indicator code '{code}' (see /v1/indicators/catalogue)")
+    return code
+
+
+async def _known_scope(session: AsyncSession, generation: int, scope: Scope) -> None:
+    if scope.kind == "territory" and not await generations.territory_known(session, generation, str(scope.code)):
+        raise _unknown_territory(scope)
+
+
+def _explain_cursor(cursor: str | None) -> tuple[int, str] | None:
+    after = cursor_after(cursor, str)
+    if after is None:
+        return None
+    entity, _, subject = after.partition(":")
+    if entity not in ENTITIES or not subject:
+        raise field_problem(["query", "cursor"], "is not a cursor this API produced")
+    return ENTITIES.index(entity), subject  # type: ignore[arg-type]
+
+
+@router.get(
+    "/explain",
+    summary="The entities that make one figure: version, the event that set it, what each contributes (paginated)",
+    response_model=Explanation,
+    responses=problem_responses(404, 422),
+)
+async def explain_figure(
+    session: ReadSessionDep, scope: ScopeQuery, code: CodeQuery, as_of: AsOfQuery = None,
+    limit: LimitQuery = 100, cursor: CursorQuery = None,
+) -> Explanation:
+    parsed, bound = _parse(scope, as_of)
+    _code(code)
+    after = _explain_cursor(cursor)
+    generation = await generations.current_generation(session)
+    await _known_scope(session, generation, parsed)
+    found = await reads.explain_as_of(session, generation, parsed.key, code, bound)
+    value = (await reads.indicators_as_of(session, generation, parsed.key, bound)).get(code)
+    if after is not None:
+        found = [e for e in found if (ENTITIES.index(e.entity), e.id) > after]
+    items, next_cursor = page_of(found, limit, lambda e: f"{e.entity}:{e.id}")
+    return Explanation(
+        scope=parsed.key, code=code, as_of=bound.label if bound else None, value=value, next_cursor=next_cursor,
+        items=[ExplainedEntity(entity=e.entity, id=e.id, version=e.version, event_id=e.event_id, time=e.time,
+                               contribution=e.contribution) for e in items],
+    )
+
+
+FromQuery = Annotated[str, Query(alias="from", max_length=40, description="The earlier instant or date (as as_of)")]
+ToQuery = Annotated[str, Query(max_length=40, description="The later instant or date (as as_of)")]
+
+
+@router.get(
+    "/diff",
+    summary="Every figure of a scope that changed between two instants, and the events in between",
+    response_model=IndicatorsDiff,
+    response_model_by_alias=True,
+    responses=problem_responses(404, 422),
+)
+async def diff_figures(session: ReadSessionDep, scope: ScopeQuery, from_: FromQuery, to: ToQuery) -> IndicatorsDiff:
+    parsed, _ = _parse(scope, None)
+    bounds = []
+    for name, text in (("from", from_), ("to", to)):
+        try:
+            bounds.append(parse_as_of(text))
+        except ValueError as exc:
+            raise field_problem(["query", name], str(exc)) from exc
+    before, after = bounds
+    if after.instant < before.instant:
+        raise field_problem(["query", "to"], "is earlier than from")
+    generation = await generations.current_generation(session)
+    await _known_scope(session, generation, parsed)
+    changed = await reads.diff_between(session, generation, parsed.key, before, after)
+    return IndicatorsDiff(
+        scope=parsed.key, from_=before.label, to=after.label,
+        items=[
+            ChangedFigure(code=c.code, key=c.key, before=c.before, after=c.after, events=[
+                EventBetween(entity=e, id=i, version=v, event_id=st.event_id, time=st.time) for e, i, v, st in c.events
+            ])
+            for c in changed
+        ],
+    )
 
 
 @router.get("/catalogue", summary="Every indicator: French label, unit, definition, breakdown keys", response_model=Catalogue)

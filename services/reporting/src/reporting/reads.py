@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.app import ServiceContext
 from ti_shared.logging import get_logger
 
-from reporting.domain import ENTITIES, AsOf, Entity, Row, Stamp, TerritoryRow
-from reporting.engine import explain, indicators
+from reporting.domain import ENTITIES, AsOf, Entity, Row, Stamp, TerritoryRow, flatten
+from reporting.engine import BY_CODE, explain, indicators
 from reporting.projection import ReportingProjection
 from reporting.repository import figures, rows
 
@@ -224,4 +224,55 @@ async def explain_as_of(session: AsyncSession, generation: int, scope: str, code
             stamp = stamps[row.id]
             out.append(Explained(entity, row.id, row.version, stamp.event_id, stamp.time, values))
     out.sort(key=lambda e: (ENTITIES.index(e.entity), e.id))
+    return out
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A figure that differs between two instants, and the events in between behind it."""
+
+    code: str
+    key: str
+    before: Any
+    after: Any
+    events: list[tuple[Entity, str, int, Stamp]]
+
+
+def _leaves(document: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    return {(code, key): leaf for code, value in document.items() for key, leaf in flatten(value)}
+
+
+async def diff_between(session: AsyncSession, generation: int, scope: str, before: AsOf, after: AsOf) -> list[Changed]:
+    """Every figure of ``scope`` whose value as of ``after`` differs from its value as of ``before``
+    (by code and breakdown key, in the catalogue's order), each with the events counted as of
+    ``after`` but not ``before`` that changed an entity contributing to its indicator at either end."""
+    states = {bound: await rows.states_as_of(session, generation, bound) for bound in (before, after)}
+    documents = {bound: indicators((r for e in ENTITIES for r, _ in states[bound][e]), scope) for bound in (before, after)}
+    old, new = _leaves(documents[before]), _leaves(documents[after])
+    changed = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+    if not changed:
+        return []
+    versions = {bound: {(e, r.id): r.version for e in ENTITIES for r, _ in states[bound][e]} for bound in (before, after)}
+    moved = {k for k in versions[before].keys() | versions[after].keys() if versions[before].get(k) != versions[after].get(k)}
+    between: dict[tuple[Entity, str], list[tuple[int, Stamp]]] = {}
+    for entity in ENTITIES:
+        ids = sorted(i for e, i in moved if e == entity)
+        for subject, version, stamp in await rows.history_between(session, generation, entity, ids, before, after):
+            between.setdefault((entity, subject), []).append((version, stamp))
+    contributors: dict[str, set[tuple[Entity, str]]] = {}
+    for code in dict.fromkeys(code for code, _ in changed):
+        keys: set[tuple[Entity, str]] = set()
+        for bound in (before, after):
+            regions = regions_of(states[bound])
+            for entity in ENTITIES:
+                candidates = [r for r, _ in states[bound][entity] if (entity, r.id) in between]
+                keys.update((entity, r.id) for r, _ in explain(candidates, regions, scope, code))
+        contributors[code] = keys
+    out = []
+    for code, key in changed:
+        events = [(e, i, v, st) for e, i in contributors[code] for v, st in between[(e, i)]]
+        events.sort(key=lambda ev: (ev[3].time, ev[0], ev[1], ev[2]))
+        out.append(Changed(code, key, old.get((code, key)), new.get((code, key)), events))
+    order = {code: i for i, code in enumerate(BY_CODE)}
+    out.sort(key=lambda c: (order.get(c.code, len(order)), c.key))
     return out

@@ -70,3 +70,58 @@ class RebuildStatus(BaseModel):
     finished_at: datetime | None
     events_applied: int
     error: str | None = None
+
+
+class ExplainedEntity(BaseModel):
+    """One entity that makes a figure: the version counted, the event that set it, what it contributes."""
+
+    entity: Literal["territory", "action", "grant", "site"]
+    id: str
+    version: int
+    event_id: str = Field(description="The CloudEvent id of the event that set this version")
+    time: datetime = Field(description="That event's time")
+    contribution: dict[str, Any] = Field(
+        description="What the entity adds to the figure's inputs: counters by name (money and areas as decimal "
+        "strings), the values it brings to a distinct count by kind (epci, region…), its area for a median",
+        examples=[{"grants.amount_eur": "1500000.00"}, {"epci": ["200071751"]}],
+    )
+
+
+class Explanation(BaseModel):
+    """The entities whose contribution makes one figure of a scope, as of an instant (null: now)."""
+
+    scope: str
+    code: str
+    as_of: str | None
+    value: Any = Field(description="The figure itself, as GET /v1/indicators gives it")
+    items: list[ExplainedEntity]
+    next_cursor: str | None
+
+
+class EventBetween(BaseModel):
+    """An event applied between the two instants that changed an entity counted in the figure."""
+
+    entity: Literal["territory", "action", "grant", "site"]
+    id: str
+    version: int
+    event_id: str
+    time: datetime
+
+
+class ChangedFigure(BaseModel):
+    code: str
+    key: str = Field(description="The breakdown path inside the indicator ('' for a plain value)")
+    before: Any = Field(description="The value as of `from`")
+    after: Any = Field(description="The value as of `to`")
+    events: list[EventBetween] = Field(description="The events in between that changed the entities counted in it")
+
+
+class IndicatorsDiff(BaseModel):
+    """Every figure of a scope that differs between two instants, with the events in between."""
+
+    scope: str
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    items: list[ChangedFigure]
+
+    model_config = ConfigDict(populate_by_name=True)

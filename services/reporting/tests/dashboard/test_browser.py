@@ -254,3 +254,18 @@ def test_a_page_on_another_origin_reads_the_indicators_but_may_not_write(browser
         screenshot(page, "cross-origin-indicators")
     finally:
         context.close()
+
+
+def test_a_figure_opens_its_explanation(visit: Any, platform: Platform) -> None:
+    v = visit("/dashboard/regions/53?as_of=2024-06-30")
+    figure = v.page.locator('.ti-figure[data-code="actions.count"]').first
+    shown = json.loads(figure.get_attribute("data-value") or "null")
+    figure.locator(".ti-figure__explain a").click()
+    v.page.wait_for_url("**/v1/indicators/explain?*")
+    body = json.loads(v.page.locator("body").inner_text())
+    assert (body["scope"], body["code"], body["as_of"], body["value"]) == ("region:53", "actions.count", "2024-06-30", shown)
+    listed = body["items"]
+    while body["next_cursor"]:
+        body = platform.get("/v1/indicators/explain", scope="region:53", code="actions.count", as_of="2024-06-30", cursor=body["next_cursor"])
+        listed += body["items"]
+    assert len(listed) == shown and all(i["entity"] == "action" and i["event_id"] for i in listed)

@@ -340,3 +340,79 @@ async def test_rebuild_while_queries_run_swaps_in_identical_figures() -> None:
             assert national["actions.count"] == before["national"]["actions.count"] + 1
             await asyncio.sleep(2.2)  # the previous generation is dropped after a grace period
     assert_matches(before, events)
+
+
+# --- explaining a figure, and what changed between two instants -------------------------------------------
+
+
+async def explain_pages(client: httpx.AsyncClient, params: dict[str, str], limit: int) -> tuple[Any, list[dict[str, Any]]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        response = await client.get("/v1/indicators/explain", params={**params, "limit": str(limit)} | ({"cursor": cursor} if cursor else {}))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body["items"]) <= limit
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return body["value"], items
+
+
+async def test_explain_lists_the_entities_that_make_a_figure_and_diff_the_figures_that_changed() -> None:
+    from decimal import Decimal
+
+    from reporting.domain import flatten
+
+    events = generate_stream(21, territories=20, actions=300, grants=80, sites=20)
+    cut = datetime(2024, 7, 1, tzinfo=ZoneInfo("Europe/Paris"))
+    first = events_until(events, cut)
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            value, items = await explain_pages(client, {"scope": "national", "code": "grants.amount_eur"}, 7)
+            as_of_value, as_of_items = await explain_pages(
+                client, {"scope": "national", "code": "grants.amount_eur", "as_of": "2024-06-30"}, 1000)
+            epci_value, epci_items = await explain_pages(client, {"scope": "region:84", "code": "territories.epci_count"}, 5)
+            unknown = await client.get("/v1/indicators/explain", params={"scope": "national", "code": "grants.nothing"})
+            bad_cursor = await client.get("/v1/indicators/explain", params={"scope": "national", "code": "grants.count", "cursor": "x"})
+            diff = await client.get("/v1/indicators/diff", params={"scope": "national", "from": "2024-06-30", "to": "2030-01-01"})
+            backwards = await client.get("/v1/indicators/diff", params={"scope": "national", "from": "2030-01-01", "to": "2024-06-30"})
+    # the entities listed are the grants of the stream, at their final version and the event that set it
+    finals = final_states(events)["grant"]
+    assert len({i["id"] for i in items}) == len(items) > 7  # several pages, nothing twice
+    for item in items:
+        event = finals[item["id"]]
+        assert (item["entity"], item["version"], item["event_id"]) == ("grant", event["entityversion"], event["id"])
+    assert sum(Decimal(i["contribution"]["grants.amount_eur"]) for i in items) == Decimal(value)
+    assert value == expected_indicators(events, "national")["grants.amount_eur"]
+    # as of a date: the versions counted then, whose events are before the end of that day
+    earlier = final_states(first)["grant"]
+    assert {(i["id"], i["version"]) for i in as_of_items} <= {(k, e["entityversion"]) for k, e in earlier.items()}
+    assert all(datetime.fromisoformat(i["time"]) < cut for i in as_of_items)
+    assert sum(Decimal(i["contribution"]["grants.amount_eur"]) for i in as_of_items) == Decimal(as_of_value)
+    assert as_of_value == expected_indicators(first, "national")["grants.amount_eur"]
+    # a distinct count: the distinct values brought by the entities listed
+    assert len({e for i in epci_items for e in i["contribution"]["epci"]}) == epci_value
+    assert epci_value == expected_indicators(events, "region:84")["territories.epci_count"]
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["loc"] == ["query", "code"]
+    assert bad_cursor.status_code == 422
+    assert backwards.status_code == 422
+    # the diff: exactly the leaves that differ, each with events between the two instants
+    assert diff.status_code == 200, diff.text
+    body = diff.json()
+    assert (body["scope"], body["from"], body["to"]) == ("national", "2024-06-30", "2030-01-01")
+    before = {(c, k): v for c, value in expected_indicators(first, "national").items() for k, v in flatten(value)}
+    after = {(c, k): v for c, value in expected_indicators(events, "national").items() for k, v in flatten(value)}
+    assert {(i["code"], i["key"]): (i["before"], i["after"]) for i in body["items"]} == {
+        k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+    }
+    by_id = {e["id"]: e for e in events}
+    for item in body["items"]:
+        assert item["events"], item
+        for ev in item["events"]:
+            published = by_id[ev["event_id"]]
+            assert (published["subject"], published["entityversion"]) == (ev["id"], ev["version"])
+            assert datetime.fromisoformat(ev["time"]) >= cut

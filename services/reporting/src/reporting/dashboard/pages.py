@@ -51,6 +51,10 @@ class Links:
     def api(self, scope: str, as_of: str | None) -> str:
         return f"{self.root}/v1/indicators?scope={scope}" + (f"&as_of={as_of}" if as_of else "")
 
+    def explain(self, scope: str, code: str) -> str:
+        """The API's explanation of one figure: the entities that make it (as of the page's date)."""
+        return f"{self.root}/v1/indicators/explain?scope={scope}&code={code}" + (f"&as_of={self.as_of}" if self.as_of else "")
+
     def bilan(self, scope: str, fmt_: str) -> str:
         return f"{self.root}/v1/reports/bilan?scope={scope}&format={fmt_}" + (f"&as_of={self.as_of}" if self.as_of else "")
 

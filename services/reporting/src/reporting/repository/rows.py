@@ -208,3 +208,25 @@ async def states_from_history(session: AsyncSession, generation: int, entity: En
             where=state.c.version < ins.excluded.version,
         )
         await session.execute(stmt)
+
+
+async def history_between(
+    session: AsyncSession, generation: int, entity: Entity, ids: Sequence[str], after: AsOf, until: AsOf
+) -> list[tuple[str, int, Stamp]]:
+    """The versions of some entities set by events counted as of ``until`` but not as of ``after``:
+    (id, version, stamp), in time order."""
+    _, history = ENTITY_TABLES[entity]
+    not_before = history.c.time > after.instant if after.inclusive else history.c.time >= after.instant
+    within = history.c.time <= until.instant if until.inclusive else history.c.time < until.instant
+    out: list[tuple[str, int, Stamp]] = []
+    dialect = dialect_of(session)
+    for chunk in lookup_chunks(list(ids), dialect, size=500):
+        query = (
+            sa.select(history.c.id, history.c.version, history.c.time, history.c.event_id)
+            .where(history.c.generation == generation, in_values(history.c.id, chunk, dialect), not_before, within)
+        )
+        for record in await session.execute(query):
+            at: datetime = record[2]
+            out.append((record[0], int(record[1]), Stamp(at if at.tzinfo else at.replace(tzinfo=UTC), record[3])))
+    out.sort(key=lambda r: (r[2].time, r[0], r[1]))
+    return out
