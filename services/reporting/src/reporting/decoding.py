@@ -189,6 +189,7 @@ def _action(event_type: str, subject: str, version: int, data: Mapping[str, Any]
     return ActionRow(
         subject, version, _shared(territory), _one_of(_AXES, data.get("axis")),
         _one_of(_STATUSES, data.get("status")), _enum_tuple(_THEMES, data.get("themes", [])), deleted,
+        data.get("budget_eur") is not None,
     )
 
 
@@ -257,6 +258,7 @@ class ActionData(_Lenient):
     status: ActionStatus
     themes: list[Theme] = []
     deleted: bool = False
+    budget_eur: Any = None  # only whether it is there: a malformed budget is the action-tracker's to refuse
 
 
 class GrantData(_Lenient):
@@ -306,7 +308,10 @@ def _lenient(entity: str, event_type: str, subject: str, version: int, data: Map
         if entity == "action":
             a = ActionData.model_validate(data)
             deleted = a.deleted or event_type.endswith(".deleted.v1")
-            return ActionRow(subject, version, a.territory_id, a.axis, a.status, tuple(dict.fromkeys(a.themes)), deleted)
+            return ActionRow(
+                subject, version, a.territory_id, a.axis, a.status, tuple(dict.fromkeys(a.themes)), deleted,
+                a.budget_eur is not None,
+            )
         if entity == "grant":
             g = GrantData.model_validate(data)
             dep = departement_of_commune(g.commune_insee) if g.commune_insee else None

@@ -45,6 +45,8 @@ class ActionRow(NamedTuple):
     status: str
     themes: tuple[str, ...]
     deleted: bool
+    #: the action carries a budget (``budget_eur`` not null): the data quality report counts those without
+    has_budget: bool = True
 
 
 class GrantRow(NamedTuple):

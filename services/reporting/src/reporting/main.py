@@ -21,6 +21,7 @@ from reporting.feed.delivery import deliver_webhooks
 from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
 from reporting.feed.subscriptions import router as subscriptions_router
 from reporting.projection import BATCH_SIZE, WINDOW_EVENTS, WINDOW_S, ReportingProjection
+from reporting.quality.api import router as quality_router
 from reporting.rebuild import LIVE_CONSUMER
 from reporting.repository import generations
 from reporting.tables import metadata
@@ -49,7 +50,7 @@ SPEC = ServiceSpec(
         "events of the territory registry, action tracker, funding ledger and site catalogue; as of any "
         "past date; exports; rebuild from the event log."
     ),
-    routers=[router, reports_router, editions_router, feed_router, subscriptions_router, dashboard_router],
+    routers=[router, reports_router, editions_router, quality_router, feed_router, subscriptions_router, dashboard_router],
     metadata=metadata,
     migrations_dir=_ROOT / "migrations",
     events=EVENTS,
@@ -63,6 +64,7 @@ SPEC = ServiceSpec(
     openapi_tags=[
         {"name": "indicators", "description": "Indicators of CONTRACT §6"},
         {"name": "reports", "description": "The Bilan of a scope at an instant, generated from the indicators"},
+        {"name": "quality", "description": "Data quality per territory, over the same states as the indicators"},
         {"name": "changes", "description": "The change feed of every entity (CONTRACT §8), for reusers that stay in sync"},
     ],
     on_startup=[reads.install, close_interrupted_rebuilds],

@@ -39,6 +39,7 @@ def _columns(entity: str) -> list[sa.Column[object]]:
             sa.Column("status", sa.String(32), nullable=False),
             sa.Column("themes", TextList, nullable=False),
             sa.Column("deleted", sa.Boolean(), nullable=False),
+            sa.Column("has_budget", sa.Boolean(), nullable=False, server_default=sa.true()),
         ],
         "grant": [
             sa.Column("programme", sa.String(64), nullable=False),

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import httpx
 import pytest
 from reporting.dashboard import formatting as fmt
 from ti_shared.assets import asset_path
+from ti_shared.auth import mint_token
+from ti_shared.settings import PlatformSettings
 
-from .conftest import Platform, Visit, screenshot
+from .conftest import SECRET, Platform, Visit, screenshot
 
 pytestmark = pytest.mark.integration
 
@@ -134,9 +137,71 @@ def test_as_of_and_compare_change_what_is_shown(visit: Any, platform: Platform, 
     assert count.locator(".ti-delta").inner_text() == f"({fmt.delta(after, before, 'count')})"
 
 
-@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}"])
-def test_no_serious_accessibility_violation(visit: Any, platform: Platform, path: str) -> None:
-    v = visit(path.format(territory=a_territory(platform)["id"]))
+@pytest.fixture(scope="module")
+def edition(platform: Platform) -> dict[str, Any]:
+    """An edition of a territory's Bilan as of 30 November 2024, then its plan imported late with actions
+    dated 1 November 2024 (``TI-Effective-At``): a restatement."""
+    territory = a_territory(platform)["id"]
+    admin = {"Authorization": "Bearer " + mint_token(PlatformSettings(jwt_secret=SECRET), sub="anct-admin", scopes=["admin"])}
+    created = httpx.post(platform.base + "/v1/reports/editions", headers=admin, timeout=300,
+                         json={"name": "Bilan à 1 an", "scope": f"territory:{territory}", "as_of": "2024-11-30"})
+    assert created.status_code == 201, created.text
+    csv_text = "action_id;title;axis;themes;status;budget_eur\nLATE-1;Action tardive;innovation;tiers_lieux;realise;\n"
+    imported = httpx.post(
+        platform.base + f"/v1/actions/plan-imports?territory_id={territory}&mode=atomic", content=csv_text.encode(),
+        headers={**admin, "Content-Type": "text/csv", "TI-Effective-At": "2024-11-01T10:00:00Z"}, timeout=60,
+    )
+    assert imported.status_code == 200, imported.text
+
+    def restated() -> bool:
+        return bool(platform.get(f"/v1/reports/editions/{created.json()['id']}/restatements")["items"])
+
+    deadline = time.monotonic() + 60
+    while not restated():
+        assert time.monotonic() < deadline, "the late plan was not counted in 60 s"
+        time.sleep(0.2)
+    return dict(created.json())
+
+
+def test_an_edition_shows_its_restatements(visit: Any, platform: Platform, edition: dict[str, Any]) -> None:
+    v = visit(f"/dashboard/editions/{edition['id']}")
+    screenshot(v.page, "edition")
+    assert v.console_errors == [] and v.outside_requests == []
+    restated = platform.get(f"/v1/reports/editions/{edition['id']}/restatements")["items"]
+    rows = v.page.eval_on_selector_all(
+        "tr.ti-restatement", "els => els.map(e => [e.dataset.code, e.dataset.key, JSON.parse(e.dataset.now), e.textContent])"
+    )
+    assert [(code, key, now) for code, key, now, _ in rows] == [(r["code"], r["key"], r["now"]) for r in restated]
+    assert all("LATE-1" in text for *_, text in rows)
+    assert v.page.locator(".ti-restated").is_visible()
+    # the figures shown are the edition's as frozen, and its frozen Bilan opens from the page
+    frozen = platform.get(f"/v1/reports/editions/{edition['id']}")["indicators"]
+    for f in shown_figures(v.page):
+        assert f["value"] == at(frozen, f["code"], f["key"]), f
+    listed = visit("/dashboard/editions")
+    assert listed.page.locator(f"tr[data-edition='{edition['id']}'] a").count() == 1
+
+
+def test_the_quality_page_is_the_apis(visit: Any, platform: Platform) -> None:
+    v = visit("/dashboard/quality?scope=region:53&as_of=2024-11-30&sort=-score")
+    screenshot(v.page, "quality")
+    assert v.console_errors == [] and v.outside_requests == []
+    report = platform.get("/v1/quality", scope="region:53", as_of="2024-11-30", sort="-score")
+    rows = v.page.eval_on_selector_all("tr.ti-quality", "els => els.map(e => [e.dataset.territory, JSON.parse(e.dataset.score)])")
+    assert rows == [[q["territory_id"], q["score"]] for q in report["items"]] and len(rows) > 3
+    ti = Path(sys.executable).parent / "ti"
+    printed = subprocess.run([str(ti), "quality", "--url", platform.base, "--scope", "region:53", "--as-of", "2024-11-30"],
+                             check=True, capture_output=True, text=True).stdout
+    first = min(report["items"], key=lambda q: (q["score"], q["territory_id"]))
+    assert printed.splitlines()[1].startswith(first["territory_id"]), printed
+
+
+@pytest.mark.parametrize(
+    "path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}", "/dashboard/quality",
+             "/dashboard/editions", "/dashboard/editions/{edition}"],
+)
+def test_no_serious_accessibility_violation(visit: Any, platform: Platform, edition: dict[str, Any], path: str) -> None:
+    v = visit(path.format(territory=a_territory(platform)["id"], edition=edition["id"]))
     v.page.add_script_tag(path=str(asset_path("axe/axe.min.js")))
     results = v.page.evaluate(
         "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"

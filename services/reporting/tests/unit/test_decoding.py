@@ -55,7 +55,8 @@ def test_other_shapes_fall_back_to_the_lenient_models() -> None:
     })
     assert territory == TerritoryRow("ti-8401", 2, "84", "active", ("200071751",), True, False, True)
     action = decode("fr.anct.ti.action.deleted.v1", "A1", 3, {"territory_id": "ti-8401", "axis": "foncier", "status": "amont"})
-    assert action == ActionRow("A1", 3, "ti-8401", "foncier", "amont", (), True)  # a *.deleted event deletes
+    # a *.deleted event deletes; without budget_eur, the action has no budget
+    assert action == ActionRow("A1", 3, "ti-8401", "foncier", "amont", (), True, False)
     site = decode("fr.anct.ti.site.labelled.v1", "S1", 1, SITE)
     assert site == SiteRow("S1", 1, "ti-8401", "93", "labelled", 2550, False, False, False, "ready")
 

@@ -72,6 +72,12 @@ class PlatformReader:
         body = await self._get(self.reporting, "/v1/indicators/catalogue")
         return {item["code"]: item for item in body["items"]}
 
+    async def quality(self, scope: str, as_of: str | None = None, sort: str = "score") -> dict[str, Any]:
+        """The data quality of a scope's territories (``GET /v1/quality``)."""
+        params = {"scope": scope, "sort": sort} | ({"as_of": as_of} if as_of else {})
+        document: dict[str, Any] = await self._get(self.reporting, "/v1/quality", params)
+        return document
+
     async def editions(self) -> list[dict[str, Any]]:
         """The frozen editions of the Bilan (``GET /v1/reports/editions``), newest first."""
         params = {"limit": "1000"}

@@ -42,6 +42,12 @@ class Links:
     def static(self, name: str, version: str) -> str:
         return f"{self.root}/dashboard/static/{name}?v={version}"
 
+    def quality(self, scope: str = "national", sort: str | None = None) -> str:
+        extra = {"scope": scope if scope != "national" else None, "sort": sort}
+        params = {"as_of": self.as_of, **extra}
+        text = "&".join(f"{k}={v}" for k, v in params.items() if v)
+        return f"{self.root}/dashboard/quality" + (f"?{text}" if text else "")
+
     def editions(self) -> str:
         return f"{self.root}/dashboard/editions"
 
@@ -83,6 +89,9 @@ class Page:
     restated: list[model.RestatedFigure] = field(default_factory=list)
     #: the editions' list page
     editions: list[dict[str, Any]] = field(default_factory=list)
+    #: the data quality page: ``GET /v1/quality``'s document, and the territories' names
+    quality: dict[str, Any] | None = None
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def compare_label(self) -> str:
@@ -219,4 +228,23 @@ async def editions_page(api: PlatformReader, links: Links) -> Page:
                 catalogue=catalogue, sections=[], links=Links(root=links.root), data_date="")
     page.editions = editions
     page.breadcrumb = [("Tableau de bord national", links.national()), ("Éditions du bilan", None)]
+    return page
+
+
+async def quality_page(api: PlatformReader, links: Links, scope: str, sort: str) -> Page:
+    """The data quality of a scope's territories, as ``GET /v1/quality`` gives it."""
+    try:
+        document, catalogue, territories = await asyncio.gather(
+            api.quality(scope, links.as_of, sort), api.catalogue(), api.territories()
+        )
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    envelope: dict[str, Any] = {"scope": scope, "as_of": document["as_of"], "generated_at": document["generated_at"], "indicators": {}}
+    page = Page(scope=scope, title="Qualité des données", kind="quality", document=envelope, compare_document=None,
+                catalogue=catalogue, sections=[], links=Links(root=links.root, as_of=links.as_of),
+                data_date=fmt.data_date(document["as_of"], document["generated_at"]))
+    page.quality = document
+    page.names = {t.id: t.name for t in territories or []}
+    page.breadcrumb = [("Tableau de bord national", links.national()), ("Qualité des données", None)]
+    page.notices = api.notices
     return page

@@ -19,7 +19,7 @@ STATIC_DIR = HERE / "static"
 PDF_BASE = "http://assets.invalid"
 TEMPLATES = {
     "national": "national.html.j2", "region": "region.html.j2", "territory": "territory.html.j2",
-    "edition": "edition.html.j2", "editions": "editions.html.j2",
+    "edition": "edition.html.j2", "editions": "editions.html.j2", "quality": "quality.html.j2",
 }
 
 

@@ -20,6 +20,7 @@ from reporting.dashboard.pages import (
     edition_page,
     editions_page,
     national_page,
+    quality_page,
     region_page,
     scope_page,
     territory_page,
@@ -78,6 +79,18 @@ async def territory(
     links = _links(request, as_of, compare)
     async with reader_for_request(request) as api:
         return _html(await territory_page(api, links, territory_id))
+
+
+@router.get("/quality")
+async def quality(
+    request: Request,
+    as_of: AsOfQuery = None,
+    scope: Annotated[str, Query(max_length=40)] = "national",
+    sort: Annotated[str, Query(max_length=32)] = "score",
+) -> HTMLResponse:
+    links = _links(request, as_of, None)
+    async with reader_for_request(request) as api:
+        return _html(await quality_page(api, links, scope, sort))
 
 
 @router.get("/editions")
