@@ -31,7 +31,7 @@ from ti_shared.problems import PROBLEM_MEDIA_TYPE, field_problem, problem_respon
 from ti_shared.uploads import read_upload
 
 from funding_ledger import service
-from funding_ledger.batches import parse_csv_batch, parse_json_batch
+from funding_ledger.batches import parse_control_query, parse_csv_batch, parse_json_batch
 from funding_ledger.schemas import (
     BATCH_EXAMPLE,
     OPERATOR_CODE_PATTERN,
@@ -321,6 +321,13 @@ async def post_grant_batch(
         BeneficiaryKind | None,
         Query(description="A file only: the kind of beneficiaries whose kind a row neither gives nor lets infer"),
     ] = None,
+    control: Annotated[
+        list[str] | None,
+        Query(
+            description="A file only: the operator's control totals, `PROGRAMME:COUNT:AMOUNT` once per programme "
+            "(e.g. `fonds_vert_ti_te:12:1500000.00`); a JSON batch gives them as `control` in its body",
+        ),
+    ] = None,
     dry_run: DryRunQuery = False,
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
@@ -329,8 +336,10 @@ async def post_grant_batch(
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     upload = None
     if media in ("application/json", ""):
-        if programme is not None or beneficiary_kind is not None:
-            raise field_problem(["query"], "programme and beneficiary_kind are for files; a JSON batch gives them per item")
+        if programme is not None or beneficiary_kind is not None or control is not None:
+            raise field_problem(
+                ["query"], "programme, beneficiary_kind and control are for files; a JSON batch gives them in its body"
+            )
         batch = parse_json_batch(await json_body(request), media_type=media or "application/json", query_mode=mode)
     else:
         upload = await read_upload(request, max_bytes=BATCH_MAX_BYTES)
@@ -341,6 +350,7 @@ async def post_grant_batch(
             query_mode=mode,
             programme=programme,
             beneficiary_kind=beneficiary_kind,
+            control=parse_control_query(control),
         )
     async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
         if idem.replay is not None:

@@ -8,20 +8,22 @@ rows of one grant refused (:func:`reject_repeated`), and the batch's report (:fu
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from ti_shared.imports import Message, read_import, repeated
 from ti_shared.problems import Problem, clean_pydantic_errors, field_problem
+from ti_shared.types import format_decimal
 
 from funding_ledger.scdl import LAYOUT, ScdlRow, csv_loc, read_rows
-from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchMode, BeneficiaryKind, GrantBody
+from funding_ledger.schemas import OPERATOR_REF_PATTERN, BatchMode, BeneficiaryKind, ControlTotal, GrantBody
 
 MAX_ITEMS = 10_000
-BATCH_KEYS = {"items", "mode"}
+BATCH_KEYS = {"items", "mode", "control"}
 
 _ref_re = re.compile(OPERATOR_REF_PATTERN)
 
@@ -54,6 +56,46 @@ class ParsedBatch:
     warnings: list[Message] = field(default_factory=list)
     programme: str | None = None
     beneficiary_kind: BeneficiaryKind | None = None
+    control: list[ControlTotal] | None = None
+
+
+_CONTROL: TypeAdapter[list[ControlTotal]] = TypeAdapter(list[ControlTotal])
+
+
+def read_control(doc: Any, loc: list[str | int]) -> tuple[list[ControlTotal] | None, list[dict[str, Any]]]:
+    """A batch's control totals (``[{programme, count, amount_eur}]``, one per programme) and the errors
+    that refuse them, located under ``loc``."""
+    if doc is None:
+        return None, []
+    try:
+        totals = _CONTROL.validate_python(doc)
+    except ValidationError as exc:
+        return None, [{"loc": [*loc, *e["loc"]], "msg": e["msg"]} for e in clean_pydantic_errors(exc.errors())]
+    seen = [t.programme for t in totals]
+    errors: list[dict[str, Any]] = [
+        {"loc": [*loc, i, "programme"], "msg": f"{p} is declared twice: one total per programme"}
+        for i, p in enumerate(seen)
+        if p in seen[:i]
+    ]
+    return totals, errors
+
+
+def parse_control_query(values: Sequence[str] | None) -> list[ControlTotal] | None:
+    """``?control=PROGRAMME:COUNT:AMOUNT`` (repeated, one per programme) as control totals (422 otherwise)."""
+    if not values:
+        return None
+    docs: list[Any] = []
+    for text in values:
+        parts = text.split(":")
+        docs.append(dict(zip(("programme", "count", "amount_eur"), parts, strict=False)) if len(parts) == 3 else text)
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            docs[-1]["count"] = int(parts[1])
+    if any(not isinstance(d, dict) for d in docs):
+        raise field_problem(["query", "control"], "must be PROGRAMME:COUNT:AMOUNT, e.g. fonds_vert_ti_te:12:1500000.00")
+    totals, errors = read_control(docs, ["query", "control"])
+    if errors:
+        raise Problem(422, "; ".join(".".join(map(str, e["loc"])) + ": " + e["msg"] for e in errors), title="Invalid content", errors=errors)
+    return totals
 
 
 def parse_json_batch(doc: Any, *, media_type: str = "application/json", query_mode: str | None = None) -> ParsedBatch:
@@ -74,6 +116,8 @@ def parse_json_batch(doc: Any, *, media_type: str = "application/json", query_mo
     items = doc.get("items")
     if not isinstance(items, list):
         errors.append({"loc": ["body", "items"], "msg": "is required: a list of grants"})
+    control, control_errors = read_control(doc.get("control"), ["body", "control"])
+    errors.extend(control_errors)
     if errors:
         raise Problem(
             422,
@@ -89,7 +133,7 @@ def parse_json_batch(doc: Any, *, media_type: str = "application/json", query_mo
             rows.append(ParsedRow(i, item))
         else:
             rows.append(ParsedRow(i, None, [{"loc": [], "msg": "must be an object"}]))
-    return ParsedBatch(rows, "atomic" if mode == "atomic" else "partial", media_type=media_type)
+    return ParsedBatch(rows, "atomic" if mode == "atomic" else "partial", media_type=media_type, control=control)
 
 
 def parse_csv_batch(
@@ -100,6 +144,7 @@ def parse_csv_batch(
     query_mode: BatchMode | None = None,
     programme: str | None = None,
     beneficiary_kind: BeneficiaryKind | None = None,
+    control: list[ControlTotal] | None = None,
 ) -> ParsedBatch:
     """An SCDL file's rows, read (a row's operator defaults to the token's); ``?mode=`` gives its mode
     (partial by default), ``?programme=`` and ``?beneficiary_kind=`` the defaults of its rows."""
@@ -114,6 +159,7 @@ def parse_csv_batch(
         warnings=table.warnings,
         programme=programme,
         beneficiary_kind=beneficiary_kind,
+        control=control,
     )
 
 
@@ -263,6 +309,54 @@ def row_report(item: BatchItem, outcome: str, version: int | None) -> dict[str, 
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
+def control_report(declared: Sequence[ControlTotal] | None, accepted: Iterable[tuple[str, Decimal]]) -> dict[str, Any] | None:
+    """The batch against the operator's control totals (``BatchControl``, JSON form): per programme
+    declared or received, the grants accepted (their count and amount), the difference, match or
+    mismatch. None when the batch declared none."""
+    if declared is None:
+        return None
+    received: dict[str, list[Decimal]] = {}
+    for programme, amount in accepted:
+        received.setdefault(programme, []).append(amount)
+    own = {t.programme: t for t in declared}
+    checks = []
+    for programme in sorted(own.keys() | received.keys()):
+        got = received.get(programme, [])
+        count, amount = len(got), sum(got, Decimal("0"))
+        total = own.get(programme)
+        base_count, base_amount = (total.count, total.amount_eur) if total is not None else (0, Decimal("0"))
+        matched = total is not None and (count, amount) == (base_count, base_amount)
+        checks.append(
+            {
+                "programme": programme,
+                "declared": None if total is None else {"count": total.count, "amount_eur": format_decimal(total.amount_eur)},
+                "received": {"count": count, "amount_eur": format_decimal(amount)},
+                "difference": {"count": count - base_count, "amount_eur": format_decimal(amount - base_amount)},
+                "status": "match" if matched else "mismatch",
+            }
+        )
+    return {"status": "match" if all(c["status"] == "match" for c in checks) else "mismatch", "programmes": checks}
+
+
+def control_errors(control: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A mismatch of the control totals as the errors of a refusal (``loc: ["control", programme]``)."""
+    if control is None:
+        return []
+    out = []
+    for c in control["programmes"]:
+        if c["status"] == "match":
+            continue
+        got = c["received"]
+        if c["declared"] is None:
+            msg = f"no total declared; the batch holds {got['count']} grants for {got['amount_eur']} EUR"
+        else:
+            own = c["declared"]
+            msg = (f"declared {own['count']} grants for {own['amount_eur']} EUR; the batch holds {got['count']} for "
+                   f"{got['amount_eur']} EUR (difference {c['difference']['count']:+d}, {c['difference']['amount_eur']} EUR)")
+        out.append({"loc": ["control", c["programme"]], "msg": msg})
+    return out
+
+
 def batch_report(
     batch_id: str,
     mode: BatchMode,
@@ -271,14 +365,18 @@ def batch_report(
     *,
     warnings: int,
     file_warnings: Sequence[Message] = (),
+    control: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The batch resource (``GrantBatch``, JSON form): ``rejected`` — nothing written — when an atomic
-    batch has a rejected row, or when every row of a batch is rejected."""
+    batch has a rejected row or does not match its control totals, or when every row of a batch is
+    rejected."""
     counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
     for r in rows:
         counts[r["outcome"]] += 1
     rejected = counts["rejected"] > 0
-    if rejected and (mode == "atomic" or counts["rejected"] == len(rows)):
+    mismatch = control is not None and control["status"] == "mismatch"
+    nothing_valid = rejected and counts["rejected"] == len(rows)
+    if ((rejected or mismatch) and mode == "atomic") or nothing_valid:
         status = "rejected"
     else:
         status = "completed_with_errors" if rejected else "completed"
@@ -290,24 +388,27 @@ def batch_report(
         "counts": {"total": len(rows), **counts, "warnings": warnings + len(file_warnings)},
         "rows": rows,
         "warnings": [w.model_dump(mode="json") for w in file_warnings],
+        "control": control,
     }
 
 
 def batch_problem(doc: dict[str, Any], location: str) -> Problem:
-    """The 422 of a batch that wrote nothing (atomic with a rejected row, or every row rejected), with
-    its whole report (``doc``) as ``batch``."""
+    """The 422 of a batch that wrote nothing (atomic with a rejected row or a control total that does not
+    match, or every row rejected), with its whole report (``doc``) as ``batch``."""
     errors = [
         {"loc": ["items", r["row"] - 1, *e["loc"]], "msg": e["msg"]}
         for r in doc["rows"]
         if r["outcome"] == "rejected"
         for e in r["errors"]
     ]
+    errors.extend(control_errors(doc.get("control")))
     shown = "; ".join(".".join(map(str, e["loc"])) + ": " + str(e["msg"]) for e in errors[:5])
     counts = doc["counts"]
     why = "atomic mode" if doc["mode"] == "atomic" else "no row is valid"
+    what = f"{counts['rejected']} of {counts['total']} rows are invalid" if counts["rejected"] else "the batch does not match its control totals"
     return Problem(
         422,
-        f"{counts['rejected']} of {counts['total']} rows are invalid; nothing was written ({why}): {shown}",
+        f"{what}; nothing was written ({why}): {shown}",
         title="Batch rejected",
         kind="batch-rejected",
         instance=location,

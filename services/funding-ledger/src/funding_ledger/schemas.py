@@ -314,6 +314,43 @@ class BatchRow(BaseModel):
     warnings: list[FieldMessage] = Field(default_factory=list, description="Not fatal: the row is applied")
 
 
+class ControlTotal(BaseModel):
+    """What the operator's own books say a batch holds of one programme: how many grants, for how much
+    (``mode=atomic``: a batch that does not match them is refused)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"programme": "fonds_vert_ti_te", "count": 1, "amount_eur": "1500000.00"}]}
+    )
+
+    programme: str = Field(pattern=PROGRAMME_CODE_PATTERN)
+    count: Count
+    amount_eur: Decimal2
+
+
+class ControlFigures(BaseModel):
+    count: int
+    amount_eur: SignedMoney
+
+
+class ControlCheck(BaseModel):
+    """One programme's control totals: declared (null: the batch holds grants of a programme the
+    operator declared nothing for), received (the rows accepted: created, updated or unchanged),
+    difference (received − declared)."""
+
+    programme: str
+    declared: ControlFigures | None
+    received: ControlFigures
+    difference: ControlFigures
+    status: Literal["match", "mismatch"]
+
+
+class BatchControl(BaseModel):
+    """The batch against the operator's control totals: ``match`` when every programme matches."""
+
+    status: Literal["match", "mismatch"]
+    programmes: list[ControlCheck]
+
+
 class BatchCounts(BaseModel):
     total: int
     created: int
@@ -333,6 +370,7 @@ class GrantBatch(BaseModel):
     warnings: list[FieldMessage] = Field(
         default_factory=list, description="A CSV batch: the file's own (encoding, separator, header), not a row's"
     )
+    control: BatchControl | None = Field(default=None, description="The operator's control totals, when the batch declared them")
 
 
 BATCH_EXAMPLE: dict[str, Any] = {
@@ -357,3 +395,6 @@ class GrantBatchBody(BaseModel):
 
     items: list[BatchItem]
     mode: BatchMode = "partial"
+    control: list[ControlTotal] | None = Field(
+        default=None, description="The operator's own count and amount per programme: the report says whether the batch matches"
+    )

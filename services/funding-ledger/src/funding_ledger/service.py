@@ -31,6 +31,7 @@ from funding_ledger.batches import (
     ParsedRow,
     batch_problem,
     batch_report,
+    control_report,
     located,
     read_items,
     reject_repeated,
@@ -424,7 +425,9 @@ async def post_grant_batch(
     decisions, report = _decide_rows(items, existing, at=effective_at or uow.now, effective_at=effective_at, csv=batch.csv)
     batch_id = str(uuid.uuid4())
     warnings = sum(len(i.parsed.warnings) for i in items)
-    doc = batch_report(batch_id, batch.mode, uow.now, report, warnings=warnings, file_warnings=batch.warnings)
+    accepted = [(i.body.programme, i.body.amount_eur) for i, r in zip(items, report, strict=True) if r["outcome"] != "rejected" and i.body]
+    control = control_report(batch.control, accepted)
+    doc = batch_report(batch_id, batch.mode, uow.now, report, warnings=warnings, file_warnings=batch.warnings, control=control)
     event_ids: list[str] = []
     if doc["status"] != "rejected":
         event_ids = await write_changes(uow, decisions, existing=existing, actor=principal.sub)

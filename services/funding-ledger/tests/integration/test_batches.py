@@ -1,4 +1,5 @@
 import asyncio
+from decimal import Decimal
 
 import pytest
 from funding_ledger.schemas import GrantBatch
@@ -187,3 +188,29 @@ async def test_a_batch_row_is_refused_with_the_message_of_the_same_put():
                 assert put.status_code == 422
                 assert row["errors"] == [{"loc": e["loc"][1:], "msg": e["msg"]} for e in problem["errors"]]
         assert await s.count("grant") == 0 and await s.count("outbox_message") == 0
+
+
+async def test_control_totals_through_the_route_json_and_csv():
+    async with service() as s:
+        c, h = s.client, s.token()
+        own = [{"programme": "fonds_vert_ti_te", "count": 2, "amount_eur": "1"}]
+        r = await c.post("/v1/grant-batches", json={"mode": "atomic", "items": [item("CT-1"), item("CT-2")], "control": own}, headers=h)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["batch"]["control"]["status"] == "mismatch" and r.json()["errors"][0]["loc"] == ["control", "fonds_vert_ti_te"]
+        assert await s.count("grant") == 0 and await s.count("outbox_message") == 0
+        total = str(2 * Decimal(GRANT["amount_eur"]))
+        own = [{"programme": "fonds_vert_ti_te", "count": 2, "amount_eur": total}]
+        r = await c.post("/v1/grant-batches", json={"mode": "atomic", "items": [item("CT-1"), item("CT-2")], "control": own}, headers=h)
+        assert r.status_code == 201 and r.json()["control"]["status"] == "match", r.text
+        data = (
+            "operator_ref,nomBeneficiaire,idBeneficiaire,objet,montant,dateConvention,programme,commune_insee,beneficiary_kind\n"
+            'CT-3,Aéro,73282932000074,Objet,"1 000,50",12/06/2024,fonds_vert_ti_te,71076,entreprise\n'
+        ).encode()
+        csv_headers = {**h, "Content-Type": "text/csv"}
+        r = await c.post("/v1/grant-batches", params={"control": "fonds_vert_ti_te:1:1000.50"}, content=data, headers=csv_headers)
+        assert r.status_code == 201 and r.json()["control"]["programmes"][0]["status"] == "match", r.text
+        r = await c.post("/v1/grant-batches", params={"control": "fonds_vert_ti_te:1"}, content=data, headers=csv_headers)
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "control"]
+        r = await c.post("/v1/grant-batches", params={"control": "fonds_vert_ti_te:1:1"}, json={"items": [item("CT-4")]}, headers=h)
+        assert r.status_code == 422
+        assert await s.count("grant") == 3

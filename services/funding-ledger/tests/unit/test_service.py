@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from funding_ledger import service
-from funding_ledger.batches import parse_csv_batch, parse_json_batch
+from funding_ledger.batches import parse_control_query, parse_csv_batch, parse_json_batch
 from funding_ledger.domain import ledger_problems
 from funding_ledger.events import EVENT_OF_CHANGE
 from funding_ledger.repository import GrantFilter
-from funding_ledger.schemas import DisbursementBody, GrantBatch, GrantBody, OperatorBody, ProgrammeBody
+from funding_ledger.schemas import ControlTotal, DisbursementBody, GrantBatch, GrantBody, OperatorBody, ProgrammeBody
 from ti_shared.auth import Principal
 from ti_shared.events import TOPIC_GRANTS
 from ti_shared.fakes import FakeUnitOfWork
@@ -357,3 +357,81 @@ async def test_batch_reads_follow_the_operator_it_was_sent_for() -> None:
     assert lonely["rows"][0]["errors"][0]["msg"] == "This token may not act for operator 'ADEME'"
     assert (await service.get_grant_batch(u.repo, no_operator, lonely["id"])).id == lonely["id"]
     assert (await refused(service.get_grant_batch(u.repo, ADEME, lonely["id"]))).status == 403
+
+
+# --- control totals ------------------------------------------------------------------------------
+
+
+async def controlled(u: FakeUnitOfWork[FakeRepository], control: Any, *items: Any, mode: str = "partial") -> Any:
+    parsed = parse_json_batch({"mode": mode, "items": list(items), "control": control})
+    return await service.post_grant_batch(u, ADEME, parsed, effective_at=None)
+
+
+async def test_a_batch_says_whether_it_matches_the_operators_control_totals() -> None:
+    u = uow()
+    own = [{"programme": "fonds_vert_ti_te", "count": 2, "amount_eur": "1500"}]
+    doc = (await controlled(u, own, item("C-1"), item("C-2", amount_eur="500"))).entity
+    assert GrantBatch.model_validate(doc).model_dump(mode="json") == doc
+    assert doc["control"] == {
+        "status": "match",
+        "programmes": [
+            {
+                "programme": "fonds_vert_ti_te",
+                "declared": {"count": 2, "amount_eur": "1500.00"},
+                "received": {"count": 2, "amount_eur": "1500.00"},
+                "difference": {"count": 0, "amount_eur": "0.00"},
+                "status": "match",
+            }
+        ],
+    }
+    # a rejected row is not received: the partial batch writes the other one and says it does not match
+    doc = (await controlled(u, own, item("C-3"), item("C-4", amount_eur="500", commune_insee="20004"))).entity
+    assert doc["status"] == "completed_with_errors" and ("ADEME", "C-3") in u.repo.grants
+    [check] = doc["control"]["programmes"]
+    assert (check["status"], check["received"], check["difference"]) == (
+        "mismatch", {"count": 1, "amount_eur": "1000.00"}, {"count": -1, "amount_eur": "-500.00"}
+    )
+    assert doc["control"]["status"] == "mismatch"
+    assert (await controlled(u, None, item("C-5"))).entity["control"] is None
+
+
+async def test_an_atomic_batch_that_does_not_match_its_control_totals_writes_nothing() -> None:
+    u = uow()
+    own = [{"programme": "fonds_vert_ti_te", "count": 1, "amount_eur": "999.99"}]
+    result = await controlled(u, own, item("A-1"), mode="atomic")
+    assert result.status == 422 and result.problem is not None and u.repo.grants == {} and u.events == []
+    assert result.entity["status"] == "rejected" and result.entity["counts"]["rejected"] == 0
+    assert result.problem.errors == [
+        {"loc": ["control", "fonds_vert_ti_te"], "msg": "declared 1 grants for 999.99 EUR; the batch holds 1 for 1000.00 EUR (difference +0, 0.01 EUR)"}
+    ]
+    assert "does not match its control totals" in result.problem.detail
+    # a programme of the batch that the operator declared nothing for is a mismatch too
+    other = [{"programme": "rebond_industriel", "count": 0, "amount_eur": "0"}]
+    result = await controlled(u, other, item("A-1"), mode="atomic")
+    assert result.status == 422 and [c["programme"] for c in result.entity["control"]["programmes"]] == ["fonds_vert_ti_te", "rebond_industriel"]
+    assert result.entity["control"]["programmes"][0]["declared"] is None
+    result = await controlled(u, [{"programme": "fonds_vert_ti_te", "count": 1, "amount_eur": "1000"}], item("A-1"), mode="atomic")
+    assert result.status == 201 and result.entity["control"]["status"] == "match" and ("ADEME", "A-1") in u.repo.grants
+
+
+def test_control_totals_are_read_from_the_body_or_the_query_and_refused_when_malformed() -> None:
+    assert parse_control_query(["fonds_vert_ti_te:12:1500000.00"]) == [
+        ControlTotal(programme="fonds_vert_ti_te", count=12, amount_eur=Decimal("1500000.00"))
+    ]
+    assert parse_control_query(None) is None
+    for bad in (["fonds_vert_ti_te:12"], ["fonds_vert_ti_te:x:1"], ["fonds_vert_ti_te:1:-5"], ["a:1:1", "a:1:1"], ["Fonds:1:1"]):
+        with pytest.raises(Problem) as caught:
+            parse_control_query(bad)
+        assert caught.value.status == 422 and caught.value.errors and caught.value.errors[0]["loc"][:2] == ["query", "control"]
+    with pytest.raises(Problem) as caught:
+        parse_json_batch({"items": [item("X")], "control": [{"programme": "fonds_vert_ti_te", "count": 1}]})
+    assert caught.value.errors == [{"loc": ["body", "control", 0, "amount_eur"], "msg": "Field required"}]
+
+
+async def test_a_csv_batch_takes_its_control_totals_from_the_query() -> None:
+    u = uow()
+    header = "operator_ref,nomBeneficiaire,idBeneficiaire,objet,montant,dateConvention,programme,commune_insee,beneficiary_kind\n"
+    rows = 'FV-1,Aéro,73282932000074,Objet,"1 000,50",12/06/2024,fonds_vert_ti_te,71076,entreprise\n'
+    parsed = parse_csv_batch((header + rows).encode(), ADEME.operator, query_mode="atomic", control=parse_control_query(["fonds_vert_ti_te:1:1000.50"]))
+    result = await service.post_grant_batch(u, ADEME, parsed, effective_at=None)
+    assert result.status == 201 and result.entity["control"]["status"] == "match"
