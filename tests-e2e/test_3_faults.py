@@ -15,6 +15,7 @@ import pytest
 from e2e_expected import assert_indicators
 from e2e_harness import Api, Infra, Model, Platform, Stats, api_of
 from e2e_writes import REGIONS
+from reporting.feed.handler import FEED_CONSUMER
 from ti_shared.bus import OutgoingMessage, make_publisher
 from ti_shared.events import DOMAIN_TOPICS
 from ti_shared.streams import grant_payloads, site_payloads
@@ -200,8 +201,11 @@ async def test_poison_messages_are_dead_lettered(platform: Platform, model: Mode
         (t, k) for t in DOMAIN_TOPICS for k in ("poison-raw", "poison-typed")
     ), reporting
     assert all(d.get("reason") for d in letters)
+    # the change feed's consumer reads every topic too: it dead-letters the same messages, under its name
+    feed = [d for d in letters if d.get("consumer") == FEED_CONSUMER]
+    assert sorted((d["topic"], d["key"]) for d in feed) == sorted((d["topic"], d["key"]) for d in reporting), feed
     # the replicas of territories dead-letter the poison of ti.territories too
-    replica_letters = [d for d in letters if d.get("consumer") != "reporting"]
+    replica_letters = [d for d in letters if d.get("consumer") not in ("reporting", FEED_CONSUMER)]
     assert {d["topic"] for d in replica_letters} <= {"ti.territories"}
     stats.scenarios["poison"].update(dead_letters=len(letters))
     await assert_indicators(platform, model, scopes(pushed))
