@@ -30,7 +30,12 @@ async def highest_generation(session: AsyncSession) -> int:
 
 
 def _generation_tables() -> list[sa.Table]:
-    return [t for t in metadata.sorted_tables if "generation" in t.c and t is not rebuild_run]
+    """The tables a generation fills: those keyed by it. A table that only records a generation (an
+    edition names the one it was frozen from) is kept whatever happens to that generation."""
+    return [
+        t for t in metadata.sorted_tables
+        if t is not rebuild_run and "generation" in t.c and t.c.generation in set(t.primary_key.columns)
+    ]
 
 
 async def delete_generation(session: AsyncSession, generation: int) -> None:
