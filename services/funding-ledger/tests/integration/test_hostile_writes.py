@@ -1,5 +1,5 @@
-"""Hostile writes, generated (hypothesis), on real PostgreSQL and Kafka: a grant PUT or a batch (JSON or
-CSV) whose money, dates, codes or keys are hostile is accepted or refused with a 4xx problem — never
+"""Hostile writes, generated (hypothesis), on real PostgreSQL and Kafka: a grant PUT or a batch (JSON,
+CSV, or an SCDL « subventions » file in either separator and encoding) whose money, dates, codes or keys are hostile is accepted or refused with a 4xx problem — never
 a 5xx — and after a 4xx no grant, ledger entry or outbox event has changed."""
 
 from __future__ import annotations
@@ -42,6 +42,17 @@ EDITS = st.dictionaries(st.sampled_from(sorted(FIELDS)), st.none(), min_size=1, 
 )
 CSV_HEADER = "operator;operator_ref;programme;nomBeneficiaire;idBeneficiaire;objet;montant;dateConvention;commune_insee;jobs_forecast\n"
 CSV_CELL = st.text(alphabet='0123456789,.;-/ "\nAEZ\x00é', max_size=30)
+#: the columns of SCDL « subventions » 2.1.1, in the schema's order
+SCDL_COLUMNS = (
+    "nomAttribuant", "idAttribuant", "dateConvention", "referenceDecision", "nomBeneficiaire", "idBeneficiaire",
+    "rnaBeneficiaire", "objet", "montant", "nature", "conditionsVersement", "datesPeriodeVersement", "idRAE",
+    "notificationUE", "pourcentageSubvention", "dispositifAide",
+)
+#: the cells an SCDL file of a collectivité may hold, hostile ones included
+SCDL_CELL = CSV_CELL | st.sampled_from(
+    ["137 825,00", "1 500 000,00 €", "2018/01/30", "30/01/2018", "2024-06-12_2024-12-31", "Oui", "non", "0,5", "50 %",
+     "Échelonné", "Echelonne", "Unique", "21860194600013", "W751212517", "1" * 30, "9999-12-31"]
+)
 
 
 async def _state(db: Database) -> tuple[Any, ...]:
@@ -90,8 +101,21 @@ async def test_hostile_grant_writes_are_refused_whole() -> None:
             body = CSV_HEADER + "".join(";".join(cells) + "\n" for cells in rows)
             run(check("POST", "/v1/grant-batches", content=body.encode(), params={"mode": "atomic"}, headers={"Content-Type": "text/csv"}))
 
+        @common
+        @given(
+            rows=st.lists(st.lists(SCDL_CELL, min_size=len(SCDL_COLUMNS), max_size=len(SCDL_COLUMNS)), min_size=1, max_size=3),
+            separator=st.sampled_from([",", ";"]),
+            encoding=st.sampled_from(["utf-8", "cp1252"]),
+            mode=st.sampled_from(["atomic", "partial"]),
+        )
+        def scdl_file(rows: list[list[str]], separator: str, encoding: str, mode: str) -> None:
+            lines = [separator.join(SCDL_COLUMNS)] + [separator.join(f'"{c}"' if separator in c else c for c in r) for r in rows]
+            body = ("\n".join(lines) + "\n").encode(encoding, errors="replace")
+            params = {"mode": mode, "programme": GRANT["programme"]}
+            run(check("POST", "/v1/grant-batches", content=body, params=params, headers={"Content-Type": "text/csv"}))
+
         try:
-            for test in (put, batch, csv_batch):
+            for test in (put, batch, csv_batch, scdl_file):
                 await asyncio.to_thread(test)
         finally:
             await db.dispose()
