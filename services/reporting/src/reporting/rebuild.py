@@ -28,8 +28,15 @@ log = get_logger(__name__)
 
 LIVE_CONSUMER = "reporting"
 
+GRACE_S = 2.0
+"""How long the generation a swap retired stays, for the requests that were reading it."""
+
 Progress = Callable[[int, int], None]
 """Told, about every half second, the events fetched so far and the events to replay in all."""
+
+
+async def _grace() -> None:
+    await asyncio.sleep(GRACE_S)
 
 
 class RebuildRunning(Exception):
@@ -133,9 +140,11 @@ async def run_rebuild(
         if paused and live is not None:
             await live.stop()
             await live.start()
-    await asyncio.sleep(2)  # let requests that read the previous generation finish
+    await _grace()  # let requests that read the previous generation finish
+    # only the generation this swap retired: meanwhile another rebuild may have started (it fills a
+    # newer generation) and even swapped in (then ours is no longer live)
     async with db.session() as session:
-        await generations.delete_generations_except(session, generation)
+        await generations.delete_generation(session, previous)
         await session.commit()
 
 

@@ -342,6 +342,54 @@ async def test_rebuild_while_queries_run_swaps_in_identical_figures() -> None:
     assert_matches(before, events)
 
 
+async def test_rebuild_started_during_the_previous_ones_grace_keeps_its_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild started (and swapped in) while the one before still lets readers finish on the
+    generation it retired: when that grace ends, only the retired generation goes, never the live one."""
+    from reporting import rebuild
+
+    events = generate_stream(16, territories=12, actions=60, grants=20, sites=10)
+    released = asyncio.Event()
+    graces: list[asyncio.Task[Any]] = []
+
+    async def held_grace() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        graces.append(task)
+        if len(graces) == 1:  # the first rebuild's grace lasts until the second one has swapped in
+            await released.wait()
+
+    monkeypatch.setattr(rebuild, "_grace", held_grace)
+    async with reporting_platform() as (url, platform):
+        await publish_events(platform, events)
+        app = create_app(service_settings("reporting", url, platform))
+        async with running(app) as client:
+            await wait_settled(client, 60)
+            scopes = all_scopes(events)
+            before = await fetch_all(client, scopes)
+            assert before["national"]["territories.count"] > 0
+            admin = bearer(platform, "ops", "admin")
+
+            async def rebuilt() -> dict[str, Any]:
+                started = await client.post("/v1/indicators/rebuild", headers=admin)
+                assert started.status_code == 202, started.text
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    status: dict[str, Any] = (await client.get("/v1/indicators/rebuild")).json()
+                    if status["state"] != "running":
+                        return status
+                    await asyncio.sleep(0.1)
+                raise AssertionError("the rebuild did not finish in 60 s")
+
+            first = await rebuilt()
+            second = await rebuilt()
+            assert (first["state"], second["state"]) == ("done", "done")
+            assert second["generation"] == first["generation"] + 1
+            released.set()
+            await asyncio.wait_for(asyncio.gather(*graces), 30)  # both rebuilds have dropped what they retired
+            assert await fetch_all(client, scopes) == before
+    assert_matches(before, events)
+
+
 # --- explaining a figure, and what changed between two instants -------------------------------------------
 
 
