@@ -45,6 +45,7 @@ OPERATORS = {
     "rebond_industriel": {"BDT", "BPI"},
     "ingenierie_anct": {"ANCT"},
     "ingenierie_rebond": {"BDT", "ANCT"},
+    "cofinancement_chef_projet": {"ANCT"},
 }
 
 
@@ -242,6 +243,15 @@ def test_rebond_and_engineering_reproduce_the_report(programme: DemoProgramme) -
     assert len(perigord) == 5 and sum(Decimal(g["amount_eur"]) for g in perigord) == Decimal(2_000_000)
 
 
+def test_the_states_cofinancing_of_project_leads_reproduces_the_report(programme: DemoProgramme) -> None:
+    cofinanced = {w.entity for w in programme.territories if (w.body.get("project_lead") or {}).get("cofinanced")}
+    grants = by_programme(programme)["cofinancement_chef_projet"]
+    assert round(sum(Decimal(g["amount_eur"]) for g in grants) / 100_000) == 67  # 6.7 M€
+    assert {g["territory_id"] for g in grants} == cofinanced and len(cofinanced) == 140
+    assert sorted(g["decision_date"][:4] for g in grants) == ["2023"] * 140 + ["2024"] * 140
+    assert {g["operator"] for g in grants} == {"ANCT"}
+
+
 def test_grants_are_valid_for_the_ledger(programme: DemoProgramme) -> None:
     territories = fold(programme.territories)
     refs = [(g["operator"], g["operator_ref"]) for g in programme.grants]
@@ -254,11 +264,14 @@ def test_grants_are_valid_for_the_ledger(programme: DemoProgramme) -> None:
         assert Decimal(g["amount_eur"]) > 0 and re.fullmatch(r"[0-9]+\.[0-9]{2}", g["amount_eur"])
         if g["investment_eur"] is not None:
             assert Decimal(g["investment_eur"]) >= Decimal(g["amount_eur"])
-        assert g["decision_date"].startswith("2024-") and len(g["object"]) <= 256
+        # every grant is of the temps II (labelled on 9 November 2023); only the project leads' co-financing
+        # has a 2023 share
+        year = "2024" if g["programme"] != "cofinancement_chef_projet" else ("2023", "2024")
+        assert g["decision_date"][:4] in year and g["decision_date"] > "2023-11-09" and len(g["object"]) <= 256
     for batch in programme.grant_batches:
         assert batch.method == "POST" and batch.path == "/v1/grant-batches"
         assert all(date.fromisoformat(g["decision_date"]) <= batch.effective_at.date() for g in batch.body["items"])
-        assert batch.effective_at.year == 2024
+        assert batch.effective_at.year in (2023, 2024)
 
 
 # --- sites -------------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ def compare(national: dict[str, Any], launch: dict[str, Any]) -> list[Figure]:
     exact(s, "regions", F.REGIONS, national.get("territories.region_count"))
     exact(s, "project leads in post", F.PROJECT_LEADS_IN_POST, national.get("territories.project_leads_in_post"))
     exact(s, "project leads co-financed", F.PROJECT_LEADS_COFINANCED, national.get("territories.project_leads_cofinanced"))
+    cofinancing = _get(national, "grants.by_programme", F.COFINANCEMENT, "amount_eur")
+    money(s, "State co-financing of project leads", "6.7 M€", cofinancing, lambda v: round(v / 100_000) == 67)
     exact(s, "launch COPIL held", F.LAUNCH_COPIL_HELD, national.get("territories.launch_copil_held"))
 
     s = "Action plans"

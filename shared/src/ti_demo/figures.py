@@ -98,6 +98,9 @@ REBOND_TERRITORIES = 26
 REBOND_MISSIONS = 15
 INGENIERIE_ANCT = "ingenierie_anct"
 INGENIERIE_ANCT_AMOUNT = Decimal("2000000.00")
+COFINANCEMENT = "cofinancement_chef_projet"
+#: the State's co-financing of the project leads, 2023–2024 (one grant a year for each co-financed lead)
+COFINANCEMENT_AMOUNT = Decimal("6700000.00")
 INGENIERIE_REBOND = "ingenierie_rebond"
 INGENIERIE_REBOND_AMOUNT = Decimal("2000000.00")
 

@@ -653,6 +653,42 @@ def _ingenierie_anct(rng: random.Random, territories: list[_Territory]) -> list[
     return grants
 
 
+def _cofinancement(seed: int, territories: list[_Territory]) -> list[dict[str, Any]]:
+    """The State's share of each co-financed project lead's post, for 2023 and for 2024 (drawn from a
+    generator of its own, so the rest of the programme is the same with or without it)."""
+    rng = random.Random(f"{seed}-cofinancement")
+    leads = [t for t in territories if (t.body.get("project_lead") or {}).get("cofinanced")]
+    years = (2023, 2024)
+    weights = [rng.uniform(0.8, 1.2) for _ in range(len(leads) * len(years))]
+    amounts = allocate(int(F.COFINANCEMENT_AMOUNT) // 100, weights, minimum=100)
+    grants: list[dict[str, Any]] = []
+    for i, (year, territory) in enumerate((y, t) for y in years for t in leads):
+        # the temps II began with the labelling of 9 November 2023: 2023's share is decided after it
+        first, last = (date(2023, 11, 16), date(2023, 12, 15)) if year == 2023 else (date(2024, 1, 15), date(2024, 11, 22))
+        decided = _random_instant(rng, first, last).date()
+        grants.append(
+            {
+                "operator": "ANCT",
+                "operator_ref": f"CDP-{year}-{territory.id}",
+                "programme": F.COFINANCEMENT,
+                "beneficiary": _collectivite(territory),
+                "territory_id": territory.id,
+                "commune_insee": _commune(rng, territory.departement),
+                "action_id": None,
+                "object": f"Cofinancement du poste de chef de projet Territoires d'industrie ({year})",
+                "amount_eur": _euros(amounts[i] * 100),
+                "investment_eur": None,
+                "decision_date": decided.isoformat(),
+                "jobs_forecast": None,
+                "jobs_conditional": None,
+                "contributions": [],
+                "value_chain": None,
+                "status": "committed",
+            }
+        )
+    return grants
+
+
 def _grant_batches(grants: list[dict[str, Any]]) -> list[Write]:
     """One batch per month of decision, effective at the end of that month's last decision day."""
     by_month: dict[str, list[dict[str, Any]]] = {}
@@ -734,6 +770,7 @@ def generate(seed: int = F.SEED) -> DemoProgramme:
     actions = _actions(rng, territories)
     grants = [*_fonds_vert(rng, ids, territories), *_rebond(rng, ids, territories), *_ingenierie_anct(rng, territories)]
     sites = _sites(rng, territories)
+    grants += _cofinancement(seed, territories)
     return DemoProgramme(
         seed=seed,
         territories=territory_writes,
