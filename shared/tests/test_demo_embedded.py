@@ -118,16 +118,24 @@ def test_demo_runs_loads_and_reproduces_the_report(tmp_path: Path) -> None:
         now = national(client)
         report_date = national(client, "2024-11-30")
         launch = national(client, "2023-11-30")
-        grants = client.get(
-            "/v1/grants",
-            params={"limit": 1000},
-            headers={"Authorization": "Bearer " + mint_token(PlatformSettings(jwt_secret=SECRET), sub="e2e", scopes=["admin"])},
-        )
+        admin = {"Authorization": "Bearer " + mint_token(PlatformSettings(jwt_secret=SECRET), sub="e2e", scopes=["admin"])}
+        grants = client.get("/v1/grants", params={"limit": 1000}, headers=admin)
         territories_page = client.get("/v1/territories", params={"limit": 1000})
+        # the change feed and the webhooks run on the embedded bus too
+        registered = client.get("/v1/changes", params={"types": "fr.anct.ti.territory.registered.v1", "limit": 1000})
+        subscription = client.put(
+            "/v1/subscriptions/demo-check",
+            json={"url": f"http://127.0.0.1:{free_port()}/hook", "types": ["fr.anct.ti.action.deleted.v1"]},
+            headers=admin,
+        )
     finally:
         code = second.stop()
     assert code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), second.output[-2000:]
 
+    assert registered.status_code == 200, registered.text
+    changes = registered.json()["items"]
+    assert len(changes) == 183 and all(c["previous"] is None and "name" in c["changed"] for c in changes)
+    assert subscription.status_code == 201 and subscription.json()["secret"].startswith("whsec_"), subscription.text
     # programme and network
     assert now["territories.count"] == 183
     assert now["territories.epci_count"] == 630
