@@ -41,6 +41,7 @@ from ti_shared.metrics import (
 )
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
+from ti_shared.statements import TiSession
 
 log = get_logger(__name__)
 
@@ -207,7 +208,11 @@ class EventConsumer:
         if self._connection is None:
             self._connection = await self._db.engine.connect()
         try:
-            async with AsyncSession(bind=self._connection, expire_on_commit=False, autoflush=False) as session:
+            # TiSession, as every session of the Database: the writes Sql.defer queued (dead letters through
+            # the outbox) are sent at the commit, never left behind
+            async with AsyncSession(
+                bind=self._connection, expire_on_commit=False, autoflush=False, sync_session_class=TiSession
+            ) as session:
                 yield session
         except BaseException:
             await self._release_connection()
