@@ -9,6 +9,7 @@ import httpx
 import pytest
 from ti_shared.streams import to_json_lines
 from ti_testkit import Platform, differences, expected_indicators, scopes_of, states_of
+from ti_testkit.platform import ROLES
 from ti_testkit.streams import reference_stream
 
 pytestmark = pytest.mark.integration
@@ -90,17 +91,18 @@ def test_waiting_for_one_write_on_the_real_platform(ti_platform: Platform) -> No
     """``wait_for`` on the platform itself: the write answers the id of the event it recorded, and the
     wait returns once the indicators show it — through ``after=`` when reporting offers it (then an event
     that never happens is a TimeoutError), through ``/readyz`` otherwise."""
-    registry = ti_platform.client("registry")
+    writer = next(role for role, scopes in ROLES.items() if scopes == ("territories:write",))
+    territories = ti_platform.client(writer)
     territory = {"name": "Territoire d'industrie ti-2401", "region_code": "24", "departement_codes": ["18"], "epcis": [],
                  "phase": "temps-2", "labelled_on": "2023-11-09", "project_lead": None, "launch_copil_held_on": None,
                  "status": "active"}
-    written = registry.put("/v1/territories/ti-2401", json=territory)
+    written = territories.put("/v1/territories/ti-2401", json=territory)
     assert written.status_code == 201, written.text
     event_id = written.headers["TI-Event-Id"]
     assert httpx.get(ti_platform.base_url + "/v1/territories/ti-2401").status_code == 200
     ti_platform.wait_for(written)
     assert ti_platform.indicators("region:24", wait=False)["territories.count"] == 1
-    again = registry.put("/v1/territories/ti-2401", json=territory)  # changes nothing: no event to wait for
+    again = territories.put("/v1/territories/ti-2401", json=territory)  # changes nothing: no event to wait for
     assert again.status_code == 200 and "TI-Event-Id" not in again.headers
     probe = httpx.get(ti_platform.base_url + "/v1/indicators", params={"scope": "national", "after": event_id, "wait": "0"})
     if ti_platform.offers_read_your_writes():
