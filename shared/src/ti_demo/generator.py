@@ -624,32 +624,37 @@ def _rebond(rng: random.Random, ids: _Identifiers, territories: list[_Territory]
     return grants
 
 
+def _anct_grant(ref: str, programme: str, territory: _Territory, commune: str, obj: str, cents: int, decided: date) -> dict[str, Any]:
+    """A grant of ANCT to a territory's intercommunality (no investment, jobs or contributions)."""
+    return {
+        "operator": "ANCT",
+        "operator_ref": ref,
+        "programme": programme,
+        "beneficiary": _collectivite(territory),
+        "territory_id": territory.id,
+        "commune_insee": commune,
+        "action_id": None,
+        "object": obj,
+        "amount_eur": _euros(cents),
+        "investment_eur": None,
+        "decision_date": decided.isoformat(),
+        "jobs_forecast": None,
+        "jobs_conditional": None,
+        "contributions": [],
+        "value_chain": None,
+        "status": "committed",
+    }
+
+
 def _ingenierie_anct(rng: random.Random, territories: list[_Territory]) -> list[dict[str, Any]]:
     chosen = rng.sample(territories, 40)
     amounts = allocate(int(F.INGENIERIE_ANCT_AMOUNT) // 100, [rng.uniform(0.5, 1.5) for _ in chosen], minimum=100)
     grants: list[dict[str, Any]] = []
     for i, territory in enumerate(chosen):
         decided = _random_instant(rng, date(2024, 1, 15), date(2024, 11, 22)).date()
-        grants.append(
-            {
-                "operator": "ANCT",
-                "operator_ref": f"ING-2024-{i + 1:03d}",
-                "programme": F.INGENIERIE_ANCT,
-                "beneficiary": _collectivite(territory),
-                "territory_id": territory.id,
-                "commune_insee": _commune(rng, territory.departement),
-                "action_id": None,
-                "object": rng.choice(("Étude de stratégie foncière économique", "Ingénierie de projet industriel", "Étude de requalification de friche")),
-                "amount_eur": _euros(amounts[i] * 100),
-                "investment_eur": None,
-                "decision_date": decided.isoformat(),
-                "jobs_forecast": None,
-                "jobs_conditional": None,
-                "contributions": [],
-                "value_chain": None,
-                "status": "committed",
-            }
-        )
+        commune = _commune(rng, territory.departement)
+        obj = rng.choice(("Étude de stratégie foncière économique", "Ingénierie de projet industriel", "Étude de requalification de friche"))
+        grants.append(_anct_grant(f"ING-2024-{i + 1:03d}", F.INGENIERIE_ANCT, territory, commune, obj, amounts[i] * 100, decided))
     return grants
 
 
@@ -666,25 +671,9 @@ def _cofinancement(seed: int, territories: list[_Territory]) -> list[dict[str, A
         # the temps II began with the labelling of 9 November 2023: 2023's share is decided after it
         first, last = (date(2023, 11, 16), date(2023, 12, 15)) if year == 2023 else (date(2024, 1, 15), date(2024, 11, 22))
         decided = _random_instant(rng, first, last).date()
+        obj = f"Cofinancement du poste de chef de projet Territoires d'industrie ({year})"
         grants.append(
-            {
-                "operator": "ANCT",
-                "operator_ref": f"CDP-{year}-{territory.id}",
-                "programme": F.COFINANCEMENT,
-                "beneficiary": _collectivite(territory),
-                "territory_id": territory.id,
-                "commune_insee": _commune(rng, territory.departement),
-                "action_id": None,
-                "object": f"Cofinancement du poste de chef de projet Territoires d'industrie ({year})",
-                "amount_eur": _euros(amounts[i] * 100),
-                "investment_eur": None,
-                "decision_date": decided.isoformat(),
-                "jobs_forecast": None,
-                "jobs_conditional": None,
-                "contributions": [],
-                "value_chain": None,
-                "status": "committed",
-            }
+            _anct_grant(f"CDP-{year}-{territory.id}", F.COFINANCEMENT, territory, _commune(rng, territory.departement), obj, amounts[i] * 100, decided)
         )
     return grants
 
