@@ -15,12 +15,13 @@ Rows are numbered as in a spreadsheet: the header is row 1, the first data row i
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from ti_shared.cells import Cell, Vocabulary, read_date, read_flag, shown
 from ti_shared.geo import DEPARTEMENTS, REGIONS, commune_code_problem, departement_of_commune
 from ti_shared.imports import ImportTable, Layout, fold_header
 from ti_shared.problems import clean_pydantic_errors
@@ -28,6 +29,7 @@ from ti_shared.problems import clean_pydantic_errors
 from territory_registry.domain import state_problems
 from territory_registry.schemas import TerritoryFields
 
+T = TypeVar("T")
 _ID = re.compile(r"^ti-[0-9]{4}$")
 FIRST_DATA_ROW = 2
 
@@ -73,10 +75,10 @@ _LEAD_COLUMN = {
 }
 _LEAD_COLUMNS = tuple(_LEAD_COLUMN.values())
 
-_TRUE = {"oui", "o", "true", "vrai", "yes", "y", "1", "x"}
-_FALSE = {"non", "n", "false", "faux", "no", "0"}
-_STATUS = {"active": "active", "actif": "active", "withdrawn": "withdrawn", "retire": "withdrawn", "sorti": "withdrawn"}
-_FR_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$")
+#: the column statut: our codes and ANCT's words
+STATUS = Vocabulary.of("status", ("active", "withdrawn"), aliases={"actif": "active", "retiré": "withdrawn", "sorti": "withdrawn"})
+#: ANCT writes its dates day first: ``09/11/2023`` is this file's plain form (read without a warning)
+_FR_DATE = re.compile(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")
 
 
 @dataclass
@@ -90,11 +92,6 @@ class Candidate:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.strip().lstrip("\ufeff").lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
-
-
 def row_number(index: int) -> int:
     return index + FIRST_DATA_ROW
 
@@ -103,25 +100,42 @@ def file_territory_ids(rows: Sequence[Mapping[str, str]], id_column: str) -> set
     return {r.get(id_column, "").strip() for r in rows if _ID.fullmatch(r.get(id_column, "").strip())}
 
 
-def _date(text: str) -> str | None:
-    text = text.strip()
-    if not text:
-        return None
-    match = _FR_DATE.fullmatch(text)
-    if match:
-        day, month, year = match.groups()
-        return f"{year}-{int(month):02d}-{int(day):02d}"
-    return text
+class _Cells:
+    """The notes of one row of a territories file: every value read through ``ti_shared.cells``, a
+    value read other than as written a warning naming it, one that cannot be read an error."""
+
+    def __init__(self, row: int, columns: Mapping[str, str], errors: list[dict[str, Any]], warnings: list[dict[str, Any]]) -> None:
+        self.row, self.columns, self.errors, self.warnings = row, columns, errors, warnings
+
+    def read(self, canonical: str, text: str, reader: Callable[[str], Cell[T]]) -> T | None:
+        loc = ["row", self.row, self.columns.get(canonical, canonical)]
+        try:
+            cell = reader(text)
+        except ValueError as exc:
+            self.errors.append({"loc": loc, "msg": str(exc)})
+            return None
+        if cell.note:
+            self.warnings.append({"loc": loc, "msg": cell.note})
+        return cell.value
+
+    def date(self, canonical: str, text: str) -> str | None:
+        """A date in any form of ``read_date`` (empty: none); an unreadable one is an error of its cell."""
+        if not text:
+            return None
+        day = self.read(canonical, text, _plain_fr_date if _FR_DATE.fullmatch(text) else read_date)
+        return day.isoformat() if day is not None else None
+
+    def flag(self, canonical: str, text: str) -> bool:
+        """A yes/no cell (empty: no)."""
+        if not text:
+            return False
+        value: bool | None = self.read(canonical, text, read_flag)
+        return bool(value)
 
 
-def _flag(text: str, column: str, row: int, errors: list[dict[str, Any]]) -> bool:
-    value = _fold(text)
-    if value in _TRUE:
-        return True
-    if value in _FALSE or value == "":
-        return False
-    errors.append({"loc": ["row", row, column], "msg": f"'{text}' is not a yes/no value (oui, non, true, false, 1, 0)"})
-    return False
+def _plain_fr_date(text: str) -> Cell[date]:
+    """``dd/mm/yyyy``, as ANCT writes its dates: this file's plain form, read without a note."""
+    return Cell(read_date(text).value)
 
 
 def _codes(text: str) -> list[str]:
@@ -174,6 +188,8 @@ def territory_candidates(
             continue
         first_row_of[territory_id] = row
         errors: list[dict[str, Any]] = []
+        warnings: list[dict[str, Any]] = []
+        read = _Cells(row, columns, errors, warnings)
         state: dict[str, Any] = dict(current.get(territory_id) or {"epcis": []})
         state["name"] = cell("lib_ti")
         state["region_code"] = cell("code_reg")
@@ -182,18 +198,20 @@ def territory_candidates(
         if "phase" in columns:
             state["phase"] = cell("phase") or None
         if "date_labellisation" in columns:
-            state["labelled_on"] = _date(cell("date_labellisation"))
+            state["labelled_on"] = read.date("date_labellisation", cell("date_labellisation"))
         if "date_copil_lancement" in columns:
-            state["launch_copil_held_on"] = _date(cell("date_copil_lancement"))
+            state["launch_copil_held_on"] = read.date("date_copil_lancement", cell("date_copil_lancement"))
         if "statut" in columns:
             status = cell("statut")
-            state["status"] = _STATUS.get(_fold(status), status) if status else "active"
+            code = read.read("statut", status, STATUS.read) if status else "active"
+            if code is not None:  # else the row is rejected, the error naming the value
+                state["status"] = code
         if any(c in columns for c in _LEAD_COLUMNS):
             lead = {key: cell(column) if column in columns else "" for key, column in _LEAD_COLUMN.items()}
             if any(lead.values()):
                 state["project_lead"] = {
-                    "in_post": _flag(lead["in_post"], columns.get("chef_projet_en_poste", ""), row, errors),
-                    "cofinanced": _flag(lead["cofinanced"], columns.get("chef_projet_cofinance", ""), row, errors),
+                    "in_post": read.flag("chef_projet_en_poste", lead["in_post"]),
+                    "cofinanced": read.flag("chef_projet_cofinance", lead["cofinanced"]),
                     "name": lead["name"] or None,
                     "email": lead["email"] or None,
                 }
@@ -202,7 +220,9 @@ def territory_candidates(
         state.pop("id", None)
         state.pop("version", None)
         state.pop("updated_at", None)
-        out.append(_validated([row], territory_id, state, errors, _territory_loc(row, columns)))
+        candidate = _validated([row], territory_id, state, errors, _territory_loc(row, columns))
+        candidate.warnings = warnings
+        out.append(candidate)
     return out
 
 
@@ -215,6 +235,7 @@ def groupement_candidates(
     """One candidate per territory of a groupements file: its EPCI list replaced by the file's rows."""
     bad_rows: list[Candidate] = []
     groups: dict[str, list[tuple[int, str, str]]] = {}
+    notes: dict[str, list[dict[str, Any]]] = {}
     for index, raw in enumerate(rows):
         row = lines[index] if lines is not None else row_number(index)
         territory_id = raw.get(columns["id_ti"], "").strip()
@@ -222,7 +243,12 @@ def groupement_candidates(
             msg = f"'{territory_id}' is not a territory id (ti- then 4 digits, e.g. ti-8402)"
             bad_rows.append(Candidate([row], territory_id or None, errors=[{"loc": ["row", row, columns["id_ti"]], "msg": msg}]))
             continue
-        siren = re.sub(r"[\s\u00a0\u202f.]", "", raw.get(columns["siren_groupement"], ""))
+        written = raw.get(columns["siren_groupement"], "").strip()
+        siren = re.sub(r"[\s\u00a0\u202f.]", "", written)
+        if siren != written:
+            notes.setdefault(territory_id, []).append(
+                {"loc": ["row", row, columns["siren_groupement"]], "msg": f"{shown(written)} read as {siren}"}
+            )
         name = raw.get(columns["lib_groupement"], "").strip()
         groups.setdefault(territory_id, []).append((row, siren, name))
     out: list[Candidate] = []
@@ -242,7 +268,9 @@ def groupement_candidates(
                 return [members[loc[1]][0], column]
             return [members[0][0], str(loc[0]) if loc else "row"]
 
-        out.append(_validated(row_numbers, territory_id, state, [], locate))
+        candidate = _validated(row_numbers, territory_id, state, [], locate)
+        candidate.warnings = notes.get(territory_id, [])
+        out.append(candidate)
     return sorted(bad_rows + out, key=lambda c: c.rows[0])
 
 

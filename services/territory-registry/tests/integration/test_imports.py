@@ -100,7 +100,7 @@ async def test_atomic_rejects_everything_and_partial_keeps_the_good_rows(registr
     atomic = await post(registry, text, kind="territories")
     assert atomic.status_code == 422 and atomic.headers["content-type"] == "application/problem+json"
     problem = atomic.json()
-    assert problem["errors"] == [{"loc": ["row", 3, "date_labellisation"], "msg": "is not a calendar date"}]
+    assert problem["errors"] == [{"loc": ["row", 3, "date_labellisation"], "msg": "'2023-13-09' is not a date of the calendar (1900–2199)"}]
     assert problem["report"]["imported"] is False
     assert [r["outcome"] for r in problem["report"]["rows"]] == ["created", "rejected", "created"]
     assert await registry.outbox_count() == outbox_before

@@ -238,3 +238,41 @@ def test_a_territory_is_refused_when_its_rows_cannot_all_be_read() -> None:
     assert messages(by_id["ti-9401"], "errors") == [("insee_com", "'20004': Corsican communes use 2A or 2B, not 20")]
     assert messages(by_id["ti-2701"], "errors") == [("insee_com", "no INSEE commune code")]
     assert by_id["27-01"].rows == [8] and by_id["27-01"].errors[0]["loc"] == ["row", 8, "id_ti"]
+
+
+def test_the_cells_of_a_territories_row_are_read_as_the_other_imports_read_them_each_departure_a_warning() -> None:
+    text = (
+        "id_ti;lib_ti;code_reg;date_labellisation;date_copil_lancement;statut;chef_projet_en_poste;chef_projet_cofinance\n"
+        "ti-8401;Plain;84;09/11/2023;2024-03-01;actif;oui;non\n"
+        "ti-8402;Written otherwise;84;9 novembre 2023;01.03.2024;Retire;Vrai;0\n"
+    )
+    plain, other = territories(text)
+    assert plain.errors == [] and plain.warnings == []
+    assert other.errors == [] and other.fields is not None
+    state = other.fields.model_dump(mode="json")
+    assert state["labelled_on"] == "2023-11-09" and state["launch_copil_held_on"] == "2024-03-01"
+    assert state["status"] == "withdrawn"
+    assert state["project_lead"]["in_post"] is True and state["project_lead"]["cofinanced"] is False
+    assert other.warnings == [
+        {"loc": ["row", 3, "date_labellisation"], "msg": "'9 novembre 2023' read as 2023-11-09"},
+        {"loc": ["row", 3, "date_copil_lancement"], "msg": "'01.03.2024' read as 2024-03-01"},
+        {"loc": ["row", 3, "statut"], "msg": "'Retire' read as withdrawn"},
+        {"loc": ["row", 3, "chef_projet_en_poste"], "msg": "'Vrai' read as oui"},
+        {"loc": ["row", 3, "chef_projet_cofinance"], "msg": "'0' read as non"},
+    ]
+
+
+def test_an_unreadable_status_or_flag_rejects_its_row_naming_the_value() -> None:
+    [bad] = territories("id_ti;lib_ti;code_reg;statut;chef_projet_en_poste\nti-8401;X;84;en sommeil;peut-être\n")
+    assert bad.fields is None
+    assert {tuple(e["loc"]): e["msg"] for e in bad.errors} == {
+        ("row", 2, "statut"): "'en sommeil' is not a known status (active, withdrawn)",
+        ("row", 2, "chef_projet_en_poste"): "'peut-être' is not a yes/no value (oui or non)",
+    }
+
+
+def test_a_siren_written_with_spaces_is_read_with_a_warning() -> None:
+    a = luhn_complete("24010001")
+    [candidate] = groupements(f"id_ti;lib_groupement;siren_groupement\nti-8402;CC;{a[:3]} {a[3:6]} {a[6:]}\n", current_of("ti-8402"))
+    assert candidate.fields is not None and candidate.fields.epcis[0].siren == a
+    assert candidate.warnings == [{"loc": ["row", 2, "siren_groupement"], "msg": f"'{a[:3]} {a[3:6]} {a[6:]}' read as {a}"}]

@@ -162,7 +162,7 @@ async def test_an_atomic_import_with_a_rejected_row_writes_nothing_and_answers_i
     assert report.imported is False and [r.outcome for r in report.rows] == ["created", "rejected", "created"]
     assert [r.version for r in report.rows] == [None, None, None]
     assert result.problem is not None and result.problem.kind == "import-rejected"
-    assert result.problem.errors == [{"loc": ["row", 3, "date_labellisation"], "msg": "is not a calendar date"}]
+    assert result.problem.errors == [{"loc": ["row", 3, "date_labellisation"], "msg": "'2023-13-09' is not a date of the calendar (1900–2199)"}]
     assert result.problem.extensions == {"report": report.model_dump(mode="json")}
 
 
