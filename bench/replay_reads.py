@@ -4,9 +4,11 @@ endpoint; 5. the reporting process's CPU per small batch once caught up (live mo
 For each size of the scale curve: a stream of about that many events is generated
 (``ti_shared.streams.generate_stream``), published to a fresh topic prefix, read once by a bare
 aiokafka consumer (fetch + JSON decode: the baseline), then replayed by a reporting process started
-on a fresh database. The replay's time is from the consumer's first fetched message to its last
-commit (``ti_consumer_first_fetch_timestamp_seconds``, ``…last_commit…`` in ``/metrics``, read once
-it has caught up). Then small batches of updates (two or three events, one every 100 ms) are
+on a fresh database. The replay's time is the process's, as deployed: from the first message its
+consumers fetched (the projection's, ``reporting``, and the change feed's, ``reporting-changes``:
+both replay every event) to the last commit of either (``ti_consumer_first_fetch_timestamp_seconds``,
+``…last_commit…`` in ``/metrics``, read once both have caught up); each consumer's own time is given
+too. Then small batches of updates (two or three events, one every 100 ms) are
 published and the process's CPU time per committed batch is measured (its idle CPU over as long
 subtracted), once with what the replay left in memory, once after a restart. Then ``wrk`` loads
 ``GET /v1/indicators?scope=region:84`` at concurrency 32, then the same against the bare FastAPI
@@ -79,13 +81,14 @@ async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, f
     return {"events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed, 1)}
 
 
-#: the consumer measured (the process also runs the change feed's, ``reporting-changes``, on the same events)
+#: the consumers of the process: the projection's, and the change feed's (both replay every event)
 CONSUMER = "reporting"
+CONSUMERS = ("reporting", "reporting-changes")
 
 
-async def metric(client: httpx.AsyncClient, url: str, *families: str) -> dict[str, float] | None:
-    """The sum of the samples of each metric family (counters by their ``_total`` sample) of the
-    consumer measured, :data:`CONSUMER`."""
+async def metric(client: httpx.AsyncClient, url: str, *families: str, consumer: str | None = None) -> dict[str, float] | None:
+    """The sum of the samples of each metric family (counters by their ``_total`` sample) of one
+    consumer (every consumer of the process when None)."""
     try:
         text = (await client.get(url + "/metrics")).text
     except httpx.HTTPError:
@@ -93,43 +96,61 @@ async def metric(client: httpx.AsyncClient, url: str, *families: str) -> dict[st
     return {
         family: sum(
             value for name, labels, value in metric_samples(text, family)
-            if name in (family, family + "_total") and labels.get("consumer", CONSUMER) == CONSUMER
+            if name in (family, family + "_total") and (consumer is None or labels.get("consumer") == consumer)
         )
         for family in families
     }
 
 
-async def consumed(client: httpx.AsyncClient, url: str) -> int | None:
-    found = await metric(client, url, "ti_events_applied", "ti_events_skipped")
+async def consumed(client: httpx.AsyncClient, url: str, consumer: str) -> int | None:
+    found = await metric(client, url, "ti_events_applied", "ti_events_skipped", consumer=consumer)
     return None if found is None else int(found["ti_events_applied"] + found["ti_events_skipped"])
 
 
 async def replay(platform: Platform, expected: int) -> dict[str, Any]:
-    """Start reporting on a fresh database and time it from its first fetch to its last commit."""
+    """Start reporting on a fresh database and time it from its consumers' first fetch to their last
+    commit: the process as deployed (both consumers), and the projection's consumer alone."""
     spawned = time.perf_counter()
     service = platform.start("reporting")
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
-            count = await consumed(client, service.url)
+            counts = [await consumed(client, service.url, c) for c in CONSUMERS]
             if service.proc.poll() is not None:
                 raise RuntimeError(f"reporting exited: see {service.log_path}")
-            if count is not None and count >= expected:
+            if all(c is not None and c >= expected for c in counts):
                 break
             if time.perf_counter() - spawned > 3600:
-                raise TimeoutError(f"replay stuck at {count} of {expected}")
+                raise TimeoutError(f"replay stuck at {counts} of {expected}")
             await asyncio.sleep(0.5)
         await platform.wait_settled()
-        marks = await metric(client, service.url, "ti_consumer_first_fetch_timestamp_seconds",
-                             "ti_consumer_last_commit_timestamp_seconds", "ti_consumer_batches")
-    assert marks is not None
-    seconds = marks["ti_consumer_last_commit_timestamp_seconds"] - marks["ti_consumer_first_fetch_timestamp_seconds"]
+        marks = {
+            c: await metric(client, service.url, "ti_consumer_first_fetch_timestamp_seconds",
+                            "ti_consumer_last_commit_timestamp_seconds", "ti_consumer_batches", consumer=c)
+            for c in CONSUMERS
+        }
+    found = {c: m for c, m in marks.items() if m is not None}
+    assert len(found) == len(CONSUMERS)
+
+    def figures(seconds: float, transactions: float) -> dict[str, Any]:
+        return {
+            "seconds_applying": round(seconds, 3),
+            "events_per_s": round(expected / seconds, 1),
+            "us_per_event": round(seconds / expected * 1e6, 1),
+            "transactions": int(transactions),
+        }
+
+    first = min(m["ti_consumer_first_fetch_timestamp_seconds"] for m in found.values())
+    last = max(m["ti_consumer_last_commit_timestamp_seconds"] for m in found.values())
+    each = {
+        c: figures(m["ti_consumer_last_commit_timestamp_seconds"] - m["ti_consumer_first_fetch_timestamp_seconds"],
+                   m["ti_consumer_batches"])
+        for c, m in found.items()
+    }
     return {
         "events": expected,
         "seconds_from_spawn": round(time.perf_counter() - spawned, 3),
-        "seconds_applying": round(seconds, 3),
-        "events_per_s": round(expected / seconds, 1),
-        "us_per_event": round(seconds / expected * 1e6, 1),
-        "transactions": int(marks["ti_consumer_batches"]),
+        **figures(last - first, sum(m["ti_consumer_batches"] for m in found.values())),
+        "consumers": each,
     }
 
 
@@ -181,8 +202,7 @@ async def live_cpu(platform: Platform, batches: list[list[dict[str, Any]]], paus
 
     async with httpx.AsyncClient(timeout=10) as client:
         await platform.wait_settled()
-        before = await metric(client, service.url, "ti_consumer_batches", "ti_events_applied")
-        assert before is not None
+        before = {c: await metric(client, service.url, "ti_consumer_batches", "ti_events_applied", consumer=c) for c in CONSUMERS}
         idle_s = pause_s * len(batches)
         c0, w0 = cpu(), time.perf_counter()
         await asyncio.sleep(idle_s)
@@ -191,21 +211,25 @@ async def live_cpu(platform: Platform, batches: list[list[dict[str, Any]]], paus
         for batch in batches:
             await publish_raw(platform.settings, batch)
             await asyncio.sleep(pause_s)
-        expected = before["ti_events_applied"] + sum(len(b) for b in batches)
-        while True:
-            after = await metric(client, service.url, "ti_consumer_batches", "ti_events_applied")
-            if after is not None and after["ti_events_applied"] >= expected:
+        events = sum(len(b) for b in batches)
+        while True:  # both consumers have applied every event
+            after = {c: await metric(client, service.url, "ti_consumer_batches", "ti_events_applied", consumer=c) for c in CONSUMERS}
+            if all(after[c] is not None and before[c] is not None
+                   and after[c]["ti_events_applied"] >= before[c]["ti_events_applied"] + events for c in CONSUMERS):  # type: ignore[index]
                 break
             await asyncio.sleep(0.05)
         c1, w1 = cpu(), time.perf_counter()
-    transactions = after["ti_consumer_batches"] - before["ti_consumer_batches"]
+    transactions = {c: int(after[c]["ti_consumer_batches"] - before[c]["ti_consumer_batches"]) for c in CONSUMERS}  # type: ignore[index]
     busy = (c1 - c0) - idle * (w1 - w0)
     return {
         "batches_published": len(batches),
-        "events": sum(len(b) for b in batches),
-        "transactions": int(transactions),
+        "events": events,
+        "transactions": transactions[CONSUMER],
+        "transactions_per_consumer": transactions,
         "idle_cpu_share": round(idle, 4),
-        "cpu_ms_per_batch": round(busy / transactions * 1000, 3),
+        #: the process's CPU (both consumers) per transaction of the projection's consumer
+        "cpu_ms_per_batch": round(busy / transactions[CONSUMER] * 1000, 3),
+        "cpu_ms_per_published_batch": round(busy / len(batches) * 1000, 3),
     }
 
 
@@ -279,6 +303,8 @@ async def measure_point(platform: Platform, events_target: int, read_seconds: in
         doc = (await client.get(platform.services["reporting"].url + "/v1/indicators", params={"scope": "national"})).json()
     assert doc["indicators"]["actions.count"] == expected_actions, (doc["indicators"]["actions.count"], expected_actions)
     result["replay"]["ratio"] = round(result["replay"]["events_per_s"] / baseline["events_per_s"], 4)
+    for each in result["replay"]["consumers"].values():
+        each["ratio"] = round(each["events_per_s"] / baseline["events_per_s"], 4)
     print(f"[bench] replay of {len(events)} events: {result['replay']}", file=sys.stderr, flush=True)
     updates = live_updates(events, 2 * LIVE_BATCHES)
     del events, states

@@ -103,6 +103,8 @@ def summary(results: dict[str, Any], memory: dict[str, dict[str, float]], scale:
                     "replay_us_per_event": p["replay"]["us_per_event"],
                     "baseline_events_per_s": p["baseline_consumer"]["events_per_s"],
                     "replay_ratio": p["replay"]["ratio"],
+                    "projection_ratio": p["replay"]["consumers"]["reporting"]["ratio"],
+                    "feed_ratio": p["replay"]["consumers"]["reporting-changes"]["ratio"],
                     "live_cpu_ms_per_batch": p["live"]["cpu_ms_per_batch"],
                     "read_rps": p["reads"]["rps"],
                     "read_p99_ms": p["reads"]["p99_ms"],
@@ -148,7 +150,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "freshness_p50_ms": "freshness p50 (2xx → indicator), ms",
         "freshness_p99_ms": "freshness p99, ms",
         "replay_events_per_s": "replay into reporting, events/s",
-        "replay_ratio": "replay / bare aiokafka consumer",
+        "replay_ratio": "replay (the process: both consumers) / bare aiokafka consumer",
         "replay_cost_per_event_growth": "replay µs/event, largest / smallest size",
         "live_cpu_ms_per_batch": "reporting CPU per small live batch, ms",
         "read_rps": "indicator reads, requests/s (c=32)",
@@ -165,12 +167,13 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += write_rows(doc["details"]["writes"])
     if "scale" in doc:
         lines += ["", "Scale curve (replay then reads, reporting on a fresh database):", "",
-                  "| events | replay s | replay events/s | µs/event | bare consumer events/s | ratio | live CPU ms/batch | reads rps | reads p99 ms | reporting RSS MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| events | replay s | replay events/s | µs/event | bare consumer events/s | ratio | projection's consumer alone | change feed's alone | live CPU ms/batch | reads rps | reads p99 ms | reporting RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in doc["scale"]["points"]:
             lines.append(
                 f"| {p['events']} | {p['replay_seconds']} | {p['replay_events_per_s']} | {p['replay_us_per_event']} | "
-                f"{p['baseline_events_per_s']} | {p['replay_ratio']} | {p['live_cpu_ms_per_batch']} | {p['read_rps']} | "
+                f"{p['baseline_events_per_s']} | {p['replay_ratio']} | {p['projection_ratio']} | {p['feed_ratio']} | "
+                f"{p['live_cpu_ms_per_batch']} | {p['read_rps']} | "
                 f"{p['read_p99_ms']} | {p['reporting_peak_rss_mb']} |"
             )
     lines += ["", "Peak RSS per process and section (MB):", "", "```", json.dumps(doc["memory_peak_rss_mb"], indent=2), "```",

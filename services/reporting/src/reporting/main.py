@@ -16,6 +16,7 @@ from reporting.dashboard.routes import router as dashboard_router
 from reporting.editions.api import router as editions_router
 from reporting.events import EVENTS
 from reporting.fastpath import CachedIndicators
+from reporting.feed import handler as feed
 from reporting.feed.api import router as feed_router
 from reporting.feed.delivery import deliver_webhooks
 from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
@@ -59,7 +60,10 @@ SPEC = ServiceSpec(
             name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE,
             window_events=WINDOW_EVENTS, window_s=WINDOW_S,
         ),
-        ConsumerSpec(name=FEED_CONSUMER, handler=ChangeFeed, rebuild_when_empty=True),
+        ConsumerSpec(
+            name=FEED_CONSUMER, handler=ChangeFeed, rebuild_when_empty=True, batch_size=feed.BATCH_SIZE,
+            window_events=feed.WINDOW_EVENTS, window_s=feed.WINDOW_S,
+        ),
     ],
     openapi_tags=[
         {"name": "indicators", "description": "Indicators of CONTRACT §6"},

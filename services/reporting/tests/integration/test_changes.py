@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -14,8 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from reporting.main import create_app
+from reporting.feed import repository
+from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
+from reporting.main import SPEC, create_app
+from ti_shared.app import create_service_app
 from ti_shared.events import EVENT_TOPICS
+from ti_shared.http import decode_cursor
 from ti_shared.settings import PlatformSettings
 from ti_shared.streams import generate_stream
 from ti_shared.testing import (
@@ -60,6 +66,27 @@ def by_subject(items: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     return out
 
 
+def assert_previous_and_changed(every: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Each item of the feed is its published event, with the data of its subject's previous item and
+    the fields that differ from it."""
+    published = {e["id"]: e for e in expected}
+    previous: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in every:
+        event = published[item["id"]]
+        assert {k: item[k] for k in ("type", "subject", "entityversion", "tiactor", "data")} == {
+            k: event[k] for k in ("type", "subject", "entityversion", "tiactor", "data")}
+        key = (EVENT_TOPICS[item["type"]], item["subject"])
+        before = previous.get(key)
+        assert item["previous"] == before
+        if before is None:
+            assert set(item["changed"]) == set(item["data"]) - BOOKKEEPING
+        else:
+            for k in set(item["data"]) | set(before):
+                if k not in BOOKKEEPING:
+                    assert (k in item["changed"]) == (before.get(k) != item["data"].get(k)), (k, item)
+        previous[key] = item["data"]
+
+
 class Reporting:
     def __init__(self, client: httpx.AsyncClient, platform: PlatformSettings, app: Any) -> None:
         self.client, self.platform, self.app = client, platform, app
@@ -96,6 +123,68 @@ async def reporting() -> AsyncIterator[Reporting]:
         await drop_database(url)
 
 
+#: the feed's consumer in catch-up windows of three batches of 40, each fetch of 20 or more copied, and
+#: the newest change of 25 subjects at most in memory (fewer than the stream has)
+SMALL_WINDOWS = dataclasses.replace(SPEC, consumers=[
+    dataclasses.replace(c, batch_size=40, window_events=120, handler=functools.partial(ChangeFeed, copy_at=20, max_known=25))
+    if c.name == FEED_CONSUMER else c
+    for c in SPEC.consumers
+])
+
+
+async def test_catch_up_windows_a_crash_a_restart_and_a_bounded_memory_give_the_same_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bool] = []
+    looked_up: list[int] = []
+    add_changes, newest_changes = repository.add_changes, repository.newest_changes
+
+    async def counted_add(session: Any, changes: Any, *, copy: bool) -> None:
+        writes.append(copy)
+        await add_changes(session, changes, copy=copy)
+
+    async def counted_newest(session: Any, keys: Any) -> Any:
+        looked_up.append(len(keys))
+        return await newest_changes(session, keys)
+
+    monkeypatch.setattr(repository, "add_changes", counted_add)
+    monkeypatch.setattr(repository, "newest_changes", counted_newest)
+    events = stream(seed=5)
+    half = len(events) // 2
+    expected = applied(events)
+    url = await create_database("rep_feed")
+    prefix = new_topic_prefix()
+    await create_topics(prefix)
+    platform = platform_settings(topic_prefix=prefix)
+    settings = service_settings("reporting", url, platform)
+    try:
+        await publish_events(platform, events[:half])
+        async with running(create_service_app(SMALL_WINDOWS, settings)) as client:
+            await wait_settled(client, timeout_s=60)
+        app = create_service_app(SMALL_WINDOWS, settings)  # restarted: nothing in memory, the feed not empty
+        async with running(app) as client:
+            consumer = app.state.ctx.consumer(FEED_CONSUMER)
+            crashes: list[int] = []
+
+            async def crash_once() -> None:
+                if not crashes:
+                    crashes.append(consumer.applied_count)
+                    raise ConnectionError("simulated crash before commit")
+
+            consumer.before_commit = crash_once
+            rep = Reporting(client, platform, app)
+            await rep.publish(events[half:])
+            assert crashes
+            every = await rep.pages(bearer(platform, "anct-admin", "admin"), limit=1000)
+    finally:
+        await drop_database(url)
+    # both ways of writing, and subjects read back from the feed (after the restart, and once forgotten)
+    assert True in writes and False in writes and sum(looked_up) > 0
+    assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
+    assert by_subject(every) == by_subject(expected)
+    assert_previous_and_changed(every, expected)
+    positions = [decode_cursor(e["cursor"], (int,)) for e in every]
+    assert positions == sorted(positions) and len({p[0] for p in positions if p}) == len(every)
+
+
 async def test_the_feed_is_the_stream_as_applied_with_previous_states_and_read_rules() -> None:
     events = stream()
     expected = applied(events)
@@ -108,22 +197,7 @@ async def test_the_feed_is_the_stream_as_applied_with_previous_states_and_read_r
         assert by_subject(every) == by_subject(expected)
         kinds = {e["type"].split(".")[3] + "." + e["type"].split(".")[4] for e in every}
         assert {"action.deleted", "territory.withdrawn", "grant.cancelled"} <= kinds
-        published = {e["id"]: e for e in expected}
-        previous: dict[tuple[str, str], dict[str, Any]] = {}
-        for item in every:
-            event = published[item["id"]]
-            assert {k: item[k] for k in ("type", "subject", "entityversion", "tiactor", "data")} == {
-                k: event[k] for k in ("type", "subject", "entityversion", "tiactor", "data")}
-            key = (EVENT_TOPICS[item["type"]], item["subject"])
-            before = previous.get(key)
-            assert item["previous"] == before
-            if before is None:
-                assert set(item["changed"]) == set(item["data"]) - BOOKKEEPING
-            else:
-                for k in set(item["data"]) | set(before):
-                    if k not in BOOKKEEPING:
-                        assert (k in item["changed"]) == (before.get(k) != item["data"].get(k)), (k, item)
-            previous[key] = item["data"]
+        assert_previous_and_changed(every, expected)
 
         # the grant read rules: without a token no grant, an operator its own, admin all
         public = await rep.pages()

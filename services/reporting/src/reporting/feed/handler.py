@@ -5,19 +5,31 @@ of the indicators never touches the feed)."""
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.consumer import Delivery, EventHandler
 from ti_shared.events import DOMAIN_TOPICS
 
 from reporting.feed import repository
 from reporting.feed.domain import FEED_TYPES, changed_fields, operator_of
+from reporting.feed.repository import Change, Key, json_text
 
 #: the consumer group of the feed
 FEED_CONSUMER = "reporting-changes"
+#: events per fetched batch (a catch-up window gathers several, see ``EventConsumer``)
+BATCH_SIZE = 5_000
+#: a catch-up window: events and seconds of one transaction at most
+WINDOW_EVENTS = 2_000_000
+WINDOW_S = 60.0
+#: a fetch of at least this many changes is written by binary COPY
+COPY_AT = 500
+#: subjects whose newest change is kept in memory at most
+MAX_KNOWN = 100_000
 
 
 class FeedNotifier:
@@ -46,30 +58,94 @@ NOTIFIER = FeedNotifier()
 
 
 class ChangeFeed(EventHandler):
+    """Appends each applied change to the feed, with the entity's previous state and what changed.
+
+    The newest change of each subject seen lately is kept in memory — its version (the version the
+    consumer has applied: the feed keeps its own, ``applied_version`` is not written) and its data as
+    JSON text (the next change's ``previous``) — for ``max_known`` subjects at most; the others are
+    read from the feed, in the batch's transaction (so a catch-up window's own changes are found
+    there). A fetch of ``copy_at`` changes or more (catching up) is written by binary ``COPY``, a
+    smaller one in one statement. What a transaction that did not commit put in memory is forgotten
+    when the next one begins."""
+
     topics = DOMAIN_TOPICS
+
+    def __init__(self, *, copy_at: int = COPY_AT, max_known: int = MAX_KNOWN) -> None:
+        self._copy_at = copy_at
+        self._max_known = max_known
+        #: (topic, subject) → (version, data as JSON text) of its newest change, the most recent last
+        self._known: dict[Key, tuple[int, str]] = {}
+        #: True: a subject not in ``_known`` has no change at all (the feed was empty, nothing was
+        #: forgotten since); None: not known yet
+        self._complete: bool | None = None
+        #: the session of the transaction under way (None once it committed)
+        self._session: AsyncSession | None = None
 
     def accepts(self, event_type: str) -> bool:
         return event_type in FEED_TYPES
 
+    async def _open(self, session: AsyncSession) -> None:
+        if self._session is not session:
+            if self._session is not None:  # that transaction did not commit: what it put in memory is void
+                self._known.clear()
+                self._complete = None
+            self._session = session
+        if self._complete is None:
+            self._complete = not await repository.has_changes(session)
+
+    async def _recall(self, session: AsyncSession, keys: Collection[Key]) -> None:
+        """Put in memory the newest change of those of ``keys`` that are not there (and have one)."""
+        if self._complete:
+            return
+        known = self._known
+        missing = sorted({k for k in keys if k not in known})
+        if missing:
+            known.update(await repository.newest_changes(session, missing))
+
+    async def applied_versions(self, session: AsyncSession, keys: Collection[Key]) -> dict[Key, int]:
+        await self._open(session)
+        await self._recall(session, keys)
+        known = self._known
+        return {k: known[k][0] for k in keys if k in known}
+
     async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
-        keys = [(d.message.topic, d.event.subject) for d in deliveries]
-        states = await repository.latest_data(session, keys)
+        await self._open(session)
+        await self._recall(session, [(d.message.topic, d.event.subject) for d in deliveries])
+        known = self._known
         now = datetime.now(UTC)
-        rows: list[dict[str, Any]] = []
+        changes: list[Change] = []
+        #: what this call changes, put in memory once it is written
+        newest: dict[Key, tuple[int, str, dict[str, Any]]] = {}
         for d in deliveries:
-            key = (d.message.topic, d.event.subject)
-            event = json.loads(d.message.value)
-            previous = states.get(key)
-            rows.append({
-                "event_id": d.event.id, "topic": d.message.topic, "type": d.event.type, "subject": d.event.subject,
-                "version": d.event.entityversion, "time": d.event.time, "operator": operator_of(d.message.topic, d.event.data),
-                "event": event, "previous": previous, "changed": changed_fields(previous, d.event.data), "recorded_at": now,
-            })
-            states[key] = d.event.data
-        await repository.add_changes(session, rows)
+            ev, topic = d.event, d.message.topic
+            key = (topic, ev.subject)
+            data = ev.data
+            mine = newest.get(key)
+            if mine is not None:
+                previous_text: str | None = mine[1]
+                previous: dict[str, Any] | None = mine[2]
+            else:
+                was = known.get(key)
+                previous_text = was[1] if was is not None else None
+                previous = orjson.loads(previous_text) if previous_text is not None else None
+            text = json_text(data)
+            changes.append((
+                ev.id, topic, ev.type, ev.subject, ev.entityversion, ev.time, operator_of(topic, data),
+                d.message.value.decode(), previous_text, json_text(changed_fields(previous, data)), now,
+            ))
+            newest[key] = (ev.entityversion, text, data)
+        await repository.add_changes(session, changes, copy=len(changes) >= self._copy_at)
+        for key, (version, text, _) in newest.items():
+            known.pop(key, None)  # the most recent last
+            known[key] = (version, text)
+        if len(known) > self._max_known:  # the least recent half is forgotten (read again from the feed when needed)
+            for key in list(itertools.islice(known, len(known) - self._max_known // 2)):
+                del known[key]
+            self._complete = False
 
     async def is_empty(self, session: AsyncSession) -> bool:
         return not await repository.has_changes(session)
 
     def committed(self) -> None:
+        self._session = None
         NOTIFIER.notify()

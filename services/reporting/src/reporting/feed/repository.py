@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.db import dialect_of, in_values, lookup_chunks
+from ti_shared.db import copy_records, dialect_of, in_values, lookup_chunks
 from ti_shared.events import TOPIC_GRANTS
+from ti_shared.statements import driver_of
 
 from reporting.feed.domain import Reader
 from reporting.feed.tables import change_event, webhook_delivery, webhook_subscription
@@ -26,28 +30,92 @@ class FeedFilter:
     since: datetime | None = None
 
 
-async def latest_data(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The data of the newest change of each (topic, subject) among ``keys``."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    subjects = sorted({s for _, s in keys})
+#: a change as written: its ``change_event`` values (but ``seq``) in :data:`CHANGE_COLUMNS` order, the JSON
+#: columns as JSON text
+Change = tuple[Any, ...]
+Key = tuple[str, str]
+CHANGE_COLUMNS = ("event_id", "topic", "type", "subject", "version", "time", "operator", "event", "previous", "changed", "recorded_at")
+_JSON_AT = tuple(i for i, name in enumerate(CHANGE_COLUMNS) if name in ("event", "previous", "changed"))
+
+#: the newest change of each (topic, subject): one probe of ``ix_change_event_subject`` per key, backwards
+#: (a join on the keys: the plan cached for the prepared statement cannot degrade into a scan)
+_NEWEST_PG = (
+    "SELECT k.topic, k.subject, c.version, (c.event -> 'data')::text FROM unnest($1::text[], $2::text[]) AS k(topic, subject) "
+    "CROSS JOIN LATERAL (SELECT version, event FROM change_event WHERE topic = k.topic AND subject = k.subject "
+    "ORDER BY seq DESC LIMIT 1) AS c"
+)
+_ARRAY_TYPES = ("text", "text", "text", "text", "bigint", "timestamptz", "text", "jsonb", "jsonb", "jsonb", "timestamptz")
+#: a batch of changes in one statement, numbered in the order given (``seq`` follows it)
+_INSERT_PG = (
+    f"INSERT INTO change_event ({', '.join(CHANGE_COLUMNS)}) SELECT {', '.join(CHANGE_COLUMNS)} FROM unnest("
+    + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_ARRAY_TYPES))
+    + f") WITH ORDINALITY AS u({', '.join(CHANGE_COLUMNS)}, n) ORDER BY n"
+)
+
+
+async def newest_changes(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, tuple[int, str]]:
+    """The version and the data (JSON text) of the newest change of each (topic, subject) among ``keys``
+    that has one (in the session's transaction: its own changes included)."""
+    if not keys:
+        return {}
+    found: dict[Key, tuple[int, str]] = {}
     dialect = dialect_of(session)
-    for chunk in lookup_chunks(subjects, dialect):
+    if dialect == "postgresql":
+        driver = await driver_of(session)
+        try:
+            records = await driver.fetch(_NEWEST_PG, [t for t, _ in keys], [s for _, s in keys])
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+        for topic, subject, version, data in records:
+            found[(topic, subject)] = (int(version), data)
+        return found
+    for chunk in lookup_chunks(sorted({s for _, s in keys}), dialect):
         newest = (
             sa.select(sa.func.max(change_event.c.seq))
             .where(in_values(change_event.c.subject, chunk, dialect))
             .group_by(change_event.c.topic, change_event.c.subject)
         )
         rows = await session.execute(
-            sa.select(change_event.c.topic, change_event.c.subject, change_event.c.event).where(change_event.c.seq.in_(newest))
+            sa.select(change_event.c.topic, change_event.c.subject, change_event.c.version, change_event.c.event)
+            .where(change_event.c.seq.in_(newest))
         )
-        for topic, subject, event in rows:
-            found[(topic, subject)] = event["data"]
-    return found
+        for topic, subject, version, event in rows:
+            found[(topic, subject)] = (int(version), json_text(event["data"]))
+    wanted = set(keys)
+    return {k: v for k, v in found.items() if k in wanted}
 
 
-async def add_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
+async def add_changes(session: AsyncSession, changes: Sequence[Change], *, copy: bool) -> None:
+    """Append changes to the feed, in the order given: on PostgreSQL by binary ``COPY`` (``copy``: a
+    catch-up's large fetch) or in one statement."""
+    if not changes:
+        return
+    if dialect_of(session) != "postgresql":
+        rows = []
+        for change in changes:
+            values = list(change)
+            for i in _JSON_AT:
+                values[i] = None if values[i] is None else orjson.loads(values[i])
+            rows.append(dict(zip(CHANGE_COLUMNS, values, strict=True)))
         await session.execute(change_event.insert(), rows)
+        return
+    if copy:
+        await copy_records(session, change_event, CHANGE_COLUMNS, changes)
+        return
+    driver = await driver_of(session)
+    try:
+        await driver.execute(_INSERT_PG, *(list(column) for column in zip(*changes, strict=True)))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text (orjson; the standard module for what orjson refuses, e.g. integers beyond
+    64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False)
 
 
 async def has_changes(session: AsyncSession) -> bool:
