@@ -134,6 +134,11 @@ async def get_indicators(
 CodeQuery = Annotated[str, Query(description="An indicator code of the catalogue", max_length=80, examples=["grants.amount_eur"])]
 LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Entities per page (default 100, max 1000)")]
 CursorQuery = Annotated[str | None, Query(max_length=600, description="The next_cursor of the previous page")]
+KeyQuery = Annotated[
+    str | None,
+    Query(max_length=120, description="One breakdown key of the figure (as in the exports: innovation, 53.en_cours, "
+          "<programme>.amount_eur…): the entities behind that value only", examples=["innovation"]),
+]
 
 
 def _code(code: str) -> str:
@@ -145,6 +150,15 @@ def _code(code: str) -> str:
 async def _known_scope(session: AsyncSession, generation: int, scope: Scope) -> None:
     if scope.kind == "territory" and not await generations.territory_known(session, generation, str(scope.code)):
         raise _unknown_territory(scope)
+
+
+def _leaf(value: Any, code: str, key: str) -> Any:
+    """The value at a breakdown key of a figure (422 when the figure has no such key)."""
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise field_problem(["query", "key"], f"'{key}' is not a breakdown key of {code} in this scope")
+        value = value[part]
+    return value
 
 
 def _explain_cursor(cursor: str | None) -> tuple[int, str] | None:
@@ -165,20 +179,23 @@ def _explain_cursor(cursor: str | None) -> tuple[int, str] | None:
 )
 async def explain_figure(
     session: ReadSessionDep, scope: ScopeQuery, code: CodeQuery, as_of: AsOfQuery = None,
-    limit: LimitQuery = 100, cursor: CursorQuery = None,
+    limit: LimitQuery = 100, cursor: CursorQuery = None, key: KeyQuery = None,
 ) -> Explanation:
     parsed, bound = _parse(scope, as_of)
     _code(code)
     after = _explain_cursor(cursor)
     generation = await generations.current_generation(session)
     await _known_scope(session, generation, parsed)
-    found = await reads.explain_as_of(session, generation, parsed.key, code, bound)
     value = (await reads.indicators_as_of(session, generation, parsed.key, bound)).get(code)
+    if key:
+        value = _leaf(value, code, key)
+    found = await reads.explain_as_of(session, generation, parsed.key, code, bound, key or None)
     if after is not None:
         found = [e for e in found if (ENTITIES.index(e.entity), e.id) > after]
     items, next_cursor = page_of(found, limit, lambda e: f"{e.entity}:{e.id}")
     return Explanation(
-        scope=parsed.key, code=code, as_of=bound.label if bound else None, value=value, next_cursor=next_cursor,
+        scope=parsed.key, code=code, key=key or None, as_of=bound.label if bound else None, value=value,
+        next_cursor=next_cursor,
         items=[ExplainedEntity(entity=e.entity, id=e.id, version=e.version, event_id=e.event_id, time=e.time,
                                contribution=e.contribution) for e in items],
     )

@@ -391,6 +391,37 @@ class Indicator:
     def reads_ref(self, kind: str) -> bool:
         return any(kind == r or (r.endswith(":") and kind.startswith(r)) for r in self.refs)
 
+    def reads_counter_for(self, name: str, key: str) -> bool:
+        """Whether one breakdown key of the figure (``innovation``, ``53.en_cours``,
+        ``<programme>.amount_eur``…) reads the counter ``name``: a name under a prefix when its rest is
+        the key (or under it), a plain name always (the total a share divides by), and for a share of a
+        programme, that programme's count."""
+        for c in self.counters:
+            if not c.endswith("."):
+                if name == c:
+                    return True
+            elif name.startswith(c):
+                rest = name[len(c):]
+                if rest == key or rest.startswith(key + "."):
+                    return True
+                programme, _, leaf = key.partition(".")
+                if self.by_programme and leaf.split(".", 1)[0].endswith("_share") and rest == programme + ".count":
+                    return True
+        return False
+
+    def reads_ref_for(self, kind: str, key: str) -> bool:
+        """Whether one breakdown key reads the reference kind ``kind`` (``grant_territory:<programme>``
+        for ``<programme>.territory_count`` or the whole ``<programme>``)."""
+        for r in self.refs:
+            if not r.endswith(":"):
+                if kind == r:
+                    return True
+            elif kind.startswith(r):
+                programme = kind[len(r):]
+                if key == programme or key == f"{programme}.{_PROGRAMME_REFS[r]}":
+                    return True
+        return False
+
 
 def _money(name: str) -> Callable[[Figures, Sequence[str]], Any]:
     return lambda f, _p: from_cents(f.c(name))
@@ -414,6 +445,10 @@ def _by_region_status(f: Figures, _p: Sequence[str]) -> Any:
 
 def _by_programme(f: Figures, programmes: Sequence[str]) -> Any:
     return {programme: _programme_entry(f, programme) for programme in programmes}
+
+
+#: the reference kinds (per programme) behind each distinct count of a programme's entry
+_PROGRAMME_REFS = {"grant_territory:": "territory_count", "grant_departement:": "departement_count"}
 
 
 def _programme_entry(f: Figures, programme: str) -> Any:
@@ -588,11 +623,16 @@ def _shown(name: str, value: int) -> Any:
     return from_cents(value) if name.endswith(_CENTS_SUFFIXES) else value
 
 
-def explain(rows: Iterable[Row], regions: Regions, scope: str, code: str) -> list[tuple[Row, dict[str, Any]]]:
+def explain(
+    rows: Iterable[Row], regions: Regions, scope: str, code: str, key: str | None = None
+) -> list[tuple[Row, dict[str, Any]]]:
     """The entities that make one figure of a scope, each with what it contributes to the figure's
     inputs: ``{counter name: value}`` (money and areas as decimal strings), ``{reference kind: [values]}``
-    and, for the median, ``{"sites.area_ha": area}``. Entities contributing nothing are left out."""
+    and, for the median, ``{"sites.area_ha": area}``. Entities contributing nothing are left out.
+    With ``key``, the figure is that breakdown key's value only (``Indicator.reads_counter_for``)."""
     indicator = BY_CODE[code]
+    counter_read = indicator.reads_counter if key is None else lambda name: indicator.reads_counter_for(name, key)
+    ref_read = indicator.reads_ref if key is None else lambda kind: indicator.reads_ref_for(kind, key)
     if indicator.national_only and scope != NATIONAL:
         return []
     out: list[tuple[Row, dict[str, Any]]] = []
@@ -600,10 +640,10 @@ def explain(rows: Iterable[Row], regions: Regions, scope: str, code: str) -> lis
         counters, refs, areas = contribution(row, regions)
         values: dict[str, Any] = {}
         for s, name, value in counters:
-            if s == scope and value and indicator.reads_counter(name):
+            if s == scope and value and counter_read(name):
                 values[name] = _shown(name, value)
         for s, kind, ref in refs:
-            if s == scope and indicator.reads_ref(kind):
+            if s == scope and ref_read(kind):
                 values.setdefault(kind, []).append(ref)
         if indicator.areas:
             for s, area in areas:

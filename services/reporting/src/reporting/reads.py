@@ -212,15 +212,17 @@ class Explained:
     contribution: dict[str, Any]
 
 
-async def explain_as_of(session: AsyncSession, generation: int, scope: str, code: str, as_of: AsOf | None) -> list[Explained]:
-    """The entities that make the figure ``code`` of ``scope`` as of an instant (None: now), sorted by
-    entity kind and id; ``engine.explain`` says what ``contribution`` holds."""
+async def explain_as_of(
+    session: AsyncSession, generation: int, scope: str, code: str, as_of: AsOf | None, key: str | None = None
+) -> list[Explained]:
+    """The entities that make the figure ``code`` (its breakdown ``key`` when given) of ``scope`` as of
+    an instant (None: now), sorted by entity kind and id; ``engine.explain`` says what ``contribution`` holds."""
     states = await rows.states_as_of(session, generation, as_of)
     regions = regions_of(states)
     out: list[Explained] = []
     for entity in ENTITIES:
         stamps = {row.id: stamp for row, stamp in states[entity]}
-        for row, values in explain([row for row, _ in states[entity]], regions, scope, code):
+        for row, values in explain([row for row, _ in states[entity]], regions, scope, code, key):
             stamp = stamps[row.id]
             out.append(Explained(entity, row.id, row.version, stamp.event_id, stamp.time, values))
     out.sort(key=lambda e: (ENTITIES.index(e.entity), e.id))

@@ -92,8 +92,9 @@ class Explanation(BaseModel):
 
     scope: str
     code: str
+    key: str | None = Field(default=None, description="The breakdown key explained (null: the whole figure)")
     as_of: str | None
-    value: Any = Field(description="The figure itself, as GET /v1/indicators gives it")
+    value: Any = Field(description="The figure itself (its value at key), as GET /v1/indicators gives it")
     items: list[ExplainedEntity]
     next_cursor: str | None
 

@@ -12,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from reporting.dashboard import formatting as fmt
 from ti_shared.assets import asset_path
 from ti_shared.auth import mint_token
+from ti_shared.geo import REGIONS
 from ti_shared.settings import PlatformSettings
 
 from .conftest import SECRET, Platform, Visit, screenshot
@@ -25,6 +27,8 @@ from .conftest import SECRET, Platform, Visit, screenshot
 pytestmark = pytest.mark.integration
 
 LAUNCH = "2023-11-30"
+#: a figure's link to its explanation (a JavaScript string)
+EXPLAIN = "'a[href*=\"/dashboard/explain?\"]'"
 
 
 def at(document: dict[str, Any], code: str, key: str) -> Any:
@@ -78,6 +82,13 @@ def test_pages_load_without_console_errors_nor_outside_requests(visit: Any, plat
         assert v.console_errors == [], (path, v.console_errors)
         assert v.outside_requests == [], (path, v.outside_requests)
         assert v.page.locator("h1").count() == 1
+    # compared: the map's table gives each region's value then and the stacked bars each region's total then
+    then = {code: platform.get("/v1/indicators", scope=f"region:{code}", as_of="2023-11-01")["indicators"] for code in REGIONS}
+    rows = v.page.eval_on_selector_all("tr[data-map-region]", "els => els.map(e => [e.dataset.mapRegion, JSON.parse(e.dataset.compare)])")
+    assert len(rows) == 18 and all(value == then[code]["actions.count"] for code, value in rows)
+    national_then = platform.get("/v1/indicators", scope="national", as_of="2023-11-01")["indicators"]["actions.by_region_status"]
+    totals = v.page.eval_on_selector_all("tr[data-region] .ti-stacked-compare", "els => els.map(e => Number(e.dataset.compare))")
+    assert totals == [sum(national_then[code].values()) for code in REGIONS]
 
 
 def test_national_figures_are_the_apis(visit: Any, platform: Platform, catalogue: dict[str, Any]) -> None:
@@ -91,6 +102,18 @@ def test_national_figures_are_the_apis(visit: Any, platform: Platform, catalogue
         "p => [p.dataset.status, Number(p.dataset.count)])}))",
     ):
         assert dict(row["parts"]) == document["indicators"]["actions.by_region_status"][row["region"]]
+    # every figure, bar and region row opens the explanation of its own code and key, as of the page's date
+    links = v.page.eval_on_selector_all(
+        ".ti-figure[data-code]", "els => els.map(e => [e.dataset.code, e.dataset.key, e.querySelector(EXPLAIN).href])".replace("EXPLAIN", EXPLAIN)
+    )
+    links += v.page.eval_on_selector_all(
+        "tr[data-region]",
+        "els => els.map(e => ['actions.by_region_status', e.dataset.region, e.querySelector(EXPLAIN).href])".replace("EXPLAIN", EXPLAIN),
+    )
+    for code, key, href in links:
+        query = parse_qs(urlsplit(href).query)
+        assert urlsplit(href).path == "/dashboard/explain" and query["code"] == [code] and query.get("key", [""]) == [key]
+        assert query["scope"] == ["national"]
 
 
 def test_region_and_territory_figures_as_of_a_date(visit: Any, platform: Platform, catalogue: dict[str, Any]) -> None:
@@ -198,7 +221,8 @@ def test_the_quality_page_is_the_apis(visit: Any, platform: Platform) -> None:
 
 @pytest.mark.parametrize(
     "path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}", "/dashboard/quality",
-             "/dashboard/editions", "/dashboard/editions/{edition}"],
+             "/dashboard/editions", "/dashboard/editions/{edition}",
+             "/dashboard/explain?scope=territory:{territory}&code=actions.by_status_share&key=en_cours&limit=5"],
 )
 def test_no_serious_accessibility_violation(visit: Any, platform: Platform, edition: dict[str, Any], path: str) -> None:
     v = visit(path.format(territory=a_territory(platform)["id"], edition=edition["id"]))
@@ -321,16 +345,64 @@ def test_a_page_on_another_origin_reads_the_indicators_but_may_not_write(browser
         context.close()
 
 
+def explained_rows(page: Any) -> list[dict[str, Any]]:
+    return list(page.eval_on_selector_all(
+        "tr.ti-explained",
+        """els => els.map(e => ({entity: e.dataset.entity, id: e.dataset.id, version: Number(e.dataset.version),
+            event_id: e.dataset.event, contribution: JSON.parse(e.dataset.contribution)}))""",
+    ))
+
+
+def api_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: i[k] for k in ("entity", "id", "version", "event_id", "contribution")} for i in body["items"]]
+
+
 def test_a_figure_opens_its_explanation(visit: Any, platform: Platform) -> None:
+    """A tile and a breakdown bar each open the explanation page: the entities the API lists, with
+    their version, event and contribution, and a way back to the figure."""
     v = visit("/dashboard/regions/53?as_of=2024-06-30")
-    figure = v.page.locator('.ti-figure[data-code="actions.count"]').first
-    shown = json.loads(figure.get_attribute("data-value") or "null")
-    figure.locator(".ti-figure__explain a").click()
-    v.page.wait_for_url("**/v1/indicators/explain?*")
-    body = json.loads(v.page.locator("body").inner_text())
-    assert (body["scope"], body["code"], body["as_of"], body["value"]) == ("region:53", "actions.count", "2024-06-30", shown)
-    listed = body["items"]
-    while body["next_cursor"]:
-        body = platform.get("/v1/indicators/explain", scope="region:53", code="actions.count", as_of="2024-06-30", cursor=body["next_cursor"])
-        listed += body["items"]
-    assert len(listed) == shown and all(i["entity"] == "action" and i["event_id"] for i in listed)
+    tile = v.page.locator('.ti-figure[data-code="actions.count"]').first
+    shown = json.loads(tile.get_attribute("data-value") or "null")
+    tile.locator(".ti-figure__explain a").click()
+    v.page.wait_for_url("**/dashboard/explain?*")
+    body = platform.get("/v1/indicators/explain", scope="region:53", code="actions.count", as_of="2024-06-30", limit="50")
+    assert body["value"] == shown and json.loads(v.page.locator(".ti-explain").get_attribute("data-value") or "null") == shown
+    assert explained_rows(v.page) == api_rows(body) and len(body["items"]) == min(50, shown)
+    assert "30 juin 2024" in v.page.locator(".ti-data-date").inner_text()
+
+    v.page.go_back()
+    bar = v.page.locator('.ti-bar[data-code="actions.by_axis"][data-key="innovation"]')
+    count = json.loads(bar.get_attribute("data-value") or "null")
+    bar.locator("a.ti-figure__explain").click()
+    v.page.wait_for_url("**/dashboard/explain?*key=innovation*")
+    screenshot(v.page, "explain-bar")
+    body = platform.get("/v1/indicators/explain", scope="region:53", code="actions.by_axis", key="innovation", as_of="2024-06-30",
+                        limit="50")
+    rows = explained_rows(v.page)
+    assert rows == api_rows(body) and 0 < len(rows) == count == body["value"]
+    assert all(r["contribution"] == {"actions.by_axis.innovation": 1} for r in rows)
+    assert "Actions par axe › Innovation" in v.page.locator("#chiffre-title").inner_text()
+    assert v.console_errors == [] and v.outside_requests == []
+    v.page.locator("a.ti-explain-back").click()
+    v.page.wait_for_url("**/dashboard/regions/53?as_of=2024-06-30#f-actions-by-axis-innovation")
+
+
+def test_the_explanation_pages_follow_the_apis_cursor(visit: Any, platform: Platform) -> None:
+    params = {"scope": "region:53", "code": "grants.amount_eur", "limit": "3"}
+    first = platform.get("/v1/indicators/explain", **params)
+    assert first["next_cursor"], "the region needs more than 3 grants"
+    second = platform.get("/v1/indicators/explain", **params, cursor=first["next_cursor"])
+    v = visit("/dashboard/explain?" + urlencode(params))
+    assert explained_rows(v.page) == api_rows(first)
+    assert v.page.locator(".ti-explain__value").inner_text() == fmt.text(first["value"], "money")
+    assert v.page.locator("a.fr-pagination__link--first[href]").count() == 0  # already on the first page
+    v.page.locator("a.ti-explain-next").click()
+    v.page.wait_for_load_state("networkidle")
+    assert explained_rows(v.page) == api_rows(second)
+    assert v.page.locator("a.fr-pagination__link--first[href]").count() == 1
+    amounts = v.page.eval_on_selector_all("tr.ti-explained .ti-contribution strong", "els => els.map(e => e.textContent)")
+    assert amounts == [fmt.full(i["contribution"]["grants.amount_eur"], "money") for i in second["items"]]
+    assert v.console_errors == []
+    unknown = httpx.get(platform.base + "/dashboard/explain", params={**params, "key": "nothing"}, timeout=30)
+    assert unknown.status_code == 422 and unknown.headers["content-type"].startswith("application/problem+json")
+

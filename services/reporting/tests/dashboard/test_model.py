@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from reporting.api import get_catalogue
 from reporting.dashboard import formatting as fmt
 from reporting.dashboard import model
 
@@ -65,3 +67,27 @@ def test_map_classes_and_links() -> None:
     assert colours["53"] == model.MAP_COLOURS[-1] and colours["94"] == model.MAP_COLOURS[0]
     assert colours["02"] == model.MAP_COLOURS[2]
     assert len(legend) == len(model.MAP_COLOURS) and legend[-1].text == "80 – 100"
+
+
+def test_what_an_entity_contributes_is_named_and_written_in_french() -> None:
+    catalogue = {i.code: i.model_dump() for i in asyncio.run(get_catalogue()).items}
+    assert model.input_label(catalogue, "actions.count") == "Actions recensées"
+    assert model.input_label(catalogue, "actions.by_axis.innovation") == "Actions par axe › Innovation"
+    assert model.input_label(catalogue, "actions.by_region_status.53.en_cours") == "Avancement des actions par région › Bretagne › En cours"
+    assert model.input_label(catalogue, "grants.by_programme.rebond_industriel.amount_eur") == (
+        "Subventions par programme › Rebond industriel (France 2030) › Montant des subventions")
+    assert model.input_label(catalogue, "grant_territory:rebond_industriel") == "Territoire lauréat — Rebond industriel (France 2030)"
+    assert model.input_label(catalogue, "sites.workshop_held") == "Atelier d'accompagnement tenu"
+    assert model.input_text("grants.amount_eur", "1500000.00") == f"1{NNBSP}500{NNBSP}000,00{NBSP}€"
+    assert model.input_text("sites.area_ha", "25.50") == f"25,5{NBSP}ha"
+    assert model.input_text("region", ["53"]) == "Bretagne (53)"
+    assert model.input_text("epci", ["200071751", "200067072"]) == "200071751, 200067072"
+    rows = model.explained_rows(catalogue, [{
+        "entity": "territory", "id": "ti-5301", "version": 3, "event_id": "e-1", "time": "2024-06-30T08:00:00Z",
+        "contribution": {"territories.count": 1, "epci": ["200071751"]},
+    }], lambda t: f"/dashboard/territories/{t}")
+    assert rows[0].href == "/dashboard/territories/ti-5301" and rows[0].entity_label == "Territoire"
+    assert rows[0].time_text == "30 juin 2024 à 10:00"
+    assert [(p.label, p.text) for p in rows[0].parts] == [
+        ("Territoires d'industrie labellisés", "1"), ("EPCI couverts (SIREN)", "200071751")]
+    assert model.figure_id("actions.by_axis", "innovation") == "f-actions-by-axis-innovation"

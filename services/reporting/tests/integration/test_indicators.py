@@ -424,6 +424,9 @@ async def test_explain_lists_the_entities_that_make_a_figure_and_diff_the_figure
             as_of_value, as_of_items = await explain_pages(
                 client, {"scope": "national", "code": "grants.amount_eur", "as_of": "2024-06-30"}, 1000)
             epci_value, epci_items = await explain_pages(client, {"scope": "region:84", "code": "territories.epci_count"}, 5)
+            axis_value, axis_items = await explain_pages(
+                client, {"scope": "national", "code": "actions.by_axis", "key": "innovation"}, 1000)
+            unknown_key = await client.get("/v1/indicators/explain", params={"scope": "national", "code": "actions.by_axis", "key": "nothing"})
             unknown = await client.get("/v1/indicators/explain", params={"scope": "national", "code": "grants.nothing"})
             bad_cursor = await client.get("/v1/indicators/explain", params={"scope": "national", "code": "grants.count", "cursor": "x"})
             diff = await client.get("/v1/indicators/diff", params={"scope": "national", "from": "2024-06-30", "to": "2030-01-01"})
@@ -445,6 +448,10 @@ async def test_explain_lists_the_entities_that_make_a_figure_and_diff_the_figure
     # a distinct count: the distinct values brought by the entities listed
     assert len({e for i in epci_items for e in i["contribution"]["epci"]}) == epci_value
     assert epci_value == expected_indicators(events, "region:84")["territories.epci_count"]
+    # one breakdown key: its value, and the entities behind that value only
+    assert axis_value == expected_indicators(events, "national")["actions.by_axis"]["innovation"] == len(axis_items) > 0
+    assert all(i["contribution"] == {"actions.by_axis.innovation": 1} for i in axis_items)
+    assert unknown_key.status_code == 422 and unknown_key.json()["errors"][0]["loc"] == ["query", "key"]
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["loc"] == ["query", "code"]
     assert bad_cursor.status_code == 422
     assert backwards.status_code == 422

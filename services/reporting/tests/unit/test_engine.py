@@ -229,6 +229,39 @@ def test_explanations_list_what_each_entity_contributes_and_add_up_to_the_figure
     assert len(explain(final, regions, NATIONAL, "actions.by_region_status")) > 0
 
 
+def test_an_explanation_of_one_breakdown_key_adds_up_to_that_value() -> None:
+    events = generate_stream(33, territories=20, actions=300, grants=120, sites=30)
+    final = [_row(e) for finals in final_states(events).values() for e in finals.values()]
+    regions = _regions(final)
+    agg = aggregate(final, regions)
+    doc = assemble(NATIONAL, agg.figures(NATIONAL), agg.programmes())
+    for axis, count in doc["actions.by_axis"].items():
+        got = explain(final, regions, NATIONAL, "actions.by_axis", axis)
+        assert len(got) == count and all(v == {f"actions.by_axis.{axis}": 1} for _, v in got)
+    share = explain(final, regions, NATIONAL, "actions.by_axis_share", "innovation")  # numerator and denominator
+    assert len(share) == doc["actions.count"]
+    assert round(sum("actions.by_axis.innovation" in v for _, v in share) / len(share), 6) == doc["actions.by_axis_share"]["innovation"]
+    region, status = "84", "en_cours"
+    cell = explain(final, regions, NATIONAL, "actions.by_region_status", f"{region}.{status}")
+    assert len(cell) == doc["actions.by_region_status"][region][status] > 0
+    whole_region = explain(final, regions, NATIONAL, "actions.by_region_status", region)
+    assert len(whole_region) == sum(doc["actions.by_region_status"][region].values())
+    programme, entry = next((p, e) for p, e in doc["grants.by_programme"].items() if e["count"])
+    amounts = explain(final, regions, NATIONAL, "grants.by_programme", f"{programme}.amount_eur")
+    assert [set(v) for _, v in amounts] == [{f"grants.by_programme.{programme}.amount_eur"}] * len(amounts)
+    assert sum(Decimal(v[f"grants.by_programme.{programme}.amount_eur"]) for _, v in amounts) == Decimal(entry["amount_eur"])
+    territories = explain(final, regions, NATIONAL, "grants.by_programme", f"{programme}.territory_count")
+    assert len({t for _, v in territories for t in v[f"grant_territory:{programme}"]}) == entry["territory_count"]
+    assert all(set(v) == {f"grant_territory:{programme}"} for _, v in territories)
+    objective, value = next(iter(entry["contribution_share"].items()))
+    shared = explain(final, regions, NATIONAL, "grants.by_programme", f"{programme}.contribution_share.{objective}")
+    assert len(shared) == entry["count"]  # every grant of the programme is in the denominator
+    numerator = sum(f"grants.by_programme.{programme}.contribution_share.{objective}" in v for _, v in shared)
+    assert round(numerator / entry["count"], 6) == value
+    whole = explain(final, regions, NATIONAL, "grants.by_programme", programme)
+    assert len(whole) == entry["count"]
+
+
 def test_regions_after_and_moves() -> None:
     t = decode(EV.format("territory.updated"), "ti-8401", 2, {"region_code": "93", "status": "active"})
     assert isinstance(t, TerritoryRow)

@@ -68,6 +68,15 @@ class PlatformReader:
         documents = await asyncio.gather(*(self.indicators(s, as_of) for s in scopes))
         return dict(zip(scopes, documents, strict=True))
 
+    async def explain(
+        self, scope: str, code: str, key: str | None, as_of: str | None, cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        """One page of the entities that make a figure (``GET /v1/indicators/explain``)."""
+        params = {"scope": scope, "code": code, "limit": str(limit)}
+        params |= {k: v for k, v in (("key", key), ("as_of", as_of), ("cursor", cursor)) if v}
+        document: dict[str, Any] = await self._get(self.reporting, "/v1/indicators/explain", params)
+        return document
+
     async def catalogue(self) -> dict[str, dict[str, Any]]:
         body = await self._get(self.reporting, "/v1/indicators/catalogue")
         return {item["code"]: item for item in body["items"]}

@@ -63,7 +63,17 @@ def exact(value: Any, kind: Kind) -> str | None:
     n = number(value)
     if n is None or kind != "money" or abs(n) < 1_000_000:
         return None
-    return format_decimal(n, "#,##0.00", locale=LOCALE) + "\u00a0€"
+    return full(n, kind)
+
+
+def full(value: Any, kind: Kind) -> str:
+    """The value written in full (euros to the cent, no « M€ »): what one entity contributes."""
+    n = number(value)
+    if n is None:
+        return MISSING
+    if kind == "money":
+        return format_decimal(n, "#,##0.00", locale=LOCALE) + "\u00a0€"
+    return text(value, kind)
 
 
 def delta(value: Any, before: Any, kind: Kind) -> str | None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ti_shared.geo import REGIONS
+
 from reporting.dashboard import formatting as fmt
 
 Catalogue = Mapping[str, Mapping[str, Any]]
@@ -48,6 +50,11 @@ def read(document: Document | None, code: str, path: tuple[str, ...] = ()) -> An
     return value
 
 
+def figure_id(code: str, key: str = "") -> str:
+    """The HTML id of a figure on its page (the explanation's back link points to it)."""
+    return "f-" + re.sub(r"[^a-z0-9]+", "-", f"{code}-{key}".lower()).strip("-")
+
+
 @dataclass(frozen=True)
 class Figure:
     code: str
@@ -64,7 +71,7 @@ class Figure:
 
     @property
     def id(self) -> str:
-        return "f-" + re.sub(r"[^a-z0-9]+", "-", f"{self.code}-{self.key}".lower()).strip("-")
+        return figure_id(self.code, self.key)
 
     @property
     def text(self) -> str:
@@ -121,10 +128,20 @@ class StackedRow:
     href: str | None
     total: int
     segments: list[tuple[str, int, float]]  # (status, count, share of the row)
+    compare_total: int | None = None
+    compare_segments: dict[str, int] | None = None  # status → count at the comparison date
 
     @property
     def total_text(self) -> str:
         return fmt.text(self.total, "count")
+
+    @property
+    def compare_text(self) -> str:
+        return fmt.text(self.compare_total, "count")
+
+    @property
+    def delta(self) -> str | None:
+        return fmt.delta(self.total, self.compare_total, "count")
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,8 @@ class Stacked:
     code: str
     legend: list[tuple[str, str]]  # (status, label)
     rows: list[StackedRow]
+    definition: str = ""
+    compared: bool = False
     kind: ClassVar[str] = "stacked"
 
     @property
@@ -239,13 +258,22 @@ def action_plans(b: Builder, region_href: Mapping[str, str] | None = None) -> Se
         statuses = list(b.entry("actions.by_status").get("breakdown") or [])
         if not statuses:
             statuses = list(next(iter(by_region.values()), {}))
+        before = read(b.compare_document, "actions.by_region_status") if b.compare_document is not None else _ABSENT
         rows = []
         for region, counts in by_region.items():
             total = sum(int(counts.get(s, 0)) for s in statuses)
             segments = [(s, int(counts.get(s, 0)), (int(counts.get(s, 0)) / total) if total else 0.0) for s in statuses]
-            rows.append(StackedRow(region, b.key_label("actions.by_region_status", region), (region_href or {}).get(region), total, segments))
+            then = before.get(region) if isinstance(before, dict) else None
+            compared: dict[str, Any] = {"compare_total": None, "compare_segments": None}
+            if isinstance(then, dict):
+                compared = {"compare_total": sum(int(then.get(s, 0)) for s in statuses),
+                            "compare_segments": {s: int(then.get(s, 0)) for s in statuses}}
+            rows.append(StackedRow(region, b.key_label("actions.by_region_status", region), (region_href or {}).get(region),
+                                   total, segments, **compared))
         legend = [(s, b.key_label("actions.by_status", s)) for s in statuses]
-        section.blocks.append(Stacked("Avancement des actions par région", "actions.by_region_status", legend, rows))
+        entry = b.entry("actions.by_region_status")
+        section.blocks.append(Stacked("Avancement des actions par région", "actions.by_region_status", legend, rows,
+                                      str(entry.get("definition", "")), b.compare_document is not None))
     return section
 
 
@@ -319,6 +347,13 @@ class MapRegion:
     value: Any
     text: str
     colour: str
+    compare: Any = _ABSENT
+    compare_text: str = ""
+    delta: str | None = None
+
+    @property
+    def compared(self) -> bool:
+        return self.compare is not _ABSENT
 
 
 @dataclass(frozen=True)
@@ -328,9 +363,11 @@ class MapLegend:
 
 
 def map_regions(
-    catalogue: Catalogue, code: str, documents: Mapping[str, Document], names: Mapping[str, str], hrefs: Mapping[str, str]
+    catalogue: Catalogue, code: str, documents: Mapping[str, Document], names: Mapping[str, str], hrefs: Mapping[str, str],
+    compare: Mapping[str, Document] | None = None,
 ) -> tuple[list[MapRegion], list[MapLegend]]:
-    """The regions coloured by ``code`` (``documents``: region code → its indicators document)."""
+    """The regions coloured by ``code`` (``documents``: region code → its indicators document; ``compare``:
+    the same at the comparison date, each region's value then and the difference)."""
     kind = fmt.kind_of_unit(str(catalogue.get(code, {}).get("unit", "")))
     values = {r: read(d, code) for r, d in documents.items()}
     numbers = {r: fmt.number(v) if v is not _ABSENT else None for r, v in values.items()}
@@ -341,7 +378,13 @@ def map_regions(
         n = numbers.get(r)
         index = 0 if n is None or not step else min(len(MAP_COLOURS) - 1, int(n / step))
         value = values.get(r)
-        regions.append(MapRegion(r, name, hrefs[r], None if value is _ABSENT else value, fmt.text(value, kind), MAP_COLOURS[index]))
+        compared: dict[str, Any] = {}
+        if compare is not None:
+            then = read(compare.get(r), code)
+            then = None if then is _ABSENT else then
+            compared = {"compare": then, "compare_text": fmt.text(then, kind), "delta": fmt.delta(value, then, kind)}
+        regions.append(MapRegion(r, name, hrefs[r], None if value is _ABSENT else value, fmt.text(value, kind),
+                                 MAP_COLOURS[index], **compared))
     legend = []
     for i, colour in enumerate(MAP_COLOURS):
         if step:
@@ -388,3 +431,84 @@ def restated_figures(catalogue: Catalogue, items: list[Mapping[str, Any]]) -> li
             [_event_text(e) for e in item["events"]],
         ))
     return out
+
+
+# --- the explanation of a figure ------------------------------------------------------------------
+
+ENTITY_LABELS = {"territory": "Territoire", "action": "Action", "grant": "Subvention", "site": "Site"}
+#: the inputs of the indicators that are not themselves a figure of the catalogue
+INPUT_LABELS = {
+    "sites.workshop_held": "Atelier d'accompagnement tenu",
+    "sites.area_ha": "Surface du site (pour la médiane)",
+    "epci": "EPCI couverts (SIREN)",
+    "region": "Région",
+    "grant_territory": "Territoire lauréat",
+    "grant_departement": "Département lauréat",
+}
+
+
+def figure_label(catalogue: Catalogue, code: str, key: str = "") -> str:
+    """« Actions par axe › Innovation »: the indicator's label, then its breakdown keys' labels."""
+    b = Builder(catalogue, {})
+    return str(b.entry(code)["label"]) + "".join(f" › {b.key_label(code, k)}" for k in key.split(".") if k)
+
+
+def input_label(catalogue: Catalogue, name: str) -> str:
+    """The French name of one input an entity contributes (a counter or a reference kind)."""
+    if name in catalogue:
+        return str(catalogue[name]["label"])
+    code = max((c for c in catalogue if name.startswith(c + ".")), key=len, default=None)
+    if code is not None:
+        return figure_label(catalogue, code, name[len(code) + 1:])
+    kind, _, programme = name.partition(":")
+    label = INPUT_LABELS.get(kind, kind)
+    if programme:
+        label += " — " + Builder(catalogue, {}).key_label("grants.by_programme", programme)
+    return label
+
+
+def input_text(name: str, value: Any) -> str:
+    """What an entity contributes to one input, in French: ``1``, ``1 500 000,00 €``, ``25,5 ha``, values listed."""
+    if isinstance(value, list):
+        if name == "region":
+            return ", ".join(f"{REGIONS.get(str(v), v)} ({v})" for v in value)
+        return ", ".join(str(v) for v in value)
+    if name.endswith("_eur"):
+        return fmt.full(value, "money")
+    if "area_ha" in name:
+        return fmt.full(value, "area")
+    return fmt.full(value, "count")
+
+
+@dataclass(frozen=True)
+class Contributed:
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    """One entity that makes the figure, as ``GET /v1/indicators/explain`` lists it."""
+
+    entity: str
+    entity_label: str
+    id: str
+    href: str | None
+    version: int
+    event_id: str
+    time_text: str
+    contribution: Mapping[str, Any]
+    parts: list[Contributed]
+
+
+def explained_rows(catalogue: Catalogue, items: list[Mapping[str, Any]], territory_href: Any) -> list[ExplainedRow]:
+    """The API's items, labelled and formatted (``territory_href(id)``: a territory's page)."""
+    return [
+        ExplainedRow(
+            str(i["entity"]), ENTITY_LABELS.get(str(i["entity"]), str(i["entity"])), str(i["id"]),
+            territory_href(i["id"]) if i["entity"] == "territory" else None, int(i["version"]), str(i["event_id"]),
+            fmt.instant(datetime.fromisoformat(str(i["time"]).replace("Z", "+00:00"))), i["contribution"],
+            [Contributed(input_label(catalogue, name), input_text(name, value)) for name, value in i["contribution"].items()],
+        )
+        for i in items
+    ]

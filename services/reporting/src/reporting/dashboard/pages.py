@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from ti_shared.geo import REGIONS
 
@@ -57,12 +58,44 @@ class Links:
     def api(self, scope: str, as_of: str | None) -> str:
         return f"{self.root}/v1/indicators?scope={scope}" + (f"&as_of={as_of}" if as_of else "")
 
-    def explain(self, scope: str, code: str) -> str:
-        """The API's explanation of one figure: the entities that make it (as of the page's date)."""
-        return f"{self.root}/v1/indicators/explain?scope={scope}&code={code}" + (f"&as_of={self.as_of}" if self.as_of else "")
+    def scope(self, scope: str) -> str:
+        """The page of a scope (``national``, ``region:<code>``, ``territory:<id>``)."""
+        kind, _, code = scope.partition(":")
+        return self.region(code) if kind == "region" else self.territory(code) if kind == "territory" else self.national()
+
+    def _explain_params(self, scope: str, code: str, key: str, **extra: str | None) -> str:
+        params = {"scope": scope, "code": code, "key": key or None, "as_of": self.as_of, **extra}
+        return urlencode({k: v for k, v in params.items() if v})
+
+    def explain(self, scope: str, code: str, key: str = "", **extra: str | None) -> str:
+        """The page explaining one figure (one breakdown key of it): the entities that make it, as of the page's date."""
+        return f"{self.root}/dashboard/explain?{self._explain_params(scope, code, key, **extra)}"
+
+    def explain_api(self, scope: str, code: str, key: str = "", **extra: str | None) -> str:
+        """The same explanation from the API (``GET /v1/indicators/explain``)."""
+        return f"{self.root}/v1/indicators/explain?{self._explain_params(scope, code, key, **extra)}"
 
     def bilan(self, scope: str, fmt_: str) -> str:
         return f"{self.root}/v1/reports/bilan?scope={scope}&format={fmt_}" + (f"&as_of={self.as_of}" if self.as_of else "")
+
+
+@dataclass
+class Explained:
+    """One page of a figure's explanation (``GET /v1/indicators/explain``), labelled."""
+
+    code: str
+    key: str
+    label: str
+    definition: str
+    value: Any
+    value_text: str
+    rows: list[model.ExplainedRow]
+    limit: int
+    #: the figure on its page (with the page's date), the next page (the API's cursor), the first page, the JSON
+    back_href: str
+    next_href: str | None
+    first_href: str | None
+    api_href: str
 
 
 @dataclass
@@ -92,6 +125,8 @@ class Page:
     #: the data quality page: ``GET /v1/quality``'s document, and the territories' names
     quality: dict[str, Any] | None = None
     names: dict[str, str] = field(default_factory=dict)
+    #: the explanation page: one page of ``GET /v1/indicators/explain`` and what the page shows of it
+    explanation: Explained | None = None
 
     @property
     def compare_label(self) -> str:
@@ -145,13 +180,19 @@ async def national_page(api: PlatformReader, links: Links, map_code: str | None)
     catalogue, document, compare_document = await _documents(api, "national", links.as_of, links.compare)
     page = _page("national", "Tableau de bord national", "national", links, catalogue, document, compare_document)
     page.map_code = map_code if map_code in model.MAP_INDICATORS else model.DEFAULT_MAP_INDICATOR
+    scopes = [f"region:{code}" for code in REGIONS]
     try:
-        regional = await api.many_indicators([f"region:{code}" for code in REGIONS], links.as_of)
+        regional = await api.many_indicators(scopes, links.as_of)
+        then = await api.many_indicators(scopes, links.compare) if links.compare else None
     except ApiError as exc:
         raise problem_of(exc) from exc
+
+    def by_region(documents: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {s.removeprefix("region:"): d for s, d in documents.items()}
+
     page.map_regions, page.map_legend = model.map_regions(
-        catalogue, page.map_code, {s.removeprefix("region:"): d for s, d in regional.items()}, REGIONS,
-        {code: links.region(code) for code in REGIONS},
+        catalogue, page.map_code, by_region(regional), REGIONS, {code: links.region(code) for code in REGIONS},
+        by_region(then) if then is not None else None,
     )
     page.map_choices = [(c, str(catalogue.get(c, {}).get("label", c))) for c in model.MAP_INDICATORS]
     page.breadcrumb = [("Tableau de bord national", None)]
@@ -246,5 +287,53 @@ async def quality_page(api: PlatformReader, links: Links, scope: str, sort: str)
     page.quality = document
     page.names = {t.id: t.name for t in territories or []}
     page.breadcrumb = [("Tableau de bord national", links.national()), ("Qualité des données", None)]
+    page.notices = api.notices
+    return page
+
+
+EXPLAIN_PAGE_SIZE = 50
+
+
+async def explain_page(
+    api: PlatformReader, links: Links, scope: str, code: str, key: str, cursor: str | None, limit: int
+) -> Page:
+    """The entities that make one figure (or one breakdown key of it), one page of the API's at a time."""
+    async def no_territory() -> None:
+        return None
+
+    territory_id = scope.removeprefix("territory:") if scope.startswith("territory:") else None
+    try:
+        catalogue, body, territory = await asyncio.gather(
+            api.catalogue(), api.explain(scope, code, key or None, links.as_of, cursor, limit),
+            api.territory(territory_id) if territory_id else no_territory(),
+        )
+    except ApiError as exc:
+        raise problem_of(exc) from exc
+    kind = fmt.kind_of_unit(str(catalogue[code].get("unit", "")), key)
+    size = None if limit == EXPLAIN_PAGE_SIZE else str(limit)
+    explained = Explained(
+        code=code, key=key, label=model.figure_label(catalogue, code, key),
+        definition=str(catalogue[code].get("definition", "")), value=body["value"],
+        value_text=fmt.text(body["value"], kind) if not isinstance(body["value"], dict) else "",
+        rows=model.explained_rows(catalogue, body["items"], links.territory), limit=limit,
+        back_href=links.scope(body["scope"]) + "#" + model.figure_id(code, key),
+        next_href=links.explain(scope, code, key, limit=size, cursor=body["next_cursor"]) if body["next_cursor"] else None,
+        first_href=links.explain(scope, code, key, limit=size) if cursor else None,
+        api_href=links.explain_api(scope, code, key, limit=str(limit), cursor=cursor),
+    )
+    document = {"scope": body["scope"], "as_of": body["as_of"], "generated_at": datetime.now(UTC).isoformat(), "indicators": {}}
+    page = Page(scope=body["scope"], title="Détail du calcul", kind="explain", document=document, compare_document=None,
+                catalogue=catalogue, sections=[], links=links, data_date=fmt.data_date(body["as_of"], document["generated_at"]))
+    page.explanation = explained
+    page.breadcrumb = [("Tableau de bord national", links.national())]
+    if body["scope"].startswith("region:"):
+        region = body["scope"].removeprefix("region:")
+        page.breadcrumb.append((REGIONS.get(region, region), links.region(region)))
+    elif territory_id:
+        name = territory.name if territory is not None else territory_id
+        if territory is not None and territory.region_code in REGIONS:
+            page.breadcrumb.append((REGIONS[territory.region_code], links.region(territory.region_code)))
+        page.breadcrumb.append((name, links.territory(territory_id)))
+    page.breadcrumb.append(("Détail du calcul", None))
     page.notices = api.notices
     return page

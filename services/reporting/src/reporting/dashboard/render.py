@@ -20,6 +20,7 @@ PDF_BASE = "http://assets.invalid"
 TEMPLATES = {
     "national": "national.html.j2", "region": "region.html.j2", "territory": "territory.html.j2",
     "edition": "edition.html.j2", "editions": "editions.html.j2", "quality": "quality.html.j2",
+    "explain": "explain.html.j2",
 }
 
 

@@ -15,10 +15,12 @@ from ti_shared.problems import Problem, field_problem, problem_responses
 from reporting.dashboard import render
 from reporting.dashboard.client import reader_for_request
 from reporting.dashboard.pages import (
+    EXPLAIN_PAGE_SIZE,
     Links,
     Page,
     edition_page,
     editions_page,
+    explain_page,
     national_page,
     quality_page,
     region_page,
@@ -91,6 +93,23 @@ async def quality(
     links = _links(request, as_of, None)
     async with reader_for_request(request) as api:
         return _html(await quality_page(api, links, scope, sort))
+
+
+@router.get("/explain")
+async def explain(
+    request: Request,
+    code: Annotated[str, Query(max_length=80)],
+    scope: Annotated[str, Query(max_length=40)] = "national",
+    key: Annotated[str, Query(max_length=120)] = "",
+    as_of: AsOfQuery = None,
+    cursor: Annotated[str | None, Query(max_length=600)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = EXPLAIN_PAGE_SIZE,
+) -> HTMLResponse:
+    """The entities that make one figure, from ``GET /v1/indicators/explain`` (which checks the scope,
+    the code, the key and the cursor)."""
+    links = _links(request, as_of, None)
+    async with reader_for_request(request) as api:
+        return _html(await explain_page(api, links, scope, code, key, cursor, limit))
 
 
 @router.get("/editions")
