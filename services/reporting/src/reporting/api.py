@@ -24,15 +24,17 @@ from reporting import reads
 from reporting.catalogue import CATALOGUE, CODES, UNITS
 from reporting.domain import ENTITIES, AsOf, Scope, flatten, parse_as_of, parse_scope
 from reporting.engine import empty_document
+from reporting.freshness import DEFAULT_WAIT_S, MAX_WAIT_S
 from reporting.labels import BREAKDOWN_LABELS
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
-from reporting.repository import figures, generations
+from reporting.repository import figures, generations, sources
 from reporting.schemas import (
     Catalogue,
     ChangedFigure,
     EventBetween,
     ExplainedEntity,
     Explanation,
+    Freshness,
     IndicatorDefinitionOut,
     IndicatorsDiff,
     IndicatorsDocument,
@@ -60,6 +62,26 @@ AsOfQuery = Annotated[
         "means the end of that day, Europe/Paris. An instant must carry an offset.",
         max_length=40,
         openapi_examples={"date": {"value": "2024-06-30"}, "instant": {"value": "2024-11-30T10:00:00Z"}},
+    ),
+]
+AfterQuery = Annotated[
+    str | None,
+    Query(
+        description="An event id (a write's `TI-Event-Id`): answer once reporting has applied that event, waiting "
+        "at most `wait` seconds (504 problem past it, also for an id reporting never receives)",
+        min_length=1,
+        max_length=200,
+        examples=["0b9f6c1e-2f4a-4c7e-9a51-3f1d2b6c8e01"],
+    ),
+]
+WaitQuery = Annotated[
+    float | None,
+    Query(
+        description=f"With `after`: seconds to wait at most (default {DEFAULT_WAIT_S:g}, at most {MAX_WAIT_S:g}; "
+        "0 answers at once)",
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
     ),
 ]
 AdminDep = Annotated[Principal, scoped("admin")]
@@ -97,9 +119,11 @@ async def _as_of(session: AsyncSession, scope: Scope, as_of: AsOf) -> tuple[byte
     generation = await generations.current_generation(session)
     await _known_scope(session, generation, scope)
     indicators = await reads.indicators_as_of(session, generation, scope.key, as_of)
-    doc = IndicatorsDocument(scope=scope.key, as_of=as_of.label, generated_at=datetime.now(UTC), indicators=indicators)
+    doc = IndicatorsDocument(
+        scope=scope.key, as_of=as_of.label, generated_at=datetime.now(UTC), indicators=indicators, sources={}
+    )
     digest = figures.digest_of_document(orjson.dumps({"as_of": as_of.label, **indicators}))
-    return orjson.dumps(doc.model_dump(mode="json")), f'W/"{generation}-{digest}"'
+    return orjson.dumps(doc.model_dump(mode="json", exclude={"sources"})), f'W/"{generation}-{digest}"'
 
 
 async def _resolve(ctx: Any, scope: Scope, as_of: AsOf | None) -> tuple[bytes, str]:
@@ -115,20 +139,65 @@ async def _resolve(ctx: Any, scope: Scope, as_of: AsOf | None) -> tuple[bytes, s
         return await _as_of(session, scope, as_of)
 
 
+async def _applied(ctx: Any, event_id: str) -> bool:
+    async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return await sources.is_applied(autocommit, event_id)
+
+
+async def _await_event(ctx: Any, event_id: str, wait_s: float) -> None:
+    """Return once the live figures include the event ``event_id``; a 504 problem past ``wait_s``."""
+    if not await reads.freshness_of(ctx).wait_applied(event_id, wait_s, lambda e: _applied(ctx, e)):
+        raise Problem(
+            504,
+            f"Event '{event_id}' is not applied to the indicators after {wait_s:g} s: not received yet, unknown, or "
+            "not applicable (see GET /v1/indicators/freshness); ask again",
+            kind="event-not-applied",
+        )
+
+
 @router.get(
     "",
-    summary="Indicators of a scope, current or as of a past instant",
+    summary="Indicators of a scope, current or as of a past instant (optionally once an event is applied)",
     response_model=IndicatorsDocument,
-    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422)},
+    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422, 504)},
 )
 async def get_indicators(
-    request: Request, ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None
+    request: Request, ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None,
+    after: AfterQuery = None, wait: WaitQuery = None,
 ) -> Response:
-    body, etag = await _resolve(ctx, *_parse(scope, as_of))
+    parsed = _parse(scope, as_of)
+    if wait is not None and after is None:
+        raise field_problem(["query", "wait"], "is the longest wait for `after`: give `after` too")
+    if after is not None:
+        await _await_event(ctx, after, DEFAULT_WAIT_S if wait is None else wait)
+    body, etag = await _resolve(ctx, *parsed)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if if_none_match(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(reads.freshness_of(ctx).splice(body), media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/freshness",
+    summary="How fresh the indicators are: per source service and operator, the latest event applied, its lag, "
+    "the events applied; the events not applied yet",
+    response_model=Freshness,
+)
+async def get_freshness(ctx: ContextDep) -> Freshness:
+    fresh = reads.freshness_of(ctx)
+    live = next((c for c in ctx.consumers if c.name == LIVE_CONSUMER), None)
+    lag: int | None = None
+    if live is not None and live.bus_ok:
+        try:
+            async with asyncio.timeout(2):
+                lag = await live.lag()
+        except Exception:  # noqa: BLE001 - the bus cannot tell now: null
+            lag = None
+    now = datetime.now(UTC)
+    return Freshness.model_validate(
+        {"checked_at": now, "generation": fresh.generation, "consumer_lag": lag, "sources": fresh.sources(now)}
+    )
 
 
 CodeQuery = Annotated[str, Query(description="An indicator code of the catalogue", max_length=80, examples=["grants.amount_eur"])]

@@ -2,7 +2,8 @@
 
 ``GET /v1/indicators?scope=…`` (current figures, no ``as_of``) is the platform's hottest read. When its
 response is in the service's response cache (``reporting.reads``, filled by the route and by the consumer as it
-commits), this ASGI layer answers it directly — same body, ETag, ``304`` on ``If-None-Match`` —
+commits), this ASGI layer answers it directly — same body (``sources`` spliced in), ETag, ``304`` on
+``If-None-Match`` —
 without going through the router and dependency resolution. Everything else, a miss included, goes
 on to the application. It sits inside the edge middleware, so request ids, logs and metrics apply.
 """
@@ -72,6 +73,7 @@ class CachedIndicators:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True
+        body = reads.freshness_of(ctx).splice(body)
         headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -67,7 +67,8 @@ from reporting.engine import (
     patch,
     placement,
 )
-from reporting.repository import figures, generations, rows
+from reporting.freshness import Applied, SourceKey, Tally
+from reporting.repository import figures, generations, rows, sources
 from reporting.repository.batch import BatchWrites, write_batch
 from reporting.repository.figures import digest_of_document
 from reporting.repository.rows import Record, record_of
@@ -85,6 +86,8 @@ MAX_STATES = 600_000
 
 Committed = Callable[[int, datetime, Mapping[str, tuple[str, bytes]]], None]
 """Called with the generation, the time and ``{scope: (digest, document)}`` of rewritten documents."""
+SourcesCommitted = Callable[[int, Mapping[SourceKey, Tally], list[str] | None], None]
+"""Called with the generation, its sources' tallies and the ids of the events applied (None: too many)."""
 
 
 @dataclass
@@ -104,6 +107,7 @@ class _Memory:
     aggregates: Aggregates = field(default_factory=Aggregates)
     documents: dict[str, _Document] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    sources: dict[SourceKey, Tally] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -135,6 +139,8 @@ class _Window:
     #: the entities read from the state rows in this transaction (found or not)
     looked_up: set[tuple[Entity, str]] = field(default_factory=set)
     events: int = 0
+    #: the sources' tallies and event ids of what it applied (``reporting.freshness``)
+    sources: Applied = field(default_factory=Applied)
     # set by ``finish``
     aggregates_before: Aggregates | None = None
     applied: Deltas | None = None
@@ -157,6 +163,8 @@ class ReportingProjection(EventHandler):
         self._copy_at = copy_at
         #: told of the documents each commit rewrote (the live service's response cache)
         self.on_commit: Committed | None = None
+        #: told of the sources' tallies and the events each commit applied (the live service's freshness)
+        self.on_applied: SourcesCommitted | None = None
         self._memory: _Memory | None = None
         self._window: _Window | None = None
         #: the live generation as last seen (each batch's write tells it again)
@@ -174,6 +182,8 @@ class ReportingProjection(EventHandler):
         self._abort()
         self._memory = other._memory
         self._live = other.generation
+        if self.on_applied is not None and self._memory is not None:
+            self.on_applied(self._memory.generation, self._memory.sources, None)
 
     # -- the transaction -------------------------------------------------------------------------------
 
@@ -277,8 +287,9 @@ class ReportingProjection(EventHandler):
         else:
             for entity, kept in records.items():
                 window.pending[entity].extend(kept)
-        for entity, row, _ in decoded:  # every write above succeeded: the states change in memory
+        for entity, row, stamp in decoded:  # every write above succeeded: the states change in memory
             self._change(window, entity, row)
+            window.sources.add(memory.sources, entity, row.id, stamp)
         window.events += len(decoded)
 
     @staticmethod
@@ -301,7 +312,7 @@ class ReportingProjection(EventHandler):
             return
         memory = window.memory
         window.at = datetime.now(UTC)
-        writes = BatchWrites(memory.generation, at=window.at)
+        writes = BatchWrites(memory.generation, at=window.at, sources=window.sources.changed)
         changed = sum(len(c) for c in window.before.values())
         if memory.complete and (window.fresh or 2 * changed >= sum(len(s) for s in memory.states.values())):
             touched = self._aggregate_from_scratch(window, writes)
@@ -429,12 +440,15 @@ class ReportingProjection(EventHandler):
         memory = window.memory
         memory.documents.update(window.documents)
         memory.digests.update((scope, digest) for scope, (digest, _) in window.written.items())
+        memory.sources.update(window.sources.changed)
         if sum(len(s) for e, s in memory.states.items() if e != "territory") > MAX_STATES:
             for entity in DEPENDENT_ENTITIES:
                 memory.states[entity].clear()
             memory.complete = False
         if self.on_commit is not None and window.at is not None:
             self.on_commit(memory.generation, window.at, window.written)
+        if self.on_applied is not None:
+            self.on_applied(memory.generation, memory.sources, window.sources.ids)
         if window.copied:  # what a catch-up leaves in memory lives long: the collector need not scan it again
             gc.freeze()
 
@@ -442,7 +456,7 @@ class ReportingProjection(EventHandler):
 async def _load(session: AsyncSession, generation: int) -> _Memory:
     """What the tables hold of a generation: its territories, aggregates and document digests (the other
     states are read when events concern them)."""
-    memory = _Memory(generation)
+    memory = _Memory(generation, sources=await sources.load_sources(session, generation))
     if not await rows.has_states(session, generation):
         return memory
     memory.complete = False

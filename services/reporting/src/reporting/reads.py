@@ -12,6 +12,9 @@ responses are cached in the :class:`IndicatorCache` that the service creates at 
   validation: at most every ``MAX_AGE_S``, one query reads the live generation and the latest
   ``computed_at`` of its documents (the *mark*); when it differs from what the cache last knew, every
   entry is dropped. A cached answer is never more than ``MAX_AGE_S`` plus one query behind.
+
+Every indicator response carries ``sources`` (``reporting.freshness``): spliced into the cached body
+when it is answered, from the tallies the live consumer last committed (:func:`freshness_of`).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from ti_shared.logging import get_logger
 
 from reporting.domain import ENTITIES, AsOf, Entity, Row, Stamp, TerritoryRow, flatten
 from reporting.engine import BY_CODE, explain, indicators
+from reporting.freshness import Freshness
 from reporting.projection import ReportingProjection
-from reporting.repository import figures, rows
+from reporting.repository import figures, generations, rows, sources
 
 MAX_AGE_S = 0.25
 CONTEXT_KEY = "indicator_cache"
+FRESHNESS_KEY = "freshness"
 
 Entry = tuple[str, bytes]
 """An ETag and a response body."""
@@ -149,19 +154,31 @@ class IndicatorCache:
 
 
 async def install(ctx: ServiceContext) -> None:
-    """Start-up: the service's response cache (in its context), fed by its live consumer's commits."""
+    """Start-up: the service's response cache and freshness (in its context), fed by its live
+    consumer's commits."""
     cache = IndicatorCache(functools.partial(figures.read_live_mark, ctx.db))
     ctx.extras[CONTEXT_KEY] = cache
+    async with ctx.db.read_session() as session:
+        generation = await generations.current_generation(session)
+        fresh = Freshness(generation, await sources.load_sources(session, generation))
+    ctx.extras[FRESHNESS_KEY] = fresh
     for consumer in ctx.consumers:
         handler = consumer.handler
         if isinstance(handler, ReportingProjection) and handler.generation is None:
             handler.on_commit = functools.partial(_written_through, cache)
+            handler.on_applied = fresh.committed
 
 
 def cache_of(ctx: ServiceContext) -> IndicatorCache:
     cache = ctx.extras[CONTEXT_KEY]
     assert isinstance(cache, IndicatorCache)
     return cache
+
+
+def freshness_of(ctx: ServiceContext) -> Freshness:
+    fresh = ctx.extras[FRESHNESS_KEY]
+    assert isinstance(fresh, Freshness)
+    return fresh
 
 
 def _written_through(cache: IndicatorCache, generation: int, at: datetime, documents: Mapping[str, tuple[str, bytes]]) -> None:

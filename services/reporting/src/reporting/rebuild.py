@@ -44,8 +44,11 @@ class RebuildRunning(Exception):
 
 
 async def prepare_rebuild(db: Database) -> int:
-    """Register a new rebuild run; returns the generation it fills."""
+    """Register a new rebuild run; returns the generation it fills. Two asked at once (two requests,
+    the command line and a request) are registered one after the other: the second sees the first
+    running (on SQLite, the write transactions are serialised already)."""
     async with db.session() as session:
+        await generations.lock_rebuild_runs(session)
         latest = await generations.latest_run(session)
         if latest is not None and latest["state"] == "running":
             raise RebuildRunning(f"generation {latest['generation']} is being rebuilt")

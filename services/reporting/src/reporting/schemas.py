@@ -8,6 +8,54 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class OperatorFreshness(BaseModel):
+    """What reporting has applied of one source: the events applied and the latest of them."""
+
+    events_applied: int = Field(description="Events of this source applied to the live figures")
+    last_event_time: datetime | None = Field(
+        description="The time of the latest event applied (the latest by event time; null before the first)"
+    )
+    last_event_id: str | None = Field(description="That event's id (the `TI-Event-Id` of the write that made it)")
+    lag_s: float | None = Field(
+        description="Seconds from that event's time to now: how old the freshest data of this source is (it also "
+        "grows while the source writes nothing; `consumer_lag` of /v1/indicators/freshness tells what is not applied yet)"
+    )
+
+
+class SourceFreshness(OperatorFreshness):
+    """What reporting has applied of one source service (and, for the funding ledger, of each operator)."""
+
+    operators: dict[str, OperatorFreshness] = Field(
+        description="The funding ledger's events per operator (the grant's operator); empty for the other services"
+    )
+
+
+SOURCES_EXAMPLE: Any = {
+    "territory-registry": {"events_applied": 412, "last_event_time": "2026-01-05T07:59:58.120Z",
+                           "last_event_id": "0b9f6c1e-2f4a-4c7e-9a51-3f1d2b6c8e01", "lag_s": 2.4, "operators": {}},
+    "funding-ledger": {"events_applied": 9000, "last_event_time": "2026-01-05T08:00:00.050Z",
+                       "last_event_id": "5d3e…", "lag_s": 0.43,
+                       "operators": {"ADEME": {"events_applied": 9000, "last_event_time": "2026-01-05T08:00:00.050Z",
+                                               "last_event_id": "5d3e…", "lag_s": 0.43}}},
+}
+
+
+class Freshness(BaseModel):
+    """How fresh the indicators are: what reporting has applied of each source, and what it has not yet."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"checked_at": "2026-01-05T08:00:00.480Z", "generation": 1, "consumer_lag": 0, "sources": SOURCES_EXAMPLE}
+    ]})
+
+    checked_at: datetime = Field(description="When this was answered (the lags are counted to it)")
+    generation: int = Field(description="The live generation of the projections (a rebuild makes a new one)")
+    consumer_lag: int | None = Field(
+        description="Events published on the four topics and not applied yet by the indicators' consumer "
+        "(null when the bus cannot tell)"
+    )
+    sources: dict[str, SourceFreshness] = Field(description="Per source service (CONTRACT §1)")
+
+
 class IndicatorsDocument(BaseModel):
     """The indicators of one scope, current or as of a past instant."""
 
@@ -25,6 +73,7 @@ class IndicatorsDocument(BaseModel):
                         "grants.amount_eur": "12345678.00",
                         "sites.workshop_held_share": 0.875,
                     },
+                    "sources": SOURCES_EXAMPLE,
                 }
             ]
         }
@@ -34,6 +83,10 @@ class IndicatorsDocument(BaseModel):
     as_of: str | None = Field(description="The as_of asked for (a date or a UTC instant), null for the current figures")
     generated_at: datetime = Field(description="When these figures were computed")
     indicators: dict[str, Any] = Field(description="Indicator code → value (CONTRACT §6)")
+    sources: dict[str, SourceFreshness] = Field(
+        description="What the figures include of each source service (as GET /v1/indicators/freshness gives it)",
+        examples=[SOURCES_EXAMPLE],
+    )
 
 
 class IndicatorDefinitionOut(BaseModel):

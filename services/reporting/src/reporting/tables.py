@@ -87,7 +87,12 @@ def _state(entity: str, *indexes: str) -> sa.Table:
 
 
 def _history(entity: str) -> sa.Table:
-    return sa.Table(f"{entity}_version", metadata, *_keys(("generation", "id", "version")), *_columns(entity))
+    # the event ids: ``after=<event-id>`` asks whether the live generation has applied one (a hash index:
+    # equality only, and cheaper to keep than a B-tree of random ids while a replay copies the history)
+    return sa.Table(
+        f"{entity}_version", metadata, *_keys(("generation", "id", "version")), *_columns(entity),
+        sa.Index(f"ix_{entity}_version_event_id", "event_id", postgresql_using="hash"),
+    )
 
 
 #: entity → (current state table, history table)
@@ -130,6 +135,20 @@ indicator_ref = sa.Table(
     sa.Column("kind", sa.String(120), primary_key=True),
     sa.Column("value", sa.String(256), primary_key=True),
     sa.Column("refcount", sa.Integer(), nullable=False),
+)
+
+#: what each generation has applied of each source: per source service, and per operator for the
+#: funding ledger's grants (``operator`` '' elsewhere) — the events applied and the latest event (by
+#: time, then id), written in the transaction that applies them (``reporting.freshness``)
+reporting_source = sa.Table(
+    "reporting_source",
+    metadata,
+    sa.Column("generation", sa.Integer(), primary_key=True),
+    sa.Column("service", sa.String(32), primary_key=True),
+    sa.Column("operator", sa.String(256), primary_key=True),
+    sa.Column("events", sa.BigInteger(), nullable=False),
+    sa.Column("last_time", Instant, nullable=False),
+    sa.Column("last_event_id", sa.Text(), nullable=False),
 )
 
 reporting_generation = sa.Table(

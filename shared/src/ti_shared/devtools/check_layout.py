@@ -49,6 +49,7 @@ OTHER_MODULES: dict[str, dict[str, str]] = {
         "labels": "domain",
         "decoding": "domain",
         "engine": "domain",
+        "freshness": "domain",
         "reads": "handler",
         "fastpath": "handler",
         "projection": "handler",

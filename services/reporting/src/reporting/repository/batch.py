@@ -25,7 +25,8 @@ from ti_shared.db import dialect_of, driver_connection
 
 from reporting.domain import ENTITIES, Entity
 from reporting.engine import CounterKey, RefKey
-from reporting.repository import figures, generations, rows
+from reporting.freshness import SourceKey, Tally
+from reporting.repository import figures, generations, rows, sources
 from reporting.repository.figures import digest_of_document
 from reporting.repository.rows import COLUMNS, Record
 from reporting.tables import ENTITY_TABLES, LIST_COLUMNS
@@ -42,6 +43,8 @@ class BatchWrites:
     refs: dict[RefKey, int] = field(default_factory=dict)
     documents: dict[str, bytes] = field(default_factory=dict)
     at: datetime | None = None
+    #: the new tallies of the sources the batch applied events of (``reporting.freshness``)
+    sources: dict[SourceKey, Tally] = field(default_factory=dict)
     #: the counters and references given are all of the generation's (the others are removed)
     replace: bool = False
 
@@ -75,6 +78,7 @@ async def _write_portable(session: AsyncSession, writes: BatchWrites) -> None:
     if writes.documents:
         assert writes.at is not None
         await figures.save_documents(session, writes.generation, writes.documents, writes.at)
+    await sources.save_sources(session, writes.generation, writes.sources)
 
 
 # --- the statement --------------------------------------------------------------------------------
@@ -189,6 +193,8 @@ def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
                 t=args.add([writes.documents[s].decode() for s in scopes], "text[]"),
             )
         )
+    if writes.sources:
+        parts.append(sources.statement_part(generation, writes.sources, args.add))
     live = "SELECT coalesce((SELECT current FROM reporting_generation WHERE id = 1), 1)"
     if not parts:
         return live, args.values

@@ -83,6 +83,16 @@ async def forget_consumer(session: AsyncSession, name: str) -> None:
 
 # --- rebuild runs ------------------------------------------------------------------------------------
 
+#: the PostgreSQL advisory lock under which a rebuild run is registered
+_RUNS_LOCK = 0x7469_7265_6275
+
+
+async def lock_rebuild_runs(session: AsyncSession) -> None:
+    """Until the transaction ends, no other transaction registers a rebuild run (SQLite's write
+    transactions are serialised already)."""
+    if dialect_of(session) == "postgresql":
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUNS_LOCK})
+
 
 async def start_run(session: AsyncSession, generation: int, at: datetime) -> None:
     await session.execute(

@@ -1,0 +1,201 @@
+"""Freshness: what reporting has applied of each source, and reading one's own writes.
+
+- The projection tallies, per source service (and per operator for the funding ledger's grants), the
+  events it applies and the latest of them — by event time, then id (:class:`Tally`) — and writes the
+  tallies in the transaction that applies the events (``reporting_source``): a replay or a rebuild of
+  the same events gives the same tallies.
+- :class:`Freshness`, one per service process (in its context, ``reads.freshness_of``), holds the
+  live generation's tallies as last committed by the process's live consumer; it answers the
+  ``sources`` summary of every indicator response and of ``GET /v1/indicators/freshness`` without a
+  query, and wakes the requests waiting for an event (``after=<event-id>``) when the commit that
+  applied it is done. A request that starts waiting checks the history first (the event may be
+  applied already), and again every :data:`RECHECK_S` while it waits (what another process applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from reporting.domain import Entity, Stamp
+
+#: the service that owns each entity's topic (CONTRACT §1)
+SERVICE_OF_ENTITY: dict[Entity, str] = {
+    "territory": "territory-registry", "action": "action-tracker", "grant": "funding-ledger", "site": "site-catalog",
+}
+SERVICES: tuple[str, ...] = tuple(SERVICE_OF_ENTITY.values())
+#: the service whose events are also tallied per operator (a grant's subject is ``OPERATOR/operator_ref``)
+BY_OPERATOR = "funding-ledger"
+
+#: ``wait=`` of ``after=``: by default and at most, in seconds
+DEFAULT_WAIT_S = 5.0
+MAX_WAIT_S = 30.0
+#: how often a waiting request checks the history again, whatever it was told
+RECHECK_S = 1.0
+#: event ids a transaction notes for the waiters at most (beyond, every waiter checks the history)
+NOTED_IDS = 10_000
+
+SourceKey = tuple[str, str]
+"""(service, operator): the operator of a grant, '' for the other entities"""
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a generation has applied of one source: how many events, and the latest (time, then id)."""
+
+    events: int
+    last_time: datetime
+    last_event_id: str
+
+
+def source_of(entity: Entity, subject: str) -> SourceKey:
+    return SERVICE_OF_ENTITY[entity], subject.partition("/")[0] if entity == "grant" else ""
+
+
+@dataclass
+class Applied:
+    """What one transaction applies, per source: the sources' new tallies, the event ids (up to
+    :data:`NOTED_IDS`; None beyond)."""
+
+    changed: dict[SourceKey, Tally] = field(default_factory=dict)
+    ids: list[str] | None = field(default_factory=list)
+
+    def add(self, before: Mapping[SourceKey, Tally], entity: Entity, subject: str, stamp: Stamp) -> None:
+        key = source_of(entity, subject)
+        was = self.changed.get(key) or before.get(key)
+        if was is None:
+            self.changed[key] = Tally(1, stamp.time, stamp.event_id)
+        elif (stamp.time, stamp.event_id) > (was.last_time, was.last_event_id):
+            self.changed[key] = Tally(was.events + 1, stamp.time, stamp.event_id)
+        else:
+            self.changed[key] = Tally(was.events + 1, was.last_time, was.last_event_id)
+        if self.ids is not None:
+            if len(self.ids) < NOTED_IDS:
+                self.ids.append(stamp.event_id)
+            else:
+                self.ids = None
+
+
+# --- the summary --------------------------------------------------------------------------------------
+
+
+def _instant(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _entry(events: int, latest: tuple[datetime, str] | None, now: datetime) -> dict[str, Any]:
+    if latest is None:
+        return {"events_applied": events, "last_event_time": None, "last_event_id": None, "lag_s": None}
+    return {
+        "events_applied": events, "last_event_time": _instant(latest[0]), "last_event_id": latest[1],
+        "lag_s": round(max(0.0, (now - latest[0]).total_seconds()), 3),
+    }
+
+
+def summary(tallies: Mapping[SourceKey, Tally], now: datetime) -> dict[str, Any]:
+    """``sources``: each source service (all four, in CONTRACT §1's order) with the events applied, the
+    latest event (time and id) and its lag (``now`` − its time), and for the funding ledger the same per
+    operator."""
+    out: dict[str, Any] = {}
+    for service in SERVICES:
+        parts = sorted((operator, t) for (s, operator), t in tallies.items() if s == service)
+        latest = max(((t.last_time, t.last_event_id) for _, t in parts), default=None)
+        entry = _entry(sum(t.events for _, t in parts), latest, now)
+        entry["operators"] = (
+            {operator: _entry(t.events, (t.last_time, t.last_event_id), now) for operator, t in parts}
+            if service == BY_OPERATOR else {}
+        )
+        out[service] = entry
+    return out
+
+
+# --- the process's view, and the waiters -----------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("applied", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.applied = False
+
+
+IsApplied = Callable[[str], Awaitable[bool]]
+
+
+class Freshness:
+    """The live generation's tallies as this process last committed them, and the requests waiting
+    for events (see the module's docstring)."""
+
+    def __init__(self, generation: int, tallies: Mapping[SourceKey, Tally]) -> None:
+        self.generation = generation
+        self._tallies: Mapping[SourceKey, Tally] = tallies
+        self._waiters: dict[str, list[_Waiter]] = {}
+
+    @property
+    def tallies(self) -> Mapping[SourceKey, Tally]:
+        return self._tallies
+
+    def committed(self, generation: int, tallies: Mapping[SourceKey, Tally], event_ids: Collection[str] | None) -> None:
+        """A transaction of the live consumer committed: ``tallies`` are the generation's now, and the
+        events ``event_ids`` are applied (None: not told; every waiter checks the history again)."""
+        self.generation, self._tallies = generation, tallies
+        if not self._waiters:
+            return
+        if event_ids is None:
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.woken.set()
+            return
+        if len(event_ids) > len(self._waiters):
+            applied = set(event_ids)
+            ids: Collection[str] = [i for i in self._waiters if i in applied]
+        else:
+            ids = event_ids
+        for event_id in ids:
+            for waiter in self._waiters.get(event_id, ()):
+                waiter.applied = True
+                waiter.woken.set()
+
+    def sources(self, now: datetime | None = None) -> dict[str, Any]:
+        return summary(self._tallies, now or datetime.now(UTC))
+
+    def splice(self, body: bytes) -> bytes:
+        """An indicators response (a JSON object) with ``sources`` added as its last member."""
+        return body[:-1] + b',"sources":' + orjson.dumps(self.sources()) + b"}"
+
+    async def wait_applied(self, event_id: str, wait_s: float, is_applied: IsApplied) -> bool:
+        """True once the live generation has applied ``event_id``; False when ``wait_s`` went by first."""
+        waiter = _Waiter()
+        self._waiters.setdefault(event_id, []).append(waiter)  # before the check: a commit meanwhile wakes it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        try:
+            while True:
+                if waiter.applied or await is_applied(event_id):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                waiter.woken.clear()
+                try:
+                    async with asyncio.timeout(min(remaining, RECHECK_S)):
+                        await waiter.woken.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            waiters = self._waiters.get(event_id)
+            if waiters is not None:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[event_id]
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for an event now."""
+        return sum(len(w) for w in self._waiters.values())
