@@ -5,9 +5,11 @@ Writes arrive open-loop: a Poisson process at the goal's rate, whatever the plat
 answer never delays the next arrival), each arrival taken by an idle lane — ``LANES_PER_WRITE_S`` ×
 rate lanes, one territory each, a lane writing once at a time — or counted as refused when every lane
 is busy. A lane knows every indicator of its territory scope: after each 2xx (client side), the value
-that write must produce is awaited by ``POLLERS`` workers reading ``/v1/indicators?scope=territory:<id>``
-of the pending writes in turn (conditional requests, each scope at most every ``POLL_S``), so the checks
-put a bounded load on the reporting service. Server side, reporting's ``ti_consumer_event_age_seconds``
+that write must produce is awaited — by default (``VIA = "after"``) as a front end reads its own write,
+one ``/v1/indicators?scope=territory:<id>&after=<its TI-Event-Id>&wait=…`` whose answer must show it
+(a mismatch counts as not visible); with ``BENCH_FRESHNESS_VIA=poll`` by ``POLLERS`` workers reading
+the scopes of the pending writes in turn (conditional requests, each scope at most every ``POLL_S``).
+Server side, reporting's ``ti_consumer_event_age_seconds``
 histogram gives, for every event it applied in the window, its time (the write's) to the commit that
 applied it. The mix cycles over: action PUT (new action), grant PUT (new grant), territory PUT (launch
 COPIL toggled), action PATCH (status), site PUT (new site). The CPU time of each service's processes
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -37,6 +40,8 @@ from ti_shared.streams import (
     territory_payloads,
 )
 
+#: how a write's visibility is seen: "after" (one request waiting for its event) or "poll"
+VIA = os.environ.get("BENCH_FRESHNESS_VIA", "after")
 POLL_S = 0.05
 #: concurrent indicator reads of the visibility check, whatever the number of writes in flight
 POLLERS = 4
@@ -99,8 +104,9 @@ class Load:
         self.client = httpx.AsyncClient(timeout=30, limits=limits)
         #: the visibility checks, the bulk of the requests, go through aiohttp: far less client CPU per
         #: request than httpx on a machine the services share with the load generator
-        self.poll_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=2 * POLLERS), timeout=aiohttp.ClientTimeout(total=30)
+        self.poll_session = aiohttp.ClientSession(  # after=: one waiting read per write in flight
+            connector=aiohttp.TCPConnector(limit=2 * POLLERS if VIA == "poll" else 2 * len(lanes) + 20),
+            timeout=aiohttp.ClientTimeout(total=30),
         )
         self.samples: list[Sample] = []
         self.backlog: dict[str, list[tuple[int, int]]] = {}
@@ -109,6 +115,8 @@ class Load:
         self.last_polled: dict[str, float] = {}
         self.etags: dict[str, str] = {}
         self.arrived = self.refused = 0
+        #: answers of after= that did not show the write (the event applied, the figure not as expected)
+        self.after_mismatches = 0
         self.service_writes: dict[str, int] = {}
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -159,6 +167,21 @@ class Load:
         )
         return r, ("territories.launch_copil_held", 1 if held else 0)
 
+    async def visible_after(self, lane: Lane, check: tuple[str, Any], event_id: str) -> bool:
+        """One read waiting for the write's event: its answer must show ``check`` (False on a 504 or a mismatch)."""
+        params = {"scope": "territory:" + lane.territory_id, "after": event_id, "wait": f"{VISIBLE_TIMEOUT_S:g}"}
+        try:
+            async with self.poll_session.get(f"{self.urls['reporting']}/v1/indicators", params=params) as r:
+                status, body = r.status, await r.read()
+        except aiohttp.ClientError:
+            return False
+        if status != 200:
+            return False
+        if not _holds(check, orjson.loads(body)["indicators"]):
+            self.after_mismatches += 1
+            return False
+        return True
+
     async def visible(self, lane: Lane, check: tuple[str, Any]) -> bool:
         """Wait until the poller has seen ``check`` hold in the lane's scope (False after the timeout)."""
         seen = asyncio.get_running_loop().create_future()
@@ -197,13 +220,8 @@ class Load:
                 continue
             if new_etag:
                 self.etags[tid] = new_etag
-            (code, expected), seen = entry
-            value = orjson.loads(body)["indicators"].get(code)
-            if isinstance(expected, dict) and isinstance(value, dict):
-                ok = all(value.get(k, 0) == v for k, v in expected.items())
-            else:
-                ok = value == expected
-            if ok and not seen.done():
+            check, seen = entry
+            if _holds(check, orjson.loads(body)["indicators"]) and not seen.done():
                 seen.set_result(True)
             wait = POLL_S - (time.monotonic() - self.last_polled.get(tid, 0.0))
             if len(self.pending) <= POLLERS and wait > 0:
@@ -236,7 +254,11 @@ class Load:
         if response.status_code >= 300:
             self.samples.append(Sample(kind, (t1 - t0) * 1000, None, response.status_code))
         else:
-            seen = await self.visible(lane, check)
+            event_id = response.headers.get("ti-event-id")
+            if VIA == "after" and event_id:
+                seen = await self.visible_after(lane, check, event_id)
+            else:
+                seen = await self.visible(lane, check)
             t2 = time.monotonic()
             self.samples.append(Sample(kind, (t1 - t0) * 1000, (t2 - t1) * 1000 if seen else None, response.status_code))
         idle.put_nowait(lane)
@@ -263,6 +285,14 @@ class Load:
                 task.add_done_callback(tasks.discard)
             at += rng.expovariate(rate)
         await asyncio.gather(*tasks)
+
+
+def _holds(check: tuple[str, Any], indicators: dict[str, Any]) -> bool:
+    code, expected = check
+    value = indicators.get(code)
+    if isinstance(expected, dict) and isinstance(value, dict):
+        return all(value.get(k, 0) == v for k, v in expected.items())
+    return bool(value == expected)
 
 
 async def event_ages(client: httpx.AsyncClient, url: str) -> dict[str, float]:
@@ -318,7 +348,7 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
             assert r.status_code in (200, 201), r.text
         await platform.wait_settled()
         ages_before = await event_ages(load.client, load.urls["reporting"])
-        pollers = [asyncio.create_task(load.poller()) for _ in range(POLLERS)]
+        pollers = [asyncio.create_task(load.poller()) for _ in range(POLLERS if VIA == "poll" else 0)]
         pollers.append(asyncio.create_task(load.backlog_sampler()))
         cpu_before = {name: cpu_seconds(platform.services[name].pids) for name in SERVICES}
         started = time.monotonic()
@@ -356,8 +386,10 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         "failed_statuses": sorted({s.status for s in load.samples if s.status >= 300}),
         "not_visible_within_s": VISIBLE_TIMEOUT_S,
         "not_visible": len(ok) - len(visible),
-        "poll_interval_ms": POLL_S * 1000,
-        "pollers": POLLERS,
+        "visible_via": VIA,
+        "after_mismatches": load.after_mismatches,
+        "poll_interval_ms": POLL_S * 1000 if VIA == "poll" else None,
+        "pollers": POLLERS if VIA == "poll" else 0,
         "write_p50_ms": round(percentile([s.write_ms for s in ok], 0.5), 1),
         "write_p99_ms": round(percentile([s.write_ms for s in ok], 0.99), 1),
         "p50_ms": round(percentile(visible, 0.5), 1),

@@ -196,7 +196,7 @@ async def get_freshness(ctx: ContextDep) -> Freshness:
             lag = None
     now = datetime.now(UTC)
     return Freshness.model_validate(
-        {"checked_at": now, "generation": fresh.generation, "consumer_lag": lag, "sources": fresh.sources(now)}
+        {"checked_at": now, "generation": fresh.generation, "consumer_lag": lag, "sources": fresh.freshness(now)}
     )
 
 

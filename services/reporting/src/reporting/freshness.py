@@ -88,19 +88,21 @@ def _instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _entry(events: int, latest: tuple[datetime, str] | None, now: datetime) -> dict[str, Any]:
-    if latest is None:
-        return {"events_applied": events, "last_event_time": None, "last_event_id": None, "lag_s": None}
-    return {
-        "events_applied": events, "last_event_time": _instant(latest[0]), "last_event_id": latest[1],
-        "lag_s": round(max(0.0, (now - latest[0]).total_seconds()), 3),
+def _entry(events: int, latest: tuple[datetime, str] | None, now: datetime | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "events_applied": events,
+        "last_event_time": _instant(latest[0]) if latest is not None else None,
+        "last_event_id": latest[1] if latest is not None else None,
     }
+    if now is not None:
+        out["lag_s"] = round(max(0.0, (now - latest[0]).total_seconds()), 3) if latest is not None else None
+    return out
 
 
-def summary(tallies: Mapping[SourceKey, Tally], now: datetime) -> dict[str, Any]:
-    """``sources``: each source service (all four, in CONTRACT §1's order) with the events applied, the
-    latest event (time and id) and its lag (``now`` − its time), and for the funding ledger the same per
-    operator."""
+def summary(tallies: Mapping[SourceKey, Tally], now: datetime | None = None) -> dict[str, Any]:
+    """``sources``: each source service (all four, in CONTRACT §1's order) with the events applied and
+    the latest event (time and id) — with ``now``, also its lag (``now`` − its time) — and for the
+    funding ledger the same per operator."""
     out: dict[str, Any] = {}
     for service in SERVICES:
         parts = sorted((operator, t) for (s, operator), t in tallies.items() if s == service)
@@ -136,6 +138,7 @@ class Freshness:
         self.generation = generation
         self._tallies: Mapping[SourceKey, Tally] = tallies
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._encoded: bytes | None = None
 
     @property
     def tallies(self) -> Mapping[SourceKey, Tally]:
@@ -144,7 +147,7 @@ class Freshness:
     def committed(self, generation: int, tallies: Mapping[SourceKey, Tally], event_ids: Collection[str] | None) -> None:
         """A transaction of the live consumer committed: ``tallies`` are the generation's now, and the
         events ``event_ids`` are applied (None: not told; every waiter checks the history again)."""
-        self.generation, self._tallies = generation, tallies
+        self.generation, self._tallies, self._encoded = generation, tallies, None
         if not self._waiters:
             return
         if event_ids is None:
@@ -162,12 +165,16 @@ class Freshness:
                 waiter.applied = True
                 waiter.woken.set()
 
-    def sources(self, now: datetime | None = None) -> dict[str, Any]:
-        return summary(self._tallies, now or datetime.now(UTC))
+    def freshness(self, now: datetime) -> dict[str, Any]:
+        """The sources' summary with the lags at ``now`` (``GET /v1/indicators/freshness``)."""
+        return summary(self._tallies, now)
 
     def splice(self, body: bytes) -> bytes:
-        """An indicators response (a JSON object) with ``sources`` added as its last member."""
-        return body[:-1] + b',"sources":' + orjson.dumps(self.sources()) + b"}"
+        """An indicators response (a JSON object) with ``sources`` (no lags: the same bytes until the next
+        commit) added as its last member."""
+        if self._encoded is None:
+            self._encoded = b',"sources":' + orjson.dumps(summary(self._tallies)) + b"}"
+        return body[:-1] + self._encoded
 
     async def wait_applied(self, event_id: str, wait_s: float, is_applied: IsApplied) -> bool:
         """True once the live generation has applied ``event_id``; False when ``wait_s`` went by first."""

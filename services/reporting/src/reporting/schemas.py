@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class OperatorFreshness(BaseModel):
+class OperatorApplied(BaseModel):
     """What reporting has applied of one source: the events applied and the latest of them."""
 
     events_applied: int = Field(description="Events of this source applied to the live figures")
@@ -16,15 +16,27 @@ class OperatorFreshness(BaseModel):
         description="The time of the latest event applied (the latest by event time; null before the first)"
     )
     last_event_id: str | None = Field(description="That event's id (the `TI-Event-Id` of the write that made it)")
-    lag_s: float | None = Field(
-        description="Seconds from that event's time to now: how old the freshest data of this source is (it also "
-        "grows while the source writes nothing; `consumer_lag` of /v1/indicators/freshness tells what is not applied yet)"
+
+
+class SourceApplied(OperatorApplied):
+    """What reporting has applied of one source service (and, for the funding ledger, of each operator)."""
+
+    operators: dict[str, OperatorApplied] = Field(
+        description="The funding ledger's events per operator (the grant's operator); empty for the other services"
     )
 
 
-class SourceFreshness(OperatorFreshness):
-    """What reporting has applied of one source service (and, for the funding ledger, of each operator)."""
+_LAG = Field(
+    description="Seconds from that event's time to `checked_at`: how old the freshest data of this source is (it also "
+    "grows while the source writes nothing; `consumer_lag` tells what is not applied yet)"
+)
 
+
+class OperatorFreshness(OperatorApplied):
+    lag_s: float | None = _LAG
+
+
+class SourceFreshness(OperatorFreshness):
     operators: dict[str, OperatorFreshness] = Field(
         description="The funding ledger's events per operator (the grant's operator); empty for the other services"
     )
@@ -32,11 +44,18 @@ class SourceFreshness(OperatorFreshness):
 
 SOURCES_EXAMPLE: Any = {
     "territory-registry": {"events_applied": 412, "last_event_time": "2026-01-05T07:59:58.120Z",
-                           "last_event_id": "0b9f6c1e-2f4a-4c7e-9a51-3f1d2b6c8e01", "lag_s": 2.4, "operators": {}},
+                           "last_event_id": "0b9f6c1e-2f4a-4c7e-9a51-3f1d2b6c8e01", "operators": {}},
     "funding-ledger": {"events_applied": 9000, "last_event_time": "2026-01-05T08:00:00.050Z",
-                       "last_event_id": "5d3e…", "lag_s": 0.43,
+                       "last_event_id": "5d3e…",
                        "operators": {"ADEME": {"events_applied": 9000, "last_event_time": "2026-01-05T08:00:00.050Z",
-                                               "last_event_id": "5d3e…", "lag_s": 0.43}}},
+                                               "last_event_id": "5d3e…"}}},
+}
+FRESHNESS_EXAMPLE: Any = {
+    "territory-registry": {**SOURCES_EXAMPLE["territory-registry"], "lag_s": 2.4},
+    "funding-ledger": {
+        **SOURCES_EXAMPLE["funding-ledger"], "lag_s": 0.43,
+        "operators": {"ADEME": {**SOURCES_EXAMPLE["funding-ledger"]["operators"]["ADEME"], "lag_s": 0.43}},
+    },
 }
 
 
@@ -44,7 +63,7 @@ class Freshness(BaseModel):
     """How fresh the indicators are: what reporting has applied of each source, and what it has not yet."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"checked_at": "2026-01-05T08:00:00.480Z", "generation": 1, "consumer_lag": 0, "sources": SOURCES_EXAMPLE}
+        {"checked_at": "2026-01-05T08:00:00.480Z", "generation": 1, "consumer_lag": 0, "sources": FRESHNESS_EXAMPLE}
     ]})
 
     checked_at: datetime = Field(description="When this was answered (the lags are counted to it)")
@@ -83,8 +102,9 @@ class IndicatorsDocument(BaseModel):
     as_of: str | None = Field(description="The as_of asked for (a date or a UTC instant), null for the current figures")
     generated_at: datetime = Field(description="When these figures were computed")
     indicators: dict[str, Any] = Field(description="Indicator code → value (CONTRACT §6)")
-    sources: dict[str, SourceFreshness] = Field(
-        description="What the figures include of each source service (as GET /v1/indicators/freshness gives it)",
+    sources: dict[str, SourceApplied] = Field(
+        description="What the figures include of each source service: as GET /v1/indicators/freshness gives it, "
+        "without the lags (a response is a function of what was applied; the ETag is the figures')",
         examples=[SOURCES_EXAMPLE],
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -35,6 +36,8 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 EVENT_ID_HEADER = "TI-Event-Id"
+#: the longest ``wait=`` a request of ``after=`` may ask (CONTRACT §8, reporting's bound)
+MAX_WAIT_S = 30.0
 #: an event id no platform has: asked with ``wait=0`` it tells whether ``after=`` is understood
 _PROBE_EVENT_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -264,12 +267,19 @@ class Platform:
         self.settle(timeout_s)
 
     def _wait_after(self, ids: list[str | None], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         for event_id in ids:
-            params = {"scope": "national", "after": str(event_id), "wait": f"{timeout_s:g}"}
-            response = self._http.get("/v1/indicators", params=params, timeout=timeout_s + 10)
-            if response.status_code == 504:
-                raise TimeoutError(f"event {event_id} not reflected after {timeout_s:g} s: {response.text[:500]}")
-            self._ok(response)
+            while True:  # one request waits at most MAX_WAIT_S (the server's bound): ask again until the deadline
+                asked = time.monotonic()
+                wait = max(0.0, min(MAX_WAIT_S, deadline - asked))
+                params = {"scope": "national", "after": str(event_id), "wait": f"{wait:.3f}"}
+                response = self._http.get("/v1/indicators", params=params, timeout=wait + 10)
+                if response.status_code != 504:
+                    self._ok(response)
+                    break
+                now = time.monotonic()
+                if now >= deadline or now - asked < wait:  # the whole time waited, or the server's final answer
+                    raise TimeoutError(f"event {event_id} not reflected after {timeout_s:g} s: {response.text[:500]}")
 
     def indicators(self, scope: str = "national", as_of: str | None = None, *, wait: bool = True) -> dict[str, Any]:
         """``GET /v1/indicators`` of ``scope`` (and ``as_of``): the ``indicators`` object. By default first waits
