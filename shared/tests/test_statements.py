@@ -143,3 +143,23 @@ async def test_a_missed_expectation_is_a_stale_write_by_default(db: Database) ->
         with pytest.raises(StaleWrite):
             await BUMP.defer(session, expect=1, item_id="none", replaced=1, version=2)
             await session.commit()
+
+
+async def test_inserts_on_one_table_share_a_flush_and_a_duplicate_among_them_is_refused(db: Database) -> None:
+    async with db.session() as session:
+        await INSERT.defer(session, expect=1, id="a", version=1, tags=[], at=AT, area=None)
+        for version in (1, 2, 3):
+            await LOG.defer(session, expect=1, id="a", version=version)
+        if db.engine.dialect.name == "postgresql":  # queued together: one statement at the commit
+            assert [p.sql for p in session.info["ti_pending"]] == [INSERT, LOG, LOG, LOG]
+        await BUMP.defer(session, expect=1, item_id="a", replaced=1, version=2)  # another kind on a queued table
+        await session.commit()
+    assert await count(db, log) == 3
+    async with db.session() as session:
+        assert (await GET.fetchrow(session, item_id="a") or {})["version"] == 2
+        with pytest.raises(sa.exc.IntegrityError):
+            await INSERT.defer(session, id="b", version=1, tags=[], at=AT, area=None)
+            await INSERT.defer(session, id="b", version=1, tags=[], at=AT, area=None)
+            await session.commit()
+        await session.rollback()
+    assert await count(db, item) == 1

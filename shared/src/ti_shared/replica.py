@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.consumer import Delivery, EventHandler, EventRejected
 from ti_shared.db import dialect_of, territory_replica, upsert
 from ti_shared.events import TOPIC_TERRITORIES, event_type
+from ti_shared.statements import Sql
 
 TERRITORY_EVENT_TYPES = frozenset(event_type("territory", c) for c in ("registered", "updated", "withdrawn"))
 
@@ -51,10 +52,21 @@ class TerritoryReplicaHandler(EventHandler):
         return row.first() is None
 
 
+#: a write's one territory (prepared on PostgreSQL's driver, in the write's transaction)
+_KNOWN_ONE = Sql(
+    sa.select(territory_replica.c.territory_id, territory_replica.c.region_code).where(
+        territory_replica.c.territory_id == sa.bindparam("territory_id")
+    )
+)
+
+
 async def known_territories(session: AsyncSession, ids: set[str]) -> dict[str, str]:
     """``{territory_id: region_code}`` for those of ``ids`` that the replica knows."""
     if not ids:
         return {}
+    if len(ids) == 1:
+        row = await _KNOWN_ONE.fetchrow(session, territory_id=next(iter(ids)))
+        return {row["territory_id"]: row["region_code"]} if row is not None else {}
     rows = await session.execute(
         sa.select(territory_replica.c.territory_id, territory_replica.c.region_code).where(
             territory_replica.c.territory_id.in_(sorted(ids))

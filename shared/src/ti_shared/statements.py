@@ -13,7 +13,9 @@ data-modifying CTEs are the queued statements, so writing an entity, its history
 event is one round trip. A queued statement may expect a row count (an update guarded by the version
 it replaces); a mismatch raises ``on_mismatch()`` at the flush. The statements of one flush run on one
 snapshot and must not touch the same rows: a statement on a table already queued flushes the queue
-first. On SQLite ``defer`` runs the statement at once.
+first — unless both only add rows (plain ``INSERT … VALUES``: new rows, a duplicate key still a unique
+violation), so that an entity's several theme or ledger rows go with the rest. On SQLite ``defer``
+runs the statement at once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from sqlalchemy.util import await_
 _PENDING = "ti_pending"
 _DRIVER = "ti_driver"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+#: statements queued at most on a session before they are sent (a plan import's hundreds of writes go as
+#: several statements, each far under PostgreSQL's 65,535 parameters)
+MAX_QUEUED = 64
+#: combined statements of at most this many parts are kept compiled (a PUT's few shapes)
+_CACHED_PARTS = 12
 _NUMERIC, _FLOAT8 = 1700, 701  # PostgreSQL's type oids
 
 Processor = Callable[[Any], Any] | None
@@ -74,6 +81,11 @@ class Sql:
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
         self.table = _table_of(statement)
+        #: a plain ``INSERT … VALUES`` (no ``ON CONFLICT``, no ``SELECT``): it only adds rows, so several of
+        #: them on one table may share a flush
+        self.appends = (
+            isinstance(statement, sa.Insert) and statement.select is None and getattr(statement, "_post_values_clause", None) is None
+        )
         self._pg: _Compiled | None = None
 
     def __repr__(self) -> str:
@@ -136,7 +148,7 @@ class Sql:
         if not session.in_transaction():
             await session.connection()  # begins the session's transaction (no round trip): a rollback drops the queue
         pending: list[_Deferred] = session.info.setdefault(_PENDING, [])
-        if any(p.sql.table is self.table for p in pending):
+        if len(pending) >= MAX_QUEUED or any(p.sql.table is self.table and not (self.appends and p.sql.appends) for p in pending):
             await flush(session)
             pending = session.info.setdefault(_PENDING, [])
         pending.append(_Deferred(self, params, expect, on_mismatch))
@@ -170,7 +182,9 @@ async def _flush_on(dialect: sa.Dialect, driver: Any, pending: list[_Deferred]) 
     key = tuple(id(p.sql) for p in pending)
     sql = _COMBINED.get(key)
     if sql is None:
-        sql = _COMBINED[key] = _combine([c.sql for c in compiled])
+        sql = _combine([c.sql for c in compiled])
+        if len(key) <= _CACHED_PARTS:
+            _COMBINED[key] = sql
     counts = await _run(driver.fetchrow, sql, arguments)
     for i, p in enumerate(pending):
         if p.expect is not None and counts[i] != p.expect:

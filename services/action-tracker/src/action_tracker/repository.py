@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -10,8 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 import ti_shared.service
+from ti_shared.app import concurrent_write
 from ti_shared.db import dialect_of, territory_replica
 from ti_shared.replica import known_territories
+from ti_shared.statements import Sql
 from ti_shared.types import format_decimal
 
 from action_tracker.domain import Action, ActionVersion, Change, Decision
@@ -32,30 +34,47 @@ class ActionFilter:
     status: str | None = None
 
 
-def _body_of(row: Any) -> dict[str, Any]:
-    budget = row.budget_eur
+_ROW_COLUMNS = [c.name for c in action.c]
+# the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
+_GET = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")))
+_GET_FOR_UPDATE = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")).with_for_update())
+_INSERT = Sql(action.insert(), column_keys=_ROW_COLUMNS)
+_UPDATE = Sql(
+    action.update().where(action.c.action_id == sa.bindparam("id"), action.c.version == sa.bindparam("replaced")),
+    column_keys=[c for c in _ROW_COLUMNS if c != "action_id"],
+)
+_ADD_THEME = Sql(action_theme.insert(), column_keys=["action_id", "theme"])
+_DROP_THEMES = Sql(action_theme.delete().where(action_theme.c.action_id == sa.bindparam("id")))
+_ADD_VERSION = Sql(
+    action_version.insert(),
+    column_keys=["action_id", "version", "change", "recorded_at", "actor", "changed_fields", "comment", "state"],
+)
+
+
+def _body_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    budget = row["budget_eur"]
     return {
-        "territory_id": row.territory_id,
-        "title": row.title,
-        "description": row.description,
-        "axis": row.axis,
-        "themes": list(row.themes or []),
-        "status": row.status,
-        "planned_start": row.planned_start.isoformat() if row.planned_start else None,
-        "planned_end": row.planned_end.isoformat() if row.planned_end else None,
+        "territory_id": row["territory_id"],
+        "title": row["title"],
+        "description": row["description"],
+        "axis": row["axis"],
+        "themes": list(row["themes"] or []),
+        "status": row["status"],
+        "planned_start": row["planned_start"].isoformat() if row["planned_start"] else None,
+        "planned_end": row["planned_end"].isoformat() if row["planned_end"] else None,
         "budget_eur": format_decimal(Decimal(str(budget))) if budget is not None else None,
-        "partners": list(row.partners or []),
+        "partners": list(row["partners"] or []),
     }
 
 
-def _action_of(row: Any) -> Action:
+def _action_of(row: Mapping[str, Any]) -> Action:
     return Action(
-        action_id=row.action_id,
+        action_id=row["action_id"],
         body=_body_of(row),
-        version=int(row.version),
-        deleted=bool(row.deleted),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        version=int(row["version"]),
+        deleted=bool(row["deleted"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -88,8 +107,7 @@ class Repository(ti_shared.service.Repository):
 
     async def get_action(self, action_id: str, *, for_update: bool = False) -> Action | None:
         """The action ``action_id``, deleted or not; None when it never existed."""
-        query = sa.select(action).where(action.c.action_id == action_id)
-        row = (await self.session.execute(self._locked(query, for_update))).first()
+        row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, action_id=action_id)
         return _action_of(row) if row is not None else None
 
     async def get_actions(self, action_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Action]:
@@ -100,7 +118,7 @@ class Repository(ti_shared.service.Repository):
             chunk = ids[i : i + LOOKUP_CHUNK]
             query = sa.select(action).where(action.c.action_id.in_(chunk)).order_by(action.c.action_id)
             for row in await self.session.execute(self._locked(query, for_update)):
-                out[row.action_id] = _action_of(row)
+                out[row.action_id] = _action_of(row._mapping)
         return out
 
     async def list_actions(
@@ -128,43 +146,43 @@ class Repository(ti_shared.service.Repository):
         if limit is not None:
             query = query.limit(limit)
         rows = await self.session.execute(self._locked(query, for_update))
-        return [_action_of(r) for r in rows]
+        return [_action_of(r._mapping) for r in rows]
 
     async def insert_action(self, new: Action) -> None:
-        """The first version's row and its theme rows."""
-        await self.session.execute(action.insert().values(action_id=new.action_id, **_columns_of(new)))
-        await self._set_themes(new, replace=False)
+        """The first version's row and its theme rows (another writer creating it first: 409)."""
+        await _INSERT.defer(self.session, expect=1, action_id=new.action_id, **_columns_of(new))
+        await self._add_themes(new)
 
-    async def update_action(self, changed: Action) -> None:
-        """The action's row (a new version) and its theme rows."""
-        await self.session.execute(
-            action.update().where(action.c.action_id == changed.action_id).values(**_columns_of(changed))
+    async def update_action(self, changed: Action, *, themes_changed: bool = True) -> None:
+        """The action's row (its next version: 409 when its version moved meanwhile) and, when its
+        themes changed, its theme rows."""
+        await _UPDATE.defer(
+            self.session, expect=1, on_mismatch=concurrent_write, id=changed.action_id, replaced=changed.version - 1,
+            **_columns_of(changed),
         )
-        await self._set_themes(changed, replace=True)
+        if themes_changed:
+            await _DROP_THEMES.defer(self.session, id=changed.action_id)
+            await self._add_themes(changed)
 
-    async def _set_themes(self, stored: Action, *, replace: bool) -> None:
-        if replace:
-            await self.session.execute(action_theme.delete().where(action_theme.c.action_id == stored.action_id))
-        if stored.body["themes"]:
-            await self.session.execute(
-                action_theme.insert(), [{"action_id": stored.action_id, "theme": t} for t in stored.body["themes"]]
-            )
+    async def _add_themes(self, stored: Action) -> None:
+        for theme in stored.body["themes"]:
+            await _ADD_THEME.defer(self.session, expect=1, action_id=stored.action_id, theme=theme)
 
     async def add_action_version(self, decision: Decision, *, actor: str, comment: str | None) -> None:
         """The history row of the decided version (its time is the version's ``updated_at``)."""
         stored, change = decision.entity, decision.change
         assert change is not None
-        await self.session.execute(
-            action_version.insert().values(
-                action_id=stored.action_id,
-                version=stored.version,
-                change=change.value,
-                recorded_at=stored.updated_at,
-                actor=actor,
-                changed_fields=list(decision.changed_fields),
-                comment=comment,
-                state=stored.resource(),
-            )
+        await _ADD_VERSION.defer(
+            self.session,
+            expect=1,
+            action_id=stored.action_id,
+            version=stored.version,
+            change=change.value,
+            recorded_at=stored.updated_at,
+            actor=actor,
+            changed_fields=list(decision.changed_fields),
+            comment=comment,
+            state=stored.resource(),
         )
 
     async def list_action_versions(self, action_id: str, *, after: int | None, limit: int) -> list[ActionVersion]:

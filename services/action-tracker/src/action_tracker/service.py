@@ -239,7 +239,7 @@ async def write_change(uow: Uow[Repository], decision: Decision, *, actor: str, 
     if stored.version == 1:
         await uow.repo.insert_action(stored)
     else:
-        await uow.repo.update_action(stored)
+        await uow.repo.update_action(stored, themes_changed="themes" in decision.changed_fields)
     await uow.repo.add_action_version(decision, actor=actor, comment=comment)
     spec = EVENT_OF_CHANGE[change]
     event = await uow.record(

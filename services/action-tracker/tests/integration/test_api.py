@@ -159,6 +159,17 @@ async def test_list_filters_and_pagination(service: Service) -> None:
     assert await ids(region_code="11", status="realise", theme="requalification_friche") == [f"{tag}-2"]
     assert await ids(region_code="84", territory_id="ti-1101") == []
 
+    # the themes follow the action's versions: changed, kept by a change of another field, removed
+    moved = action_body("ti-2705", axis="autre", themes=["usages_numeriques", "gestion_eau"], status="abandonne")
+    assert (await client.put(f"/v1/actions/{tag}-4", json=moved, headers=admin)).json()["version"] == 2
+    assert await ids(theme="usages_numeriques") == [f"{tag}-1", f"{tag}-4"]
+    assert await ids(theme="gestion_eau") == [f"{tag}-3", f"{tag}-4"]
+    kept = await client.put(f"/v1/actions/{tag}-4", json={**moved, "status": "en_cours"}, headers=admin)
+    assert kept.json()["version"] == 3 and await ids(theme="gestion_eau") == [f"{tag}-3", f"{tag}-4"]
+    dropped = await client.put(f"/v1/actions/{tag}-4", json={**moved, "status": "en_cours", "themes": ["gestion_eau"]}, headers=admin)
+    assert dropped.json()["version"] == 4
+    assert await ids(theme="usages_numeriques") == [f"{tag}-1"] and await ids(theme="gestion_eau") == [f"{tag}-3", f"{tag}-4"]
+
     seen: list[str] = []
     cursor = None
     while True:

@@ -47,8 +47,9 @@ class FakeRepository(Repository):
         assert new.action_id not in self.actions, "a duplicate key: the real table refuses it"
         self.actions[new.action_id] = new
 
-    async def update_action(self, changed: Action) -> None:
+    async def update_action(self, changed: Action, *, themes_changed: bool = True) -> None:
         assert changed.action_id in self.actions, "no row to update"
+        assert themes_changed or changed.body["themes"] == self.actions[changed.action_id].body["themes"], "themes changed"
         self.actions[changed.action_id] = changed
 
     async def add_action_version(self, decision: Decision, *, actor: str, comment: str | None) -> None:
