@@ -3,7 +3,7 @@ session)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -11,10 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from ti_shared import replica
-from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks
+from ti_shared.app import concurrent_write
+from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks, territory_replica
 from ti_shared.service import Repository as BaseRepository
+from ti_shared.statements import Sql
 
-from funding_ledger.domain import Decision, EntryPlan, grant_id
+from funding_ledger.domain import Decision, EntryPlan, Known, grant_id
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
 from funding_ledger.tables import grant, grant_batch, grant_ledger_entry, operator, programme, programme_operator
 
@@ -65,36 +67,38 @@ class BatchRecord:
     actor: str
 
 
-def grant_from_row(row: Any) -> Grant:
+def grant_from_row(row: Mapping[str, Any]) -> Grant:
+    """A grant from its ``grant`` row (a mapping: ``row._mapping`` of a session's row)."""
+    investment = row["investment_eur"]
     return Grant.model_validate(
         {
-            "id": grant_id(row.operator, row.operator_ref),
-            "operator": row.operator,
-            "operator_ref": row.operator_ref,
-            "programme": row.programme,
+            "id": grant_id(row["operator"], row["operator_ref"]),
+            "operator": row["operator"],
+            "operator_ref": row["operator_ref"],
+            "programme": row["programme"],
             "beneficiary": {
-                "name": row.beneficiary_name,
-                "siret": row.beneficiary_siret,
-                "rna": row.beneficiary_rna,
-                "kind": row.beneficiary_kind,
+                "name": row["beneficiary_name"],
+                "siret": row["beneficiary_siret"],
+                "rna": row["beneficiary_rna"],
+                "kind": row["beneficiary_kind"],
             },
-            "territory_id": row.territory_id,
-            "commune_insee": row.commune_insee,
-            "action_id": row.action_id,
-            "object": row.object,
-            "amount_eur": Decimal(row.amount_eur),
-            "investment_eur": Decimal(row.investment_eur) if row.investment_eur is not None else None,
-            "decision_date": row.decision_date,
-            "jobs_forecast": row.jobs_forecast,
-            "jobs_conditional": row.jobs_conditional,
-            "contributions": list(row.contributions),
-            "value_chain": row.value_chain,
-            "status": row.status,
-            "version": row.version,
-            "updated_at": row.updated_at,
-            "disbursed_eur": Decimal(row.disbursed_eur),
-            "disbursements": list(row.disbursements),
-            "scdl": row.scdl,
+            "territory_id": row["territory_id"],
+            "commune_insee": row["commune_insee"],
+            "action_id": row["action_id"],
+            "object": row["object"],
+            "amount_eur": Decimal(row["amount_eur"]),
+            "investment_eur": Decimal(investment) if investment is not None else None,
+            "decision_date": row["decision_date"],
+            "jobs_forecast": row["jobs_forecast"],
+            "jobs_conditional": row["jobs_conditional"],
+            "contributions": list(row["contributions"]),
+            "value_chain": row["value_chain"],
+            "status": row["status"],
+            "version": row["version"],
+            "updated_at": row["updated_at"],
+            "disbursed_eur": Decimal(row["disbursed_eur"]),
+            "disbursements": list(row["disbursements"]),
+            "scdl": row["scdl"],
         }
     )
 
@@ -131,6 +135,39 @@ def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
 
 
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
+_LEDGER_KEYS = [k for k in grant_ledger_entry.c.keys() if k != "id"]
+#: a write of one grant writes its ledger entries with the rest of its transaction's statements up to
+#: this many (more: ``COPY``)
+FEW_ENTRIES = 8
+
+# the write path of one grant (prepared on PostgreSQL's driver; its writes go as one statement)
+_KEY = (grant.c.operator == sa.bindparam("k_operator"), grant.c.operator_ref == sa.bindparam("k_operator_ref"))
+_GET = Sql(sa.select(grant).where(*_KEY))
+_GET_FOR_UPDATE = Sql(sa.select(grant).where(*_KEY).with_for_update())
+_INSERT = Sql(grant.insert(), column_keys=list(grant.c.keys()))
+_UPDATE = Sql(
+    grant.update().where(*_KEY, grant.c.version == sa.bindparam("replaced")), column_keys=_UPDATE_KEYS
+)
+_ADD_ENTRY = Sql(grant_ledger_entry.insert(), column_keys=_LEDGER_KEYS)
+#: what a write of one grant names, in one query: the operator, the programme with each operator running
+#: it (a row each), the territory — each NULL when it does not exist
+_KNOWN_FOR_GRANT = Sql(
+    sa.select(
+        operator.c.code.label("operator"),
+        programme.c.code.label("programme"),
+        programme_operator.c.operator_code.label("runner"),
+        territory_replica.c.territory_id.label("territory"),
+    )
+    .select_from(
+        sa.select(sa.literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(operator, operator.c.code == sa.bindparam("operator"))
+        .outerjoin(programme, programme.c.code == sa.bindparam("programme"))
+        .outerjoin(programme_operator, programme_operator.c.programme_code == programme.c.code)
+        .outerjoin(territory_replica, territory_replica.c.territory_id == sa.bindparam("territory_id"))
+    )
+    .order_by(programme_operator.c.operator_code)
+)
 
 
 def _filtered(query: sa.Select[Any], where: GrantFilter) -> sa.Select[Any]:
@@ -240,14 +277,23 @@ class Repository(BaseRepository):
         """Which of ``territory_ids`` the local replica of ``ti.territories`` knows."""
         return set(await replica.known_territories(self.session, set(territory_ids)))
 
+    async def known_for_grant(self, op: str, programme_code: str, territory_id: str | None) -> Known:
+        """What a write of one grant names, as far as it exists (one query): as ``known_operators``,
+        ``known_programmes`` and ``known_territories`` would say of it."""
+        rows = await _KNOWN_FOR_GRANT.fetch(self.session, operator=op, programme=programme_code, territory_id=territory_id)
+        first = rows[0]
+        runners = [r["runner"] for r in rows if r["runner"] is not None]
+        return Known(
+            operators={first["operator"]} if first["operator"] is not None else set(),
+            programmes={first["programme"]: runners} if first["programme"] is not None else {},
+            territories={first["territory"]} if first["territory"] is not None else set(),
+        )
+
     # --- grants ------------------------------------------------------------------------------
 
     async def get_grant(self, op: str, ref: str, *, for_update: bool = False) -> Grant | None:
-        query = sa.select(grant).where(grant.c.operator == op, grant.c.operator_ref == ref)
-        if for_update and dialect_of(self.session) == "postgresql":
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
-        return grant_from_row(row) if row else None
+        row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, k_operator=op, k_operator_ref=ref)
+        return grant_from_row(row) if row is not None else None
 
     async def get_grants(self, keys: Iterable[GrantKey], *, for_update: bool = False) -> dict[GrantKey, Grant]:
         """The existing grants among ``keys``: one query per operator on PostgreSQL (its references as one
@@ -264,7 +310,7 @@ class Repository(BaseRepository):
                 if lock:
                     query = query.order_by(grant.c.operator_ref).with_for_update()
                 for row in await self.session.execute(query):
-                    out[(row.operator, row.operator_ref)] = grant_from_row(row)
+                    out[(row.operator, row.operator_ref)] = grant_from_row(row._mapping)
         return out
 
     async def get_grant_identities(self, op: str, days: Iterable[date]) -> list[GrantIdentity]:
@@ -283,11 +329,25 @@ class Repository(BaseRepository):
         return out
 
     async def insert_grants(self, grants: Sequence[Grant]) -> None:
-        """New grants (their ``created_at``: the instant of their first version, their ``updated_at``)."""
+        """New grants (their ``created_at``: the instant of their first version, their ``updated_at``);
+        one with the transaction's other writes, many by ``COPY``."""
+        if len(grants) == 1:
+            await _INSERT.defer(self.session, expect=1, **grant_values(grants[0], created_at=grants[0].updated_at))
+            return
         await insert_rows(self.session, grant, [grant_values(g, created_at=g.updated_at) for g in grants], chunk=CHUNK)
 
     async def update_grants(self, grants: Sequence[Grant]) -> None:
+        """The next version of each of ``grants``; one with the transaction's other writes (409 when its
+        version moved meanwhile)."""
         if not grants:
+            return
+        if len(grants) == 1:
+            g = grants[0]
+            values = grant_values(g)
+            await _UPDATE.defer(
+                self.session, expect=1, on_mismatch=concurrent_write, k_operator=g.operator, k_operator_ref=g.operator_ref,
+                replaced=g.version - 1, **{k: values[k] for k in _UPDATE_KEYS},
+            )
             return
         stmt = (
             grant.update()
@@ -307,20 +367,24 @@ class Repository(BaseRepository):
         if after is not None:
             query = query.where(sa.tuple_(grant.c.operator, grant.c.operator_ref) > sa.tuple_(*after))
         query = query.order_by(grant.c.operator, grant.c.operator_ref).limit(limit)
-        return [grant_from_row(r) for r in await self.session.execute(query)]
+        return [grant_from_row(r._mapping) for r in await self.session.execute(query)]
 
     async def stream_grants(self, where: GrantFilter, *, chunk: int = 500) -> AsyncIterator[list[Grant]]:
         """The grants ``where`` selects in key order, ``chunk`` at a time, over a server-side cursor."""
         query = _filtered(sa.select(grant), where).order_by(grant.c.operator, grant.c.operator_ref)
         result = await self.session.stream(query.execution_options(yield_per=chunk))
         async for rows in result.partitions(chunk):
-            yield [grant_from_row(r) for r in rows]
+            yield [grant_from_row(r._mapping) for r in rows]
 
     # --- the ledger --------------------------------------------------------------------------
 
     async def add_ledger_entries(self, decisions: Iterable[Decision], *, actor: str) -> None:
         """The ledger entries of these decisions, each with its grant's version and time."""
         rows = [_ledger_row(d.entity, seq, e, actor) for d in decisions for seq, e in enumerate(d.entries)]
+        if len(rows) <= FEW_ENTRIES:  # one grant's: with the transaction's other writes
+            for row in rows:
+                await _ADD_ENTRY.defer(self.session, expect=1, **row)
+            return
         await insert_rows(self.session, grant_ledger_entry, rows, chunk=CHUNK)
 
     async def get_ledger_entries(self, op: str, ref: str) -> list[LedgerRecord]:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from pydantic import TypeAdapter
 from ti_shared.auth import ADMIN, Principal
 from ti_shared.events import NewEvent
-from ti_shared.http import Page, check_if_match, check_not_before, decode_cursor, encode_cursor
+from ti_shared.http import Page, check_if_match, check_not_before, cursor_after, page_of
 from ti_shared.problems import Problem, field_problem, validation_problem
 from ti_shared.service import Uow, WriteResult
 
@@ -154,10 +154,8 @@ def _require_reader(principal: Principal) -> None:
 
 async def list_grants(repo: Repository, principal: Principal, where: GrantFilter, *, limit: int, cursor: str | None) -> Page[Grant]:
     """A page of the grants ``principal`` may read that ``where`` selects, in key order."""
-    after = decode_cursor(cursor, (str, str))
-    grants = await repo.list_grants(visible(principal, where), after=(after[0], after[1]) if after else None, limit=limit + 1)
-    page = grants[:limit]
-    next_cursor = encode_cursor([page[-1].operator, page[-1].operator_ref]) if len(grants) > limit else None
+    found = await repo.list_grants(visible(principal, where), after=cursor_after(cursor, str, str), limit=limit + 1)
+    page, next_cursor = page_of(found, limit, lambda g: (g.operator, g.operator_ref))
     return Page[Grant](items=page, next_cursor=next_cursor)
 
 
@@ -282,7 +280,7 @@ async def put_grant(
 ) -> WriteResult[Grant]:
     """Create (201), amend, cancel or re-activate (200) the grant ``operator/operator_ref``; the same
     body changes nothing (200, same version, no event)."""
-    known = await known_for(uow.repo, [(operator, body)])
+    known = await uow.repo.known_for_grant(operator, body.programme, body.territory_id)
     _refuse(
         grant_problems(
             operator,

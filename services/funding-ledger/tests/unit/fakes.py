@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from funding_ledger.domain import Decision, EntryPlan
+from funding_ledger.domain import Decision, EntryPlan, Known
 from funding_ledger.repository import BatchRecord, GrantFilter, GrantIdentity, GrantKey, LedgerRecord, Repository
 from funding_ledger.schemas import Grant, GrantBatch, Operator, Programme
 from ti_shared.fakes import NO_SESSION
@@ -65,6 +65,13 @@ class FakeRepository(Repository):
 
     async def known_territories(self, territory_ids: Iterable[str]) -> set[str]:
         return set(territory_ids) & self.territories
+
+    async def known_for_grant(self, op: str, programme_code: str, territory_id: str | None) -> Known:
+        return Known(
+            operators=await self.known_operators([op]),
+            programmes=await self.known_programmes([programme_code]),
+            territories=await self.known_territories([territory_id] if territory_id is not None else []),
+        )
 
     # grants
 
