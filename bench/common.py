@@ -183,11 +183,14 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 
 
 def postgres_backends(database: str) -> list[int]:
-    """The PostgreSQL server processes serving ``database`` now (one per connection)."""
+    """The PostgreSQL server processes serving ``database`` now (one per connection): those whose title
+    is ``postgres: USER DATABASE HOST(PORT) STATE``. A title that fills the whole of the server's
+    original command line has no NUL left in it, and psutil then splits it on its spaces: the parts
+    are joined again before matching."""
     out = []
     for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if cmdline and cmdline[0].startswith("postgres: ") and f" {database} " in cmdline[0] + " ":
+        title = " ".join(part for part in proc.info["cmdline"] or [] if part)
+        if title.startswith("postgres: ") and f" {database} " in title + " ":
             out.append(proc.pid)
     return out
 
