@@ -51,7 +51,7 @@ _ADD_VERSION = Sql(
 )
 
 
-def _body_of(row: Mapping[str, Any]) -> dict[str, Any]:
+def _body_of(row: Mapping[Any, Any]) -> dict[str, Any]:
     budget = row["budget_eur"]
     return {
         "territory_id": row["territory_id"],
@@ -67,7 +67,7 @@ def _body_of(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _action_of(row: Mapping[str, Any]) -> Action:
+def _action_of(row: Mapping[Any, Any]) -> Action:
     return Action(
         action_id=row["action_id"],
         body=_body_of(row),

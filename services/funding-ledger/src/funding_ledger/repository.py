@@ -67,7 +67,7 @@ class BatchRecord:
     actor: str
 
 
-def grant_from_row(row: Mapping[str, Any]) -> Grant:
+def grant_from_row(row: Mapping[Any, Any]) -> Grant:
     """A grant from its ``grant`` row (a mapping: ``row._mapping`` of a session's row)."""
     investment = row["investment_eur"]
     return Grant.model_validate(
