@@ -145,6 +145,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "put_cpu_ms": "PUT, service CPU per request (the most costly of the four), ms",
         "put_p50_ms": "PUT, sequential p50 (the slowest of the four), ms",
         "put_c8_ratio": "PUT, requests/s at c=8 / bare FastAPI + asyncpg INSERT (the lowest of the four)",
+        "put_open_loop_p99_ms": "PUT, p99 of Poisson arrivals at the goal's rate (the slowest of the four), ms",
+        "bare_put_open_loop_p99_ms": "bare PUT, p99 of the same arrivals, ms",
         "ingest_grants_per_s": "ingest, grants/s (JSON batches of 5,000)",
         "ingest_ratio": "ingest / PostgreSQL COPY",
         "freshness_p50_ms": "freshness p50 (2xx → indicator), ms",

@@ -8,6 +8,10 @@ from a file of distinct requests:
 
 - sequentially (one connection) for ``seconds``: p50 / p99 latency and requests/s;
 - at ``CONCURRENCY`` connections for ``seconds``: requests/s;
+- open-loop for ``seconds``: PUTs at the instants of a Poisson process of the goal's rate
+  (``scale.write_rate``, 200/s), whatever the answers (a slow answer never delays the next arrival;
+  at most ``OPEN_LOOP_CONNECTIONS`` in flight), each latency counted from its scheduled instant (the
+  wait for a connection included): p50 / p99 and the rate achieved;
 
 and, around each run until the outbox has drained, the CPU time of the service's processes (its
 uvicorn and its relay) and of the PostgreSQL server processes of its database, per request.
@@ -22,17 +26,21 @@ import json
 import random
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
-from common import ROOT, Platform, Scale, cpu_seconds, postgres_backends
+from common import ROOT, Platform, Scale, cpu_seconds, percentile, postgres_backends
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import action_payloads, grant_payloads, site_payloads, territory_payloads
 from ti_shared.testing import create_database, drop_database
 
 CONCURRENCY = 8
+#: requests in flight at most in the open-loop run (a Poisson arrival finding them all busy waits for one)
+OPEN_LOOP_CONNECTIONS = 64
 #: territories registered first (their ids are the ones the actions, grants and sites refer to)
 PER_REGION = 11
 #: distinct requests written per service: more than any run sends at these rates
@@ -99,13 +107,62 @@ async def warm_up(platform: Platform, name: str, url: str, territories: dict[str
         await platform.wait_settled()
 
 
+async def open_loop(url: str, lines: list[str], token: str, *, rate: float, seconds: int, seed: int = 18) -> dict[str, Any]:
+    """PUTs of ``lines`` at the instants of a Poisson process of ``rate`` per second for ``seconds``; the
+    same result keys as :func:`wrk` (latencies from each scheduled instant)."""
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    failed = 0
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=OPEN_LOOP_CONNECTIONS)
+    async with aiohttp.ClientSession(url, connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def put(path: str, body: bytes, at: float) -> None:
+            nonlocal failed
+            try:
+                async with session.put(path, data=body) as response:
+                    await response.read()
+                    failed += response.status >= 300
+            except (aiohttp.ClientError, TimeoutError):
+                failed += 1
+            latencies.append(time.monotonic() - at)
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        at, sent = start + rng.expovariate(rate), 0
+        while at < start + seconds:
+            if sent == len(lines):
+                raise RuntimeError("more open-loop requests due than written")
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            path, body = lines[sent].split("\t", 1)
+            task = asyncio.create_task(put(path, body.encode(), at))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+            at += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+    us = [x * 1e6 for x in latencies]
+    return {
+        "requests": sent, "duration_us": elapsed * 1e6, "p50_us": percentile(us, 0.5), "p90_us": percentile(us, 0.9),
+        "p99_us": percentile(us, 0.99), "non2xx": failed, "socket_errors": 0, "wrapped": False,
+    }
+
+
 async def run_once(
-    platform: Platform, name: str, url: str, pids: list[int], database: str, file: Path, token: str, *, connections: int, seconds: int
+    platform: Platform, name: str, url: str, pids: list[int], database: str, file: Path, token: str, *, connections: int, seconds: int,
+    rate: float | None = None, lines: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One wrk run; CPU from its start until the service's outbox has drained."""
+    """One wrk run of ``file`` (or, with ``rate``, one open-loop run of ``lines``); CPU from its start until
+    the service's outbox has drained."""
     backends = postgres_backends(database)
     cpu0, pg0 = cpu_seconds(pids), cpu_seconds(backends)
-    result = await asyncio.to_thread(wrk, url, file, token, connections=connections, seconds=seconds)
+    if rate is None or lines is None:
+        result = await asyncio.to_thread(wrk, url, file, token, connections=connections, seconds=seconds)
+    else:
+        result = await open_loop(url, lines, token, rate=rate, seconds=seconds)
     if name != BARE:
         await platform.wait_settled()
     cpu = cpu_seconds(pids) - cpu0
@@ -143,7 +200,9 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
                 assert r.status_code in (200, 201), r.text
         await platform.wait_settled()
         seconds = seconds_of(scale)
-        out: dict[str, Any] = {"concurrency": CONCURRENCY, "seconds": seconds, "territories": len(territories), "services": {}}
+        out: dict[str, Any] = {
+            "concurrency": CONCURRENCY, "seconds": seconds, "rate": scale.write_rate, "territories": len(territories), "services": {},
+        }
         for name in (*SERVICES, BARE):
             service = platform.services[name]
             file = platform.run_dir / f"puts-{name}.tsv"
@@ -159,7 +218,14 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
             concurrent = await run_once(
                 platform, name, service.url, service.pids, database, rest, admin, connections=CONCURRENCY, seconds=seconds
             )
-            out["services"][name] = {"sequential": sequential, f"c{CONCURRENCY}": concurrent}
+            # the open-loop run: the lines after any the concurrent run may have sent (its threads take
+            # alternate lines, each at most all of the run's requests)
+            after = skip + 2 * concurrent["requests"] + 10
+            steady = await run_once(
+                platform, name, service.url, service.pids, database, file, admin, connections=0, seconds=seconds,
+                rate=scale.write_rate, lines=file.read_text(encoding="utf-8").splitlines()[after:],
+            )
+            out["services"][name] = {"sequential": sequential, f"c{CONCURRENCY}": concurrent, "open_loop": steady}
         bare_c = out["services"][BARE][f"c{CONCURRENCY}"]["rps"]
         for name in SERVICES:
             entry = out["services"][name]
@@ -181,6 +247,8 @@ def summary_of(result: dict[str, Any]) -> dict[str, Any]:
         "bare_put_cpu_ms": result["services"][BARE]["sequential"]["cpu_ms_per_request"],
         "bare_put_p50_ms": result["services"][BARE]["sequential"]["p50_ms"],
         "bare_put_c8_rps": result["services"][BARE][key]["rps"],
+        "put_open_loop_p99_ms": max(v["open_loop"]["p99_ms"] for v in services.values()),
+        "bare_put_open_loop_p99_ms": result["services"][BARE]["open_loop"]["p99_ms"],
     }
 
 
@@ -198,6 +266,18 @@ def markdown_rows(result: dict[str, Any]) -> list[str]:
             f"| {name} | {s['rps']} | {s['p50_ms']} | {s['p99_ms']} | {s['cpu_ms_per_request']} | {s['postgres_cpu_ms_per_request']}"
             f" | {c['rps']} | {v.get(key + '_ratio', '')} | {s['failed'] + c['failed']} |"
         )
+    rows += [
+        "", f"Writes open-loop (Poisson arrivals at {result.get('rate')}/s for {result['seconds']} s; latency from each scheduled instant):", "",
+        "| PUT | req/s achieved | p50 ms | p90 ms | p99 ms | service CPU ms/req | PostgreSQL CPU ms/req | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in result["services"].items():
+        o = v.get("open_loop")
+        if o is not None:
+            rows.append(
+                f"| {name} | {o['rps']} | {o['p50_ms']} | {o['p90_ms']} | {o['p99_ms']} | {o['cpu_ms_per_request']}"
+                f" | {o['postgres_cpu_ms_per_request']} | {o['failed']} |"
+            )
     return rows
 
 

@@ -9,10 +9,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from ti_shared import replica
 from ti_shared.app import concurrent_write
-from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks, territory_replica
+from ti_shared.db import copy_records, dialect_of, in_values, insert_rows, lookup_chunks, territory_replica
 from ti_shared.service import Repository as BaseRepository
 from ti_shared.statements import Sql
 
@@ -135,6 +136,31 @@ def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
 
 
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
+#: the columns of :func:`_grant_record`, in its order
+_RECORD_COLUMNS = (
+    "operator", "operator_ref", "programme", "beneficiary_name", "beneficiary_siret", "beneficiary_rna", "beneficiary_kind",
+    "territory_id", "commune_insee", "action_id", "object", "amount_eur", "investment_eur", "decision_date",
+    "jobs_forecast", "jobs_conditional", "contributions", "value_chain", "status", "disbursed_eur", "disbursements",
+    "scdl", "version", "created_at", "updated_at",
+)
+assert set(_RECORD_COLUMNS) == set(grant.c.keys()), "a column of grant is missing from _RECORD_COLUMNS"
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _grant_record(g: Grant) -> tuple[Any, ...]:
+    """The ``grant`` row of a new grant as a ``COPY`` record (:data:`_RECORD_COLUMNS`), straight from the
+    model: the values :func:`grant_values` gives, its ``created_at`` its ``updated_at``."""
+    b = g.beneficiary
+    return (
+        g.operator, g.operator_ref, g.programme, b.name, b.siret, b.rna, b.kind, g.territory_id, g.commune_insee,
+        g.action_id, g.object, g.amount_eur, g.investment_eur, g.decision_date, g.jobs_forecast, g.jobs_conditional,
+        _json_text(list(g.contributions)), g.value_chain, g.status, g.disbursed_eur,
+        _json_text([d.model_dump(mode="json") for d in g.disbursements]),
+        _json_text(g.scdl.model_dump(mode="json") if g.scdl is not None else None), g.version, g.updated_at, g.updated_at,
+    )
 _LEDGER_KEYS = [k for k in grant_ledger_entry.c.keys() if k != "id"]
 #: a write of one grant writes its ledger entries with the rest of its transaction's statements up to
 #: this many (more: ``COPY``)
@@ -333,6 +359,9 @@ class Repository(BaseRepository):
         one with the transaction's other writes, many by ``COPY``."""
         if len(grants) == 1:
             await _INSERT.defer(self.session, expect=1, **grant_values(grants[0], created_at=grants[0].updated_at))
+            return
+        if dialect_of(self.session) == "postgresql":
+            await copy_records(self.session, grant, _RECORD_COLUMNS, [_grant_record(g) for g in grants])
             return
         await insert_rows(self.session, grant, [grant_values(g, created_at=g.updated_at) for g in grants], chunk=CHUNK)
 
