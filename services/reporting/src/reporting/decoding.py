@@ -124,6 +124,16 @@ def _flag(data: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+def _known_flag(data: Mapping[str, Any], key: str) -> bool:
+    """A flag that may be unknown (null: a site's ``land_recycling`` its inventory does not tell), counted as not set."""
+    value = data.get(key)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise _NotCanonical
+    return value
+
+
 def _text_or_none(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is not None and type(value) is not str:
@@ -218,7 +228,7 @@ def _site(event_type: str, subject: str, version: int, data: Mapping[str, Any]) 
     territory = _text_or_none(data, "territory_id")
     return SiteRow(
         subject, version, None if territory is None else _shared(territory), region_of_commune(commune),
-        _one_of(_SITE_STATUSES, data.get("status")), _cents(data.get("area_ha")), _flag(data, "land_recycling"),
+        _one_of(_SITE_STATUSES, data.get("status")), _cents(data.get("area_ha")), _known_flag(data, "land_recycling"),
         _flag(data, "roadmap_delivered"), _flag(data, "workshop_held"), _one_of(_MATURITIES, data.get("maturity")),
     )
 
@@ -280,7 +290,7 @@ class SiteData(_Lenient):
     territory_id: str | None = None
     area_ha: Decimal
     maturity: Maturity
-    land_recycling: bool = False
+    land_recycling: bool | None = False  # null: unknown, counted as not recycling
     workshop_held: bool = False
     roadmap_delivered: bool = False
     status: Literal["labelled", "withdrawn"]
@@ -323,7 +333,7 @@ def _lenient(entity: str, event_type: str, subject: str, version: int, data: Map
         s = SiteData.model_validate(data)
         return SiteRow(
             subject, version, s.territory_id, region_of_commune(s.commune_insee), s.status, to_cents(s.area_ha),
-            s.land_recycling, s.roadmap_delivered, s.workshop_held, s.maturity,
+            bool(s.land_recycling), s.roadmap_delivered, s.workshop_held, s.maturity,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

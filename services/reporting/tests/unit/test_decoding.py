@@ -93,3 +93,14 @@ def test_unusable_data_is_refused_with_the_field(event_type: str, data: dict[str
 def test_a_subject_the_tables_cannot_hold_is_refused() -> None:
     with pytest.raises(InvalidEventData, match="subject"):
         decode("fr.anct.ti.site.labelled.v1", "s" * 257, 1, SITE)
+
+
+def test_a_site_whose_land_recycling_is_unknown_counts_as_not_recycling_in_both_readings() -> None:
+    data = {**SITE, "land_recycling": None, "workshop_held": True, "roadmap_delivered": False, "owner_kind": None,
+            "cnig": {"site_evol_urba": "mixte", "site_moa_type": "inconnu"}}
+    expected = SiteRow("S1", 1, "ti-8401", "93", "labelled", 2550, False, False, True, "ready")
+    assert decoding._DIRECT["site"]("fr.anct.ti.site.labelled.v1", "S1", 1, data) == expected
+    assert decoding._lenient("site", "fr.anct.ti.site.labelled.v1", "S1", 1, data) == expected
+    assert decode("fr.anct.ti.site.labelled.v1", "S1", 1, {**data, "land_recycling": True}).land_recycling is True  # type: ignore[union-attr]
+    with pytest.raises(InvalidEventData, match="land_recycling"):
+        decode("fr.anct.ti.site.labelled.v1", "S1", 1, {**data, "land_recycling": "peut-être"})

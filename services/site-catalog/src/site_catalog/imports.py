@@ -2,7 +2,8 @@
 
 The CNIG columns (``site_id``, ``site_nom``, ``site_comm_insee``, ``site_surf_brute``, ``site_moa_type``,
 ``site_evol_urba``) are read as the standard defines them, every value of its enumerations mapped
-(docs/imports.md); the programme's own facts come in extra columns (``site_maturite``, ``site_friche``,
+(a value that does not say, ``inconnu``, ``mixte``…, gives an unknown field: null, with a warning);
+the others are kept as written in the site's ``cnig`` object (docs/imports.md); the programme's own facts come in extra columns (``site_maturite``, ``site_friche``,
 ``site_date_label``, ``site_atelier``, ``site_feuille_route``, ``site_proprietaire``, ``site_statut``,
 ``territory_id``) or, for a file that has none of them (a plain CNIG inventory), as defaults given
 in the query (:class:`SiteDefaults`). The header is matched by ``ti_shared.imports`` (case, accents
@@ -25,6 +26,9 @@ from ti_shared.imports import ImportTable, Layout, Message, header_problem, repe
 from ti_shared.types import format_decimal
 
 from site_catalog.schemas import (
+    CNIG_COLUMNS,
+    CNIG_KEPT,
+    CNIG_VALUE_MAX,
     MATURITIES,
     OWNER_KINDS,
     RESERVED_SITE_IDS,
@@ -37,21 +41,6 @@ from site_catalog.schemas import (
 
 T = TypeVar("T")
 
-#: the columns of CNIG « sites économiques » v1.0.1 (class SITE-ECO), in the standard's order
-CNIG_COLUMNS: tuple[str, ...] = (
-    "site_id", "pole_id", "site_nom", "site_type", "site_vocadomi", "site_etat", "site_surf_brute",
-    "site_surf_utile", "site_creation_date", "site_identif_date", "site_actu_date", "source_producteur",
-    "site_description", "site_quali_territoire", "site_evol_urba", "site_url", "site_epci_nom",
-    "site_epci_siren", "site_comm_nom", "site_comm_insee", "site_moa_type", "site_moa_nom", "site_moa_amngt",
-    "site_moa_comm", "site_uf_nbre", "site_uf_vacant_nbre", "site_taux_vacance", "site_uf_bati_nbre",
-    "site_nb_etab", "site_nb_emploi", "site_geomsurf", "site_geompoint", "site_media", "site_surf_comm_dispo",
-    "site_surf_projet", "site_voca_industrielle", "site_voca_commerciale", "site_voca_tertiaire",
-    "site_voca_artisanale", "site_voca_touristique", "site_voca_portuaire", "site_voca_aeroportuaire",
-    "reseau_eau_pluviale", "reseau_eau_potable", "reseau_assainissement", "reseau_gaz", "reseau_electrique",
-    "reseau_fibre_optique", "reseau_fret_ferroviaire", "reseau_fluvial", "desserte_tc", "desserte_route_nom",
-    "autoroute_nom", "autoroute_echang_dist", "gare_nom", "gare_dist", "gare_fret_nom", "gare_fret_dist",
-    "aeroport_nom", "aeroport_dist", "port_nom", "port_dist",
-)
 #: the enumerations of the CNIG columns that are checked but not stored (a value outside is a warning)
 CNIG_CHECKED: dict[str, tuple[str, ...]] = {
     "site_type": (
@@ -82,18 +71,15 @@ PROGRAMME_COLUMNS: dict[str, str] = {
     "site_statut": "status",
     "territory_id": "territory_id",
 }
-_READ_CNIG = ("site_id", "site_nom", "site_comm_insee", "site_surf_brute", "site_evol_urba", "site_moa_type")
 
 LAYOUT = Layout(
     name="CNIG sites économiques 1.0.1",
     columns={
-        **{c: () for c in _READ_CNIG},
-        **{c: () for c in CNIG_CHECKED},
+        **{c: () for c in CNIG_COLUMNS},
         **{c: () for c in PROGRAMME_COLUMNS if c != "territory_id"},
         "territory_id": ("id_ti",),
     },
     required=("site_id", "site_nom", "site_comm_insee", "site_surf_brute"),
-    ignored=tuple(c for c in CNIG_COLUMNS if c not in _READ_CNIG and c not in CNIG_CHECKED),
     delimiter=None,
 )
 
@@ -131,8 +117,8 @@ OWNER = Vocabulary.of(
         "EPF": "etablissement_public", "établissement public foncier": "etablissement_public", "CCI": "etablissement_public",
     },
 )
-#: CNIG site_moa_type, every value of its enumeration ("inconnu", "sans objet" are stored as autre, with a warning)
-MOA_TYPE: dict[str, str] = {
+#: CNIG site_moa_type, every value of its enumeration (None: the value does not name the owner)
+MOA_TYPE: dict[str, str | None] = {
     "commune": "collectivite",
     "epci": "collectivite",
     "société d'économie mixte": "entreprise",
@@ -140,8 +126,8 @@ MOA_TYPE: dict[str, str] = {
     "Etat": "autre",
     "privé": "entreprise",
     "autre": "autre",
-    "inconnu": "autre",
-    "sans objet": "autre",
+    "inconnu": None,
+    "sans objet": None,
 }
 #: CNIG site_evol_urba → land recycling (None: the value does not say)
 EVOL_URBA: dict[str, bool | None] = {
@@ -241,6 +227,7 @@ def _parse_row(
         values["area_ha"] = row.read("site_surf_brute", "area_ha", _hectares)
     for column, allowed in CNIG_CHECKED.items():
         _check(row, column, allowed)
+    values["cnig"] = _cnig_values(row)
     given = defaults.model_dump(exclude_none=True)
     for name, source in columns.items():
         text = row.cells.get(source, "") if source else ""
@@ -253,9 +240,7 @@ def _parse_row(
                 row.error(source, name, f"is required (or give ?{name}= for the rows without it)")
             continue
         assert source is not None
-        value = _READERS[source](row, source, name, given.get(name))
-        if value is not None:
-            values[name] = value
+        values[name] = _READERS[source](row, source, name, given.get(name))
     body: SiteBody | None = None
     if not row.errors:
         try:
@@ -269,6 +254,18 @@ def _parse_row(
                 row.error(where, at, str(err["msg"]).removeprefix("Value error, "))
     id_first = sorted(row.errors, key=lambda e: e.field != "id")
     return ParsedRow(line, site_id, None if row.errors else body, id_first, row.warnings)
+
+
+def _cnig_values(row: _Row) -> dict[str, str]:
+    """The row's CNIG values the site's other fields do not hold, as written (empty cells left out)."""
+    kept: dict[str, str] = {}
+    for column in CNIG_KEPT:
+        text = row.cells.get(column, "")
+        if len(text) > CNIG_VALUE_MAX:
+            row.warn(column, "cnig", f"{shown(text)} is longer than {CNIG_VALUE_MAX} characters: not kept")
+        elif text:
+            kept[column] = text
+    return kept
 
 
 def _commune(row: _Row) -> str:
@@ -325,23 +322,34 @@ def _text(row: _Row, column: str, name: str, default: Any) -> str:
     return row.cells[column]
 
 
-def _moa_type(row: _Row, column: str, name: str, default: Any) -> str:
-    """CNIG site_moa_type: every value of the enumeration mapped; ``inconnu``/``sans objet`` and values
-    outside it give the query's default, else ``autre`` — with a warning."""
+def _unknown(row: _Row, column: str, name: str, default: Any, why: str, advice: str) -> Any:
+    """The query's default, else null (unknown), for a value that does not say: with a warning
+    naming it (the value itself is kept in the site's ``cnig``)."""
     text = row.cells[column]
-    by_fold = {fold(k): (k, v) for k, v in MOA_TYPE.items()}
-    known = by_fold.get(fold(text))
-    if known is not None and known[0] not in ("inconnu", "sans objet"):
-        return known[1]
-    value = default if default is not None else "autre"
-    why = "does not name the owner" if known is not None else f"is not a value of {column} in CNIG 1.0.1"
-    row.warn(column, name, f"{shown(text)} {why}: stored as {value}" + ("" if default is not None else " (or give ?owner_kind=)"))
-    return str(value)
+    if default is None:
+        stored = f"unknown (null; {advice})"
+    else:
+        stored = str(default).lower() if isinstance(default, bool) else str(default)
+    row.warn(column, name, f"{shown(text)} {why}: stored as {stored}")
+    return default
 
 
-def _evol_urba(row: _Row, column: str, name: str, default: Any) -> bool:
+def _moa_type(row: _Row, column: str, name: str, default: Any) -> str | None:
+    """CNIG site_moa_type: every value of the enumeration mapped; ``inconnu``/``sans objet`` and values
+    outside it give the query's default, else unknown (null) — with a warning."""
+    text = row.cells[column]
+    by_fold = {fold(k): v for k, v in MOA_TYPE.items()}
+    folded = fold(text)
+    if by_fold.get(folded) is not None:
+        return by_fold[folded]
+    why = "does not name the owner" if folded in by_fold else f"is not a value of {column} in CNIG 1.0.1"
+    value: str | None = _unknown(row, column, name, default, why, "give site_proprietaire or ?owner_kind= to say")
+    return value
+
+
+def _evol_urba(row: _Row, column: str, name: str, default: Any) -> bool | None:
     """CNIG site_evol_urba → land recycling; ``mixte``, ``inconnu``, ``autre``, ``sans objet`` (and values
-    outside the enumeration) do not say: the query's default, else false — with a warning."""
+    outside the enumeration) do not say: the query's default, else unknown (null) — with a warning."""
     text = row.cells[column]
     folded = fold(text)
     by_fold = {fold(k): v for k, v in EVOL_URBA.items()}
@@ -351,11 +359,9 @@ def _evol_urba(row: _Row, column: str, name: str, default: Any) -> bool:
         if folded.startswith(word):
             row.warn(column, name, f"{shown(text)} read as {'renouvellement urbain' if value else 'extension urbaine'}")
             return value
-    value = bool(default) if default is not None else False
     why = "does not say whether the site recycles land" if folded in by_fold else f"is not a value of {column} in CNIG 1.0.1"
-    advice = "" if default is not None else " (give site_friche or ?land_recycling= to say)"
-    row.warn(column, name, f"{shown(text)} {why}: stored as {str(value).lower()}{advice}")
-    return value
+    flag: bool | None = _unknown(row, column, name, default, why, "give site_friche or ?land_recycling= to say")
+    return flag
 
 
 _READERS: dict[str, Callable[[_Row, str, str, Any], Any]] = {

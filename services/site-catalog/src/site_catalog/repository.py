@@ -32,6 +32,7 @@ def _resource(row: Mapping[Any, Any]) -> SiteResource:
         roadmap_delivered=row["roadmap_delivered"],
         owner_kind=row["owner_kind"],
         status=row["status"],
+        cnig=row["cnig"],
         departement_code=row["departement_code"],
         region_code=row["region_code"],
         version=row["version"],
@@ -54,6 +55,7 @@ def _row_values(resource: SiteResource) -> dict[str, Any]:
         "roadmap_delivered": resource.roadmap_delivered,
         "owner_kind": resource.owner_kind,
         "status": resource.status,
+        "cnig": resource.cnig,
         "version": resource.version,
         "updated_at": resource.updated_at,
     }

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -13,6 +14,7 @@ from pydantic import (
     PlainSerializer,
     StrictBool,
     StringConstraints,
+    field_validator,
 )
 from ti_shared.events import format_instant
 from ti_shared.imports import ImportCounts as ImportCounts
@@ -32,6 +34,43 @@ ImportMode = Literal["atomic", "partial"]
 MATURITIES: tuple[str, ...] = ("ready", "short_term", "before_2030")
 STATUSES: tuple[str, ...] = ("labelled", "withdrawn")
 OWNER_KINDS: tuple[str, ...] = ("entreprise", "collectivite", "etablissement_public", "association", "autre")
+
+#: the columns of CNIG « sites économiques » v1.0.1 (class SITE-ECO), in the standard's order
+CNIG_COLUMNS: tuple[str, ...] = (
+    "site_id", "pole_id", "site_nom", "site_type", "site_vocadomi", "site_etat", "site_surf_brute",
+    "site_surf_utile", "site_creation_date", "site_identif_date", "site_actu_date", "source_producteur",
+    "site_description", "site_quali_territoire", "site_evol_urba", "site_url", "site_epci_nom",
+    "site_epci_siren", "site_comm_nom", "site_comm_insee", "site_moa_type", "site_moa_nom", "site_moa_amngt",
+    "site_moa_comm", "site_uf_nbre", "site_uf_vacant_nbre", "site_taux_vacance", "site_uf_bati_nbre",
+    "site_nb_etab", "site_nb_emploi", "site_geomsurf", "site_geompoint", "site_media", "site_surf_comm_dispo",
+    "site_surf_projet", "site_voca_industrielle", "site_voca_commerciale", "site_voca_tertiaire",
+    "site_voca_artisanale", "site_voca_touristique", "site_voca_portuaire", "site_voca_aeroportuaire",
+    "reseau_eau_pluviale", "reseau_eau_potable", "reseau_assainissement", "reseau_gaz", "reseau_electrique",
+    "reseau_fibre_optique", "reseau_fret_ferroviaire", "reseau_fluvial", "desserte_tc", "desserte_route_nom",
+    "autoroute_nom", "autoroute_echang_dist", "gare_nom", "gare_dist", "gare_fret_nom", "gare_fret_dist",
+    "aeroport_nom", "aeroport_dist", "port_nom", "port_dist",
+)
+#: the CNIG columns the site's other fields hold (``id``, ``name``, ``commune_insee``, ``area_ha``)
+CNIG_HELD: tuple[str, ...] = ("site_id", "site_nom", "site_comm_insee", "site_surf_brute")
+#: the CNIG columns a site keeps as written (its ``cnig`` object)
+CNIG_KEPT: tuple[str, ...] = tuple(c for c in CNIG_COLUMNS if c not in CNIG_HELD)
+#: the longest CNIG value a site keeps (a longer one, a geometry of many points, is a warning of the import)
+CNIG_VALUE_MAX = 10_000
+
+
+def _cnig_columns(values: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(values) - set(CNIG_KEPT))
+    if unknown:
+        raise ValueError(f"not a CNIG 1.0.1 column the site keeps: {', '.join(unknown)}")
+    return values
+
+
+CnigValue = Annotated[str, StringConstraints(min_length=1, max_length=CNIG_VALUE_MAX)]
+CnigValues = Annotated[
+    dict[str, CnigValue],
+    AfterValidator(_cnig_columns),
+    Field(json_schema_extra={"propertyNames": {"enum": list(CNIG_KEPT)}}),
+]
 
 Instant = Annotated[AwareDatetime, PlainSerializer(format_instant, return_type=str, when_used="json")]
 SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -64,14 +103,28 @@ class SiteBody(BaseModel):
     )
     area_ha: PositiveDecimal2 = Field(description="Surface in hectares, a decimal string > 0 with two decimals")
     maturity: Maturity = Field(description="ready (available now) | short_term | before_2030")
-    land_recycling: StrictBool = Field(description="The site recycles already artificialised land (friche)")
+    land_recycling: StrictBool | None = Field(
+        description="The site recycles already artificialised land (friche); null: unknown (a CNIG site_evol_urba that does not say)"
+    )
     labelled_on: IsoDate = Field(description="The day the site was labelled")
     workshop_held: StrictBool = Field(description="The site workshop (atelier) has been held")
     roadmap_delivered: StrictBool = Field(description="The site's roadmap (feuille de route) has been delivered")
-    owner_kind: OwnerKind = Field(
-        description="Who owns the land: entreprise | collectivite | etablissement_public | association | autre"
+    owner_kind: OwnerKind | None = Field(
+        description="Who owns the land: entreprise | collectivite | etablissement_public | association | autre; "
+        "null: unknown (a CNIG site_moa_type inconnu, sans objet or outside the standard)"
     )
     status: SiteStatus = Field(description="labelled | withdrawn")
+    cnig: CnigValues | None = Field(
+        default=None,
+        description="The CNIG « sites économiques » 1.0.1 values of the site as its inventory writes them, by "
+        "column (those the other fields do not hold; empty cells left out); null: none",
+        examples=[{"site_moa_type": "inconnu", "site_evol_urba": "mixte", "pole_id": "13004_POLE-ECO_00001"}],
+    )
+
+    @field_validator("cnig")
+    @classmethod
+    def _empty_cnig_is_none(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return value or None
 
 
 class SiteResource(BaseModel):
@@ -98,12 +151,13 @@ class SiteResource(BaseModel):
     territory_id: TerritoryId | None
     area_ha: PositiveDecimal2
     maturity: Maturity
-    land_recycling: bool
+    land_recycling: bool | None = Field(description="null: unknown")
     labelled_on: date
     workshop_held: bool
     roadmap_delivered: bool
-    owner_kind: OwnerKind
+    owner_kind: OwnerKind | None = Field(description="null: unknown")
     status: SiteStatus
+    cnig: CnigValues | None = Field(default=None, description="The site's CNIG 1.0.1 values as written, by column")
     departement_code: DepartementCode = Field(description="Derived from commune_insee (read-only)")
     region_code: RegionCode = Field(description="Region of the département (read-only)")
     version: int = Field(ge=1, description="1 on creation, +1 on each real change")

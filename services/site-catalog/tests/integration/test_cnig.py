@@ -130,8 +130,8 @@ async def test_no_value_of_the_standard_loses_a_row_in_any_shape_of_file(service
             assert report["warnings"][0]["msg"] == "the file is not UTF-8: read as Windows-1252 (check its accented letters)"
             by_row = {r["site_id"]: [w["msg"] for w in r["warnings"]] for r in report["rows"]}
             assert by_row["80021_SITE-ECO_00001"] == ["'12,5' read as 12.5"]
-            assert "'mixte' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)" in by_row["80021_SITE-ECO_00003"]
-            assert "'inconnu' does not name the owner: stored as autre (or give ?owner_kind=)" in by_row["80021_SITE-ECO_00003"]
+            assert "'mixte' does not say whether the site recycles land: stored as unknown (null; give site_friche or ?land_recycling= to say)" in by_row["80021_SITE-ECO_00003"]
+            assert "'inconnu' does not name the owner: stored as unknown (null; give site_proprietaire or ?owner_kind= to say)" in by_row["80021_SITE-ECO_00003"]
             assert "'0,5' read as 0.5" in by_row["80021_SITE-ECO_00004"]
             assert all("CNIG 1.0.1" not in m for ms in by_row.values() for m in ms)  # every enumerated value known
     assert outcomes == [{"created": 6, "updated": 0, "unchanged": 0, "rejected": 0}] + [{"created": 0, "updated": 0, "unchanged": 6, "rejected": 0}] * 2

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 from site_catalog.imports import LAYOUT, _hectares, parse_rows, perimeter_warning
-from site_catalog.schemas import SiteBody, SiteDefaults
+from site_catalog.schemas import CNIG_KEPT, SiteBody, SiteDefaults
 from ti_shared.imports import ImportTable, read_import
 from ti_shared.problems import Problem
 from ti_shared.testing import official_schemas_dir
@@ -66,9 +66,10 @@ def test_cnig_columns_stand_in_for_missing_programme_columns() -> None:
     first, second = parse_rows(rows_of(text))
     assert first.body is not None and first.warnings == []
     assert first.body.land_recycling is True and first.body.owner_kind == "etablissement_public"
-    assert second.body is not None and second.body.land_recycling is False
+    assert second.body is not None and second.body.land_recycling is None
+    assert second.body.cnig == {"site_evol_urba": "mixte", "site_moa_type": "privé"}
     assert warnings_of(second) == [
-        ("site_evol_urba", "'mixte' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)")
+        ("site_evol_urba", "'mixte' does not say whether the site recycles land: stored as unknown (null; give site_friche or ?land_recycling= to say)")
     ]
 
 
@@ -91,16 +92,18 @@ def test_values_that_say_nothing_are_stored_with_a_warning_never_refused() -> No
         "S-002;Nom;13004;1;syndicat mixte;autre;zone artisanale;en service\n"
     )
     first, second = parse_rows(rows_of(text), defaults)
-    assert first.body is not None and (first.body.owner_kind, first.body.land_recycling) == ("autre", False)
+    assert first.body is not None and (first.body.owner_kind, first.body.land_recycling) == (None, None)
+    # what the values say is kept as written
+    assert first.body.cnig == {"site_type": "inconnu", "site_etat": "sans objet", "site_evol_urba": "sans objet", "site_moa_type": "inconnu"}
     assert warnings_of(first) == [
-        ("site_evol_urba", "'sans objet' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)"),
-        ("site_moa_type", "'inconnu' does not name the owner: stored as autre (or give ?owner_kind=)"),
+        ("site_evol_urba", "'sans objet' does not say whether the site recycles land: stored as unknown (null; give site_friche or ?land_recycling= to say)"),
+        ("site_moa_type", "'inconnu' does not name the owner: stored as unknown (null; give site_proprietaire or ?owner_kind= to say)"),
     ]
     assert second.body is not None and [m for _, m in warnings_of(second)] == [
         "'zone artisanale' is not a value of site_type in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
         "'en service' is not a value of site_etat in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
-        "'autre' does not say whether the site recycles land: stored as false (give site_friche or ?land_recycling= to say)",
-        "'syndicat mixte' is not a value of site_moa_type in CNIG 1.0.1: stored as autre (or give ?owner_kind=)",
+        "'autre' does not say whether the site recycles land: stored as unknown (null; give site_friche or ?land_recycling= to say)",
+        "'syndicat mixte' is not a value of site_moa_type in CNIG 1.0.1: stored as unknown (null; give site_proprietaire or ?owner_kind= to say)",
     ]
     # the query's defaults stand in for what the values do not say
     (given,) = parse_rows(rows_of(text.splitlines()[0] + "\n" + text.splitlines()[1] + "\n"), defaults.model_copy(update={"owner_kind": "collectivite", "land_recycling": True}))
@@ -122,11 +125,17 @@ def test_the_official_example_imports_with_the_programme_s_defaults() -> None:
     assert table.warnings == []  # every column is one of the standard's
     (row,) = parse_rows(table, defaults)
     assert row.body is not None and row.site_id == "80024_SITE-ECO_00001"
-    assert row.body.model_dump(mode="json") == {
+    body = row.body.model_dump(mode="json")
+    cnig = body.pop("cnig")
+    assert body == {
         "name": "ZAC Les Bornes du Temps", "commune_insee": "80024", "territory_id": "ti-3205", "area_ha": "37.20",
         "maturity": "short_term", "land_recycling": False, "labelled_on": "2024-04-15", "workshop_held": True,
         "roadmap_delivered": False, "owner_kind": "collectivite", "status": "labelled",
     }
+    # every other value of the row is kept as the file writes it, under its CNIG column
+    assert cnig == {c: v for c in CNIG_KEPT if (v := table.rows[0].cells[c].strip())}
+    assert (cnig["pole_id"], cnig["site_moa_type"], cnig["site_evol_urba"]) == ("80024_POLE-ECO_00162", "EPCI", "extension")
+    assert set(cnig) >= {"site_geomsurf", "site_identif_date", "site_epci_siren"} and "site_nom" not in cnig
     # the published example's unquoted 'entrepôts;logistique' shifts its columns: said, not hidden
     assert [m for _, m in warnings_of(row)] == [
         "'entrepôts' is not a value of site_vocadomi in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
