@@ -71,7 +71,8 @@ async def test_rejected_batch_rows_are_reported() -> None:
 async def test_a_site_inventory_goes_as_one_cnig_file_and_its_rejected_rows_are_errors() -> None:
     site = {"id": "80021_SITE-ECO_00001", "name": "Zone d'activités d'Amiens", "commune_insee": "80021", "territory_id": "ti-3201",
             "area_ha": "12.50", "maturity": "ready", "land_recycling": True, "labelled_on": "2024-04-15", "workshop_held": True,
-            "roadmap_delivered": False, "owner_kind": "collectivite", "status": "labelled"}
+            "roadmap_delivered": False, "owner_kind": "collectivite", "status": "labelled",
+            "cnig": {"site_type": "zone d'activité économique", "site_evol_urba": "renouvellement urbain", "site_moa_type": "epci"}}
     file = Write("site-catalog", "POST", "/v1/sites/imports?mode=atomic", {"sites": [site, {**site, "id": "S-2"}]}, AT, "sites", "text/csv")
     seen: list[httpx.Request] = []
 

@@ -365,10 +365,10 @@ def cnig_csv(sites: Sequence[dict[str, Any]]) -> str:
     writer.writerow(CNIG_SITE_COLUMNS)
     for site in sites:
         day = date.fromisoformat(site["labelled_on"])
+        cnig = site["cnig"]
         writer.writerow([
-            site["id"], site["name"], "zone d'activité économique", site["area_ha"].replace(".", ","),
-            "renouvellement urbain" if site["land_recycling"] else "extension urbaine", site["commune_insee"],
-            _MOA_TYPE[site["owner_kind"]], site["maturity"], f"{day:%d/%m/%Y}", "oui" if site["workshop_held"] else "non",
+            site["id"], site["name"], cnig["site_type"], site["area_ha"].replace(".", ","),
+            cnig["site_evol_urba"], site["commune_insee"], cnig["site_moa_type"], site["maturity"], f"{day:%d/%m/%Y}", "oui" if site["workshop_held"] else "non",
             "oui" if site["roadmap_delivered"] else "non", site["territory_id"] or "",
         ])
     return out.getvalue()
@@ -746,6 +746,12 @@ def _sites(rng: random.Random, territories: list[_Territory]) -> list[Write]:
             "roadmap_delivered": i in roadmap,
             "owner_kind": rng.choice(("collectivite", "collectivite", "entreprise", "etablissement_public")),
             "status": "labelled",
+        }
+        # the inventory's own words for them, which the catalogue keeps as written
+        body["cnig"] = {
+            "site_type": "zone d'activité économique",
+            "site_evol_urba": "renouvellement urbain" if body["land_recycling"] else "extension urbaine",
+            "site_moa_type": _MOA_TYPE[str(body["owner_kind"])],
         }
         writes.append(Write("site-catalog", "PUT", f"/v1/sites/{site_id}", body, SITES_LABELLED_AT, site_id))
     return writes
