@@ -315,6 +315,37 @@ def test_sites_travel_as_a_cnig_inventory_the_catalogue_reads_back_whole(program
     assert {w.msg.split(" read as ")[0] for p in parsed for w in p.warnings} >= {"'22,00'", "'15/04/2024'"}
 
 
+def test_anct_publishes_its_grants_as_scdl_files_the_ledger_reads_back_whole(programme: DemoProgramme) -> None:
+    from funding_ledger.scdl import LAYOUT, Attributor, ScdlContext, grant_item, read_rows
+    from funding_ledger.schemas import GrantBody
+    from ti_demo.generator import SCDL_OPERATORS
+    from ti_shared.imports import read_import
+
+    files = [b for b in programme.grant_batches if b.media_type == "text/csv"]
+    pushed = [b for b in programme.grant_batches if b.media_type == "application/json"]
+    # part of the grants go through the SCDL import: ANCT's, every one of them; the others as JSON batches
+    assert files and pushed and all(b.path == "/v1/grant-batches" for b in programme.grant_batches)
+    published = [g for b in files for g in b.body["items"]]
+    assert {g["operator"] for g in published} == {"ANCT"} and "ANCT" not in {g["operator"] for b in pushed for g in b.body["items"]}
+    assert {g["programme"] for g in published} == {"ingenierie_anct", "cofinancement_chef_projet"}
+    label, siret = SCDL_OPERATORS["ANCT"]
+    ctx = ScdlContext({"ANCT": Attributor("ANCT", label, siret)}, {g["programme"]: g["programme"] for g in programme.grants})
+    for file in files:
+        table = read_import(file.content(), file.media_type, LAYOUT)
+        assert table.warnings == []  # the 16 SCDL columns in the schema's order, comma-separated UTF-8
+        rows = read_rows(table, None)
+        items = [grant_item(r, None, ctx) for r in rows]
+        assert all(r.notes.errors == [] and r.notes.warnings == [] and r.key_from == "column" for r in rows)
+        for item, expected in zip(items, file.body["items"], strict=True):
+            assert item is not None
+            body = GrantBody.model_validate({k: v for k, v in item.items() if k not in ("operator", "operator_ref")})
+            read_back = {"operator": item["operator"], "operator_ref": item["operator_ref"], **body.model_dump(mode="json")}
+            scdl = read_back.pop("scdl")
+            # the grant of the JSON batch, and the SCDL fields the file gives kept with it
+            assert read_back == expected
+            assert scdl["referenceDecision"] == f"DG-ANCT-{expected['decision_date'][:7]}" and scdl["nomAttribuant"] is None
+
+
 # --- instants, determinism, helpers ------------------------------------------------------------
 
 

@@ -50,13 +50,15 @@ class Write:
     body: dict[str, Any]
     effective_at: datetime
     entity: str
-    #: how the body travels: JSON, or the CSV of a plan import (``body["actions"]``) or of a CNIG
-    #: « sites économiques » inventory (``body["sites"]``)
+    #: how the body travels: JSON, or the CSV of a plan import (``body["actions"]``), of a CNIG
+    #: « sites économiques » inventory (``body["sites"]``) or of an SCDL « subventions » file (``body["items"]``)
     media_type: str = "application/json"
 
     def content(self) -> bytes:
         if self.media_type == "text/csv" and "sites" in self.body:
             return cnig_csv(self.body["sites"]).encode()
+        if self.media_type == "text/csv" and "items" in self.body:
+            return scdl_csv(self.body["items"]).encode()
         if self.media_type == "text/csv":
             return plan_csv(self.body["actions"]).encode()
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -678,8 +680,13 @@ def _cofinancement(seed: int, territories: list[_Territory]) -> list[dict[str, A
     return grants
 
 
+#: the operators that publish their grants as SCDL « subventions » files (the others push JSON batches)
+SCDL_OPERATORS = {"ANCT": ("Agence nationale de la cohésion des territoires", "13002603200016")}
+
+
 def _grant_batches(grants: list[dict[str, Any]]) -> list[Write]:
-    """One batch per month of decision, effective at the end of that month's last decision day."""
+    """One batch per month of decision, effective at the end of that month's last decision day: ANCT's
+    grants of the month as its SCDL « subventions » file, the other operators' as a JSON batch."""
     by_month: dict[str, list[dict[str, Any]]] = {}
     for grant in sorted(grants, key=lambda g: (g["decision_date"], g["operator"], g["operator_ref"])):
         by_month.setdefault(grant["decision_date"][:7], []).append(grant)
@@ -687,8 +694,51 @@ def _grant_batches(grants: list[dict[str, Any]]) -> list[Write]:
     for month, items in sorted(by_month.items()):
         last = date.fromisoformat(max(g["decision_date"] for g in items))
         at = datetime(last.year, last.month, last.day, 17, 0, tzinfo=UTC)
-        batches.append(Write("funding-ledger", "POST", "/v1/grant-batches", {"items": items, "mode": "partial"}, at, f"batch-{month}"))
+        pushed = [g for g in items if g["operator"] not in SCDL_OPERATORS]
+        published = [g for g in items if g["operator"] in SCDL_OPERATORS]
+        if pushed:
+            batches.append(Write("funding-ledger", "POST", "/v1/grant-batches", {"items": pushed, "mode": "partial"}, at, f"batch-{month}"))
+        if published:
+            batches.append(
+                Write(
+                    "funding-ledger", "POST", "/v1/grant-batches", {"items": published, "mode": "partial"}, at,
+                    f"scdl-{month}", media_type="text/csv",
+                )
+            )
     return batches
+
+
+#: SCDL « subventions » 2.1.1's columns, in the schema's order, then the platform's that the programme needs
+SCDL_GRANT_COLUMNS = (
+    "nomAttribuant", "idAttribuant", "dateConvention", "referenceDecision", "nomBeneficiaire", "idBeneficiaire",
+    "rnaBeneficiaire", "objet", "montant", "nature", "conditionsVersement", "datesPeriodeVersement", "idRAE",
+    "notificationUE", "pourcentageSubvention", "dispositifAide",
+    "operator", "operator_ref", "territory_id", "commune_insee", "beneficiary_kind",
+)
+
+
+#: the fields an SCDL file of the demo does not write: each grant it carries has them empty
+_NOT_IN_SCDL = ("action_id", "investment_eur", "jobs_forecast", "jobs_conditional", "contributions", "value_chain")
+
+
+def scdl_csv(grants: Sequence[dict[str, Any]]) -> str:
+    """Grants as their operator publishes them: an SCDL « subventions » 2.1.1 file (``,``-separated UTF-8),
+    the decisions of a month under one ``referenceDecision`` (as in real files), with the platform's columns
+    for the key, the place and the beneficiary's kind. A grant with a field the file cannot carry is refused."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=",", lineterminator="\r\n")
+    writer.writerow(SCDL_GRANT_COLUMNS)
+    for g in grants:
+        if any(g[name] for name in _NOT_IN_SCDL) or g["status"] != "committed":
+            raise ValueError(f"grant {g['operator']}/{g['operator_ref']} has fields an SCDL file of the demo does not carry")
+        label, siret = SCDL_OPERATORS[g["operator"]]
+        b = g["beneficiary"]
+        writer.writerow([
+            label, siret, g["decision_date"], f"DG-{g['operator']}-{g['decision_date'][:7]}", b["name"], b["siret"] or "",
+            b["rna"] or "", g["object"], g["amount_eur"], "aide en numéraire", "unique", g["decision_date"], "", "non", "1.00",
+            g["programme"], g["operator"], g["operator_ref"], g["territory_id"] or "", g["commune_insee"] or "", b["kind"],
+        ])
+    return out.getvalue()
 
 
 # --- sites ---------------------------------------------------------------------------------------

@@ -64,7 +64,19 @@ async def test_the_official_example_imports_with_the_programme_s_defaults(servic
     assert not any("outside" in m or "perimeter" in m for m in warnings(moved.json()))
     again = await client.post("/v1/sites/imports", params={**params, "territory_id": "ti-3205"}, content=data, headers={**writer, **CSV})
     assert again.json()["counts"]["unchanged"] == 1
-    assert len(await service.site_events(2)) == 2
+    # a territory whose perimeter is known (ANCT's commune-level list): the commune is checked against it
+    await publish_events(service.platform, [territory_event("ti-3206", "32", departement_codes=["80"], communes=["80001", "80021"])])
+    await wait_settled(service.client)
+    outside = await client.post(
+        "/v1/sites/imports", params={**params, "territory_id": "ti-3206", "dry_run": "true"}, content=data, headers={**writer, **CSV}
+    )
+    assert outside.status_code == 200 and outside.json()["rows"][0]["outcome"] == "updated"
+    assert warnings(outside.json())[-1] == "commune 80024 is not in the perimeter of ti-3206 (2 communes)"
+    events = await service.site_events(2)
+    assert len(events) == 2
+    # the inventory's other values, as written, in GET and in every event
+    assert site["cnig"]["pole_id"] == "80024_POLE-ECO_00162" and site["cnig"]["site_moa_type"] == "EPCI"
+    assert all(e["data"]["cnig"] == site["cnig"] for e in events)
 
 
 def inventory() -> list[dict[str, str]]:
@@ -138,6 +150,12 @@ async def test_no_value_of_the_standard_loses_a_row_in_any_shape_of_file(service
     sites = {s["id"]: s for s in (await client.get("/v1/sites", params={"territory_id": "ti-3205", "limit": 100})).json()["items"]}
     assert sites["80021_SITE-ECO_00002"]["area_ha"] == "1250.75" and sites["80021_SITE-ECO_00002"]["land_recycling"] is True
     assert sites["80021_SITE-ECO_00006"]["owner_kind"] == "entreprise"
+    # what the values do not say is unknown, and the values themselves are kept
+    unknown = sites["80021_SITE-ECO_00003"]
+    assert (unknown["land_recycling"], unknown["owner_kind"]) == (None, None)
+    assert {k: unknown["cnig"][k] for k in ("site_type", "site_vocadomi", "site_evol_urba", "site_moa_type")} == {
+        "site_type": "autre", "site_vocadomi": "entrepôts, logistique", "site_evol_urba": "mixte", "site_moa_type": "inconnu"
+    }
     defaulted = await client.post(
         "/v1/sites/imports", params={**params, "owner_kind": "collectivite", "land_recycling": "true"},
         content=as_csv(rows, sep=";", encoding="utf-8"), headers={**writer, **CSV},
