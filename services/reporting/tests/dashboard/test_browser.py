@@ -283,6 +283,11 @@ def test_ti_report_bilan_writes_the_file(platform: Platform, tmp_path: Path) -> 
     for code in ("territories.count", "actions.count", "sites.count", "grants.amount_eur"):
         assert _normal(fmt.text(national[code], fmt.kind_of_unit("EUR" if code.endswith("_eur") else ""))) in text
     assert "Les 18 régions" in text and "Actions recensées" in text
+    # the stacked bar of statuses per region, in words: each region's count of each status
+    labels = {i["code"]: i for i in platform.get("/v1/indicators/catalogue")["items"]}["actions.by_status"]["breakdown_labels"]
+    for region, counts in national["actions.by_region_status"].items():
+        line = " · ".join(f"{labels[status]} {count}" for status, count in counts.items())
+        assert _normal(line) in text, (region, line)
 
 
 CROSS_ORIGIN_PAGE = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Indicateurs</title></head>

@@ -26,6 +26,7 @@ def test_french_formats() -> None:
     assert fmt.delta(2812, 2429, "count") == "+383"
     assert fmt.delta(0.30, 0.32, "share") == f"−2,0{NBSP}pts"
     assert fmt.delta(None, 1, "count") is None
+    assert fmt.when("2023-11-30") == "30 novembre 2023" and fmt.when("2024-11-30T10:00:00Z") == "30 novembre 2024 à 11:00"
     assert fmt.data_date("2024-11-30", "2026-01-01T00:00:00Z") == "Données au 30 novembre 2024 (fin de journée, heure de Paris)"
 
 

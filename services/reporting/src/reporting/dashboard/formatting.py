@@ -97,6 +97,14 @@ def instant(value: datetime) -> str:
     return format_datetime(value, "d MMMM y 'à' HH:mm", tzinfo=TIMEZONE, locale=LOCALE)
 
 
+def when(value: str) -> str:
+    """A date or instant of a query (``as_of``, ``compare``) in French: « 30 novembre 2023 »."""
+    try:
+        return day(date.fromisoformat(value)) if len(value) == 10 else instant(datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
 def data_date(as_of: str | None, generated_at: str) -> str:
     """« Données au 30 novembre 2024 » (as_of) or « Données à jour le 1 décembre 2026 à 10:00 » (live)."""
     if as_of:

@@ -130,7 +130,7 @@ class Page:
 
     @property
     def compare_label(self) -> str:
-        return f"au {self.links.compare}" if self.links.compare else ""
+        return f"au {fmt.when(self.links.compare)}" if self.links.compare else ""
 
     @property
     def map_label(self) -> str:
