@@ -219,23 +219,25 @@ def test_the_quality_page_is_the_apis(visit: Any, platform: Platform) -> None:
     assert printed.splitlines()[1].startswith(first["territory_id"]), printed
 
 
-@pytest.mark.parametrize(
-    "path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}", "/dashboard/quality",
-             "/dashboard/editions", "/dashboard/editions/{edition}",
-             "/dashboard/explain?scope=territory:{territory}&code=actions.by_status_share&key=en_cours&limit=5"],
-)
-def test_no_serious_accessibility_violation(visit: Any, platform: Platform, edition: dict[str, Any], path: str) -> None:
-    v = visit(path.format(territory=a_territory(platform)["id"], edition=edition["id"]))
-    v.page.add_script_tag(path=str(asset_path("axe/axe.min.js")))
-    results = v.page.evaluate(
-        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
-    )
+def assert_accessible(page: Any) -> None:
+    """axe-core finds no serious or critical violation of WCAG 2.1 A/AA on the page."""
+    page.add_script_tag(path=str(asset_path("axe/axe.min.js")))
+    results = page.evaluate("axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})")
     serious = [
         {"id": r["id"], "impact": r["impact"], "nodes": [n["target"] for n in r["nodes"][:5]]}
         for r in results["violations"]
         if r["impact"] in ("serious", "critical")
     ]
     assert serious == [], json.dumps(serious, indent=1)
+
+
+@pytest.mark.parametrize(
+    "path", ["/dashboard", "/dashboard/regions/53", "/dashboard/territories/{territory}", "/dashboard/quality",
+             "/dashboard/editions", "/dashboard/editions/{edition}"],
+)
+def test_no_serious_accessibility_violation(visit: Any, platform: Platform, edition: dict[str, Any], path: str) -> None:
+    v = visit(path.format(territory=a_territory(platform)["id"], edition=edition["id"]))
+    assert_accessible(v.page)
 
 
 @pytest.mark.parametrize("path", ["/reporting/docs", "/reporting/redoc", "/funding-ledger/docs"])
@@ -408,6 +410,8 @@ def test_the_explanation_pages_follow_the_apis_cursor(visit: Any, platform: Plat
     amounts = v.page.eval_on_selector_all("tr.ti-explained .ti-contribution strong", "els => els.map(e => e.textContent)")
     assert amounts == [fmt.full(i["contribution"]["grants.amount_eur"], "money") for i in second["items"]]
     assert v.console_errors == []
+    screenshot(v.page, "explain-second-page")
+    assert_accessible(v.page)
     unknown = httpx.get(platform.base + "/dashboard/explain", params={**params, "key": "nothing"}, timeout=30)
     assert unknown.status_code == 422 and unknown.headers["content-type"].startswith("application/problem+json")
 
