@@ -133,6 +133,7 @@ async def test_semester_campaign(service: Service) -> None:
 
     partial = await import_plan(service, territory, to_csv(rows), mode="partial")
     assert partial.status_code == 200, partial.text
+    assert partial.headers["ti-event-id"] and "ti-event-id" not in refused.headers  # the import's last event
     report = partial.json()
     assert report["applied"] is True
     assert report["summary"] == {

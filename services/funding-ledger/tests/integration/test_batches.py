@@ -51,6 +51,8 @@ async def test_partial_and_atomic_json_batches():
         assert r.headers["location"] == f"/v1/grant-batches/{batch['id']}"
         replay = await c.post("/v1/grant-batches", json=partial, headers={**h, "Idempotency-Key": "b-1"})
         assert replay.status_code == 201 and replay.json() == batch
+        # the id of the batch's last event, answered again by the replay (a reader waits for it: after=)
+        assert r.headers["ti-event-id"] and replay.headers["ti-event-id"] == r.headers["ti-event-id"]
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=h)).json() == batch
         assert (await c.get(f"/v1/grant-batches/{batch['id']}", headers=s.token("BPI"))).status_code == 403
         # the batch follows its operator: the sender's sub acting for another operator may not read it

@@ -48,6 +48,7 @@ async def test_the_official_example_imports_with_the_programme_s_defaults(servic
 
     applied = await client.post("/v1/sites/imports", params=params, content=data, headers={**writer, **CSV, **key})
     assert applied.status_code == 201 and "idempotent-replayed" not in applied.headers, applied.text
+    assert applied.headers["ti-event-id"] and "ti-event-id" not in dry.headers  # the import's last event; none written dry
     report = applied.json()
     assert report["counts"] == {"created": 1, "updated": 0, "unchanged": 0, "rejected": 0} and report["warnings"] == []
     assert report["rows"][0]["outcome"] == dry.json()["rows"][0]["outcome"] == "created"

@@ -46,6 +46,7 @@ async def test_anct_files_import_then_reimport_changes_nothing(
     assert report["imported"] is True
     assert report["counts"] == {"created": 183, "updated": 0, "unchanged": 0, "rejected": 0}
     assert [r["row"] for r in report["rows"]] == list(range(2, 185))
+    assert first.headers["ti-event-id"]  # the import's last event
 
     epcis = await post(registry, groupements_csv, kind="groupements")
     assert epcis.status_code == 200, epcis.text[:2000]
