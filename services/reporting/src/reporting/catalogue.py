@@ -78,7 +78,8 @@ CATALOGUE: tuple[IndicatorDefinition, ...] = (
                         tuple(f"<programme>.{k}" for k in _PROGRAMME_KEYS)),
     IndicatorDefinition("sites.count", "Sites clés en main labellisés", "sites", "Sites au statut « labelled »."),
     IndicatorDefinition("sites.land_recycling_count", "Sites en recyclage foncier", "sites",
-                        "Sites labellisés relevant du recyclage foncier (friches)."),
+                        "Sites labellisés relevant du recyclage foncier (friches) ; un site dont l'inventaire ne dit "
+                        "pas s'il recycle du foncier (land_recycling null) n'est pas compté."),
     IndicatorDefinition("sites.roadmap_delivered_count", "Feuilles de route remises", "sites",
                         "Sites labellisés dont la feuille de route a été remise."),
     IndicatorDefinition("sites.area_ha_total", "Surface totale des sites", "ha", "Somme des surfaces des sites labellisés."),

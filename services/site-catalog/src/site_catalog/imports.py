@@ -41,7 +41,8 @@ from site_catalog.schemas import (
 
 T = TypeVar("T")
 
-#: the enumerations of the CNIG columns that are checked but not stored (a value outside is a warning)
+#: the enumerations of the CNIG columns that are checked, their values kept as written in ``cnig`` (a value
+#: outside is a warning)
 CNIG_CHECKED: dict[str, tuple[str, ...]] = {
     "site_type": (
         "zone d'activité économique", "site économique historique hors ZAE", "établissement économique isolé",
@@ -56,6 +57,11 @@ CNIG_CHECKED: dict[str, tuple[str, ...]] = {
         "en projet", "création", "existant et actif", "projet de déclassement", "déclassé", "inconnu", "autre",
         "sans objet",
     ),
+    **{
+        column: ("oui", "non")
+        for column in CNIG_COLUMNS
+        if column.startswith(("site_voca_", "reseau_")) or column == "desserte_tc"
+    },
 }
 #: the values of the CNIG columns that say nothing the site's fields can hold
 CNIG_UNKNOWN = ("inconnu", "autre", "sans objet")
@@ -299,7 +305,7 @@ def _check(row: _Row, column: str, allowed: tuple[str, ...]) -> None:
         row.warn(
             column,
             None,
-            f"{shown(text)} is not a value of {column} in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+            f"{shown(text)} is not a value of {column} in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
         )
 
 

@@ -100,8 +100,8 @@ def test_values_that_say_nothing_are_stored_with_a_warning_never_refused() -> No
         ("site_moa_type", "'inconnu' does not name the owner: stored as unknown (null; give site_proprietaire or ?owner_kind= to say)"),
     ]
     assert second.body is not None and [m for _, m in warnings_of(second)] == [
-        "'zone artisanale' is not a value of site_type in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
-        "'en service' is not a value of site_etat in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'zone artisanale' is not a value of site_type in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
+        "'en service' is not a value of site_etat in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
         "'autre' does not say whether the site recycles land: stored as unknown (null; give site_friche or ?land_recycling= to say)",
         "'syndicat mixte' is not a value of site_moa_type in CNIG 1.0.1: stored as unknown (null; give site_proprietaire or ?owner_kind= to say)",
     ]
@@ -138,8 +138,8 @@ def test_the_official_example_imports_with_the_programme_s_defaults() -> None:
     assert set(cnig) >= {"site_geomsurf", "site_identif_date", "site_epci_siren"} and "site_nom" not in cnig
     # the published example's unquoted 'entrepôts;logistique' shifts its columns: said, not hidden
     assert [m for _, m in warnings_of(row)] == [
-        "'entrepôts' is not a value of site_vocadomi in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
-        "'logistique' is not a value of site_etat in CNIG 1.0.1 (not stored; a value holding ';' unquoted shifts the columns after it)",
+        "'entrepôts' is not a value of site_vocadomi in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
+        "'logistique' is not a value of site_etat in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
         "'extension' read as extension urbaine",
     ]
 
@@ -225,3 +225,29 @@ def test_generated_file_has_the_expected_bad_rows(site_file: Callable[..., objec
     rejected = {p.row: {e.column for e in p.errors} for p in parsed if p.body is None}
     expected = {row: {col} for row, col in generated.bad_rows.items() if col != "territory_id"}  # type: ignore[attr-defined]
     assert rejected == expected
+
+
+def test_the_enumerations_and_columns_are_those_of_the_official_schema() -> None:
+    """Every value of every enumeration of CNIG 1.0.1 is known to the import: mapped to a field, or checked
+    and kept as written."""
+    import json
+
+    from site_catalog.imports import CNIG_CHECKED, EVOL_URBA, MOA_TYPE
+    from site_catalog.schemas import CNIG_COLUMNS
+
+    fields = json.loads((CNIG / "schema.json").read_text(encoding="utf-8"))["fields"]
+    assert tuple(f["name"] for f in fields) == CNIG_COLUMNS
+    official = {f["name"]: f.get("enum") or f.get("constraints", {}).get("enum") for f in fields}
+    official = {name: values for name, values in official.items() if values}
+    ours = {**{c: list(v) for c, v in CNIG_CHECKED.items()}, "site_evol_urba": list(EVOL_URBA), "site_moa_type": list(MOA_TYPE)}
+    assert {name: sorted(values) for name, values in official.items()} == {name: sorted(values) for name, values in ours.items()}
+
+
+def test_a_yes_no_column_of_the_standard_outside_oui_non_is_a_warning_kept_as_written() -> None:
+    defaults = SiteDefaults(maturity="ready", labelled_on="2024-01-01", workshop_held=False, roadmap_delivered=False, owner_kind="autre")
+    text = "site_id;site_nom;site_comm_insee;site_surf_brute;site_friche;reseau_gaz;desserte_tc\nS-001;Nom;13004;1;non;Oui;x\n"
+    (row,) = parse_rows(rows_of(text), defaults)
+    assert row.body is not None and row.body.cnig == {"reseau_gaz": "Oui", "desserte_tc": "x"}
+    assert [m for _, m in warnings_of(row)] == [
+        "'x' is not a value of desserte_tc in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
+    ]
