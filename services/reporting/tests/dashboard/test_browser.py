@@ -154,6 +154,10 @@ def test_as_of_and_compare_change_what_is_shown(visit: Any, platform: Platform, 
     assert_figures_match(v.page, now, catalogue)
     for f in figures:
         assert f["compare"] == at(launch, f["code"], f["key"]), f
+    # and the page links the API's diff between the two dates: the actions' count is among the figures that changed
+    href = v.page.locator("a.ti-diff").get_attribute("href") or ""
+    diff = platform.get(urlsplit(href).path, **{k: w[0] for k, w in parse_qs(urlsplit(href).query).items()})
+    assert diff["from"] == LAUNCH and ("actions.count", "") in {(i["code"], i["key"]) for i in diff["items"]}
     count = v.page.locator("#f-actions-count")
     before, after = launch["indicators"]["actions.count"], now["indicators"]["actions.count"]
     assert count.locator(".ti-compare-value").inner_text() == fmt.text(before, "count")

@@ -58,6 +58,14 @@ class Links:
     def api(self, scope: str, as_of: str | None) -> str:
         return f"{self.root}/v1/indicators?scope={scope}" + (f"&as_of={as_of}" if as_of else "")
 
+    def diff(self, scope: str, now: str) -> str | None:
+        """With a comparison: every figure that changed between the two dates and the events in between
+        (``GET /v1/indicators/diff``; ``now``: the instant of the page's figures when it has no ``as_of``)."""
+        if not self.compare:
+            return None
+        earlier, later = sorted((self.compare, self.as_of or now))
+        return f"{self.root}/v1/indicators/diff?" + urlencode({"scope": scope, "from": earlier, "to": later})
+
     def scope(self, scope: str) -> str:
         """The page of a scope (``national``, ``region:<code>``, ``territory:<id>``)."""
         kind, _, code = scope.partition(":")
