@@ -3,10 +3,11 @@
 The CNIG columns (``site_id``, ``site_nom``, ``site_comm_insee``, ``site_surf_brute``, ``site_moa_type``,
 ``site_evol_urba``) are read as the standard defines them, every value of its enumerations mapped
 (a value that does not say, ``inconnu``, ``mixte``…, gives an unknown field: null, with a warning);
-the others are kept as written in the site's ``cnig`` object (docs/imports.md); the programme's own facts come in extra columns (``site_maturite``, ``site_friche``,
-``site_date_label``, ``site_atelier``, ``site_feuille_route``, ``site_proprietaire``, ``site_statut``,
-``territory_id``) or, for a file that has none of them (a plain CNIG inventory), as defaults given
-in the query (:class:`SiteDefaults`). The header is matched by ``ti_shared.imports`` (case, accents
+every CNIG value the site's fields do not hold is kept as written in its ``cnig`` object
+(docs/imports.md). The programme's own facts come in extra columns (``site_maturite``,
+``site_friche``, ``site_date_label``, ``site_atelier``, ``site_feuille_route``, ``site_proprietaire``,
+``site_statut``, ``territory_id``) or, for a file that has none of them (a plain CNIG inventory), as
+defaults given in the query (:class:`SiteDefaults`). The header is matched by ``ti_shared.imports`` (case, accents
 and separators aside); every value read other than as written is a warning of its row.
 """
 
@@ -63,8 +64,6 @@ CNIG_CHECKED: dict[str, tuple[str, ...]] = {
         if column.startswith(("site_voca_", "reseau_")) or column == "desserte_tc"
     },
 }
-#: the values of the CNIG columns that say nothing the site's fields can hold
-CNIG_UNKNOWN = ("inconnu", "autre", "sans objet")
 
 #: the programme's own columns → the site field each gives
 PROGRAMME_COLUMNS: dict[str, str] = {
