@@ -7,7 +7,8 @@ one asyncpg ``INSERT`` in a transaction, same uvicorn options), ``wrk`` (``put.l
 from a file of distinct requests:
 
 - sequentially (one connection) for ``seconds``: p50 / p99 latency and requests/s;
-- at ``CONCURRENCY`` connections for ``seconds``: requests/s;
+- at ``CONCURRENCY`` connections for ``seconds``: requests/s, and the baseline's at once after it (the
+  ratio of the two: side by side on the machine as it is then, its load moving between services);
 - open-loop for ``seconds``: PUTs at the instants of a Poisson process of the goal's rate
   (``scale.write_rate``, 200/s), whatever the answers (a slow answer never delays the next arrival;
   at most ``OPEN_LOOP_CONNECTIONS`` in flight), each latency counted from its scheduled instant (the
@@ -203,12 +204,16 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
         out: dict[str, Any] = {
             "concurrency": CONCURRENCY, "seconds": seconds, "rate": scale.write_rate, "territories": len(territories), "services": {},
         }
+        bare = platform.services[BARE]
+        bare_database = bare_url.rsplit("/", 1)[1]
+        await warm_up(platform, BARE, bare.url, territories, admin)
         for name in (*SERVICES, BARE):
             service = platform.services[name]
             file = platform.run_dir / f"puts-{name}.tsv"
             file.write_text("\n".join(request_lines(name, territories, REQUESTS)) + "\n", encoding="utf-8")
             database = (platform.databases.get(name) or bare_url).rsplit("/", 1)[1]
-            await warm_up(platform, name, service.url, territories, admin)
+            if name != BARE:
+                await warm_up(platform, name, service.url, territories, admin)
             sequential = await run_once(platform, name, service.url, service.pids, database, file, admin, connections=1, seconds=seconds)
             # the concurrent run takes the lines after those the sequential run sent (and the one it may
             # have had in flight when it stopped); a territory's lines toggle it, so none is skipped there
@@ -218,18 +223,29 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
             concurrent = await run_once(
                 platform, name, service.url, service.pids, database, rest, admin, connections=CONCURRENCY, seconds=seconds
             )
+            entry: dict[str, Any] = {"sequential": sequential, f"c{CONCURRENCY}": concurrent}
+            if name != BARE:
+                # the baseline's concurrent run right after the service's, on the machine as it is then
+                # (its own ids for each service: new rows, as the services' PUTs)
+                paired_file = platform.run_dir / f"puts-bare-after-{name}.tsv"
+                paired_file.write_text(
+                    "\n".join(line.replace("/v1/bare/", f"/v1/bare/{name}-", 1) for line in request_lines(BARE, territories, REQUESTS))
+                    + "\n",
+                    encoding="utf-8",
+                )
+                paired = await run_once(
+                    platform, BARE, bare.url, bare.pids, bare_database, paired_file, admin, connections=CONCURRENCY, seconds=seconds
+                )
+                entry[f"bare_c{CONCURRENCY}_rps"] = paired["rps"]
+                entry[f"c{CONCURRENCY}_ratio"] = round(concurrent["rps"] / paired["rps"], 3) if paired["rps"] else None
             # the open-loop run: the lines after any the concurrent run may have sent (its threads take
             # alternate lines, each at most all of the run's requests)
             after = skip + 2 * concurrent["requests"] + 10
-            steady = await run_once(
+            entry["open_loop"] = await run_once(
                 platform, name, service.url, service.pids, database, file, admin, connections=0, seconds=seconds,
                 rate=scale.write_rate, lines=file.read_text(encoding="utf-8").splitlines()[after:],
             )
-            out["services"][name] = {"sequential": sequential, f"c{CONCURRENCY}": concurrent, "open_loop": steady}
-        bare_c = out["services"][BARE][f"c{CONCURRENCY}"]["rps"]
-        for name in SERVICES:
-            entry = out["services"][name]
-            entry[f"c{CONCURRENCY}_ratio"] = round(entry[f"c{CONCURRENCY}"]["rps"] / bare_c, 3) if bare_c else None
+            out["services"][name] = entry
         return out
     finally:
         platform.stop(BARE)
@@ -257,14 +273,15 @@ def markdown_rows(result: dict[str, Any]) -> list[str]:
     rows = [
         "", f"Writes (sequential {result['seconds']} s, then {CONCURRENCY} connections {result['seconds']} s; CPU per request"
         " from the start of a run until the outbox has drained):", "",
-        "| PUT | req/s c=1 | p50 ms | p99 ms | service CPU ms/req | PostgreSQL CPU ms/req | req/s c=8 | c=8 / bare | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| PUT | req/s c=1 | p50 ms | p99 ms | service CPU ms/req | PostgreSQL CPU ms/req | req/s c=8 | bare req/s c=8 just after"
+        " | c=8 / bare | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in result["services"].items():
         s, c = v["sequential"], v[key]
         rows.append(
             f"| {name} | {s['rps']} | {s['p50_ms']} | {s['p99_ms']} | {s['cpu_ms_per_request']} | {s['postgres_cpu_ms_per_request']}"
-            f" | {c['rps']} | {v.get(key + '_ratio', '')} | {s['failed'] + c['failed']} |"
+            f" | {c['rps']} | {v.get('bare_' + key + '_rps', '')} | {v.get(key + '_ratio', '')} | {s['failed'] + c['failed']} |"
         )
     rows += [
         "", f"Writes open-loop (Poisson arrivals at {result.get('rate')}/s for {result['seconds']} s; latency from each scheduled instant):", "",
