@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from common import Platform, Scale
+from common import Platform, Scale, cpu_seconds, postgres_backends
 from ti_shared.streams import grant_payloads
 from ti_shared.testing import bearer, create_database, drop_database, publish_events, territory_event
 
@@ -100,6 +100,9 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
             json.dumps({"mode": "atomic", "items": items[i : i + scale.batch_size]}).encode()
             for i in range(0, len(items), scale.batch_size)
         ]
+        database = platform.databases["funding-ledger"].rsplit("/", 1)[1]
+        backends = postgres_backends(database)
+        cpu0, relay0, pg0 = cpu_seconds([service.proc.pid]), cpu_seconds(service.pids[1:]), cpu_seconds(backends)
         started = time.perf_counter()
         for body in bodies:
             t0 = time.perf_counter()
@@ -111,7 +114,10 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
             counts = r.json()["counts"]
             assert counts["created"] == counts["total"], counts
         elapsed = time.perf_counter() - started
+        service_cpu = cpu_seconds([service.proc.pid]) - cpu0
+        pg_cpu = cpu_seconds(set(backends) | set(postgres_backends(database))) - pg0
         drained = await platform.wait_settled()
+        relay_cpu = cpu_seconds(service.pids[1:]) - relay0
     platform.stop("funding-ledger")
     runs = sorted([await copy_baseline(items, scale.batch_size) for _ in range(COPY_RUNS)], key=lambda r: r["rows_per_s"])
     baseline = {**runs[len(runs) // 2], "runs_rows_per_s": [r["rows_per_s"] for r in runs]}
@@ -123,6 +129,11 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
         "grants_per_s": round(rate, 1),
         "batch_seconds": [round(s, 3) for s in batch_seconds],
         "outbox_drained_after_s": round(drained, 3),
+        # CPU per 1,000 grants: the service's process while the batches were posted, its relay until the
+        # outbox drained, the PostgreSQL processes of its database while the batches were posted
+        "service_cpu_ms_per_1000": round(service_cpu / len(items) * 1e6, 1),
+        "relay_cpu_ms_per_1000": round(relay_cpu / len(items) * 1e6, 1),
+        "postgres_cpu_ms_per_1000": round(pg_cpu / len(items) * 1e6, 1),
         "baseline_copy": baseline,
         "ratio": round(rate / baseline["rows_per_s"], 4),
     }
