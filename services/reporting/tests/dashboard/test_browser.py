@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from reporting.dashboard import formatting as fmt
+from reporting.dashboard import model
 from ti_shared.assets import asset_path
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
@@ -285,12 +286,17 @@ def test_ti_report_bilan_writes_the_file(platform: Platform, tmp_path: Path) -> 
     ti = Path(sys.executable).parent / "ti"
     subprocess.run([str(ti), "report", "bilan", "--url", platform.base, "--as-of", "2024-11-30", "-o", str(out)], check=True)
     text = _pdf_text(out.read_bytes(), tmp_path)
-    national = platform.get("/v1/indicators", scope="national", as_of="2024-11-30")["indicators"]
+    document = platform.get("/v1/indicators", scope="national", as_of="2024-11-30")
+    national = document["indicators"]
+    catalogue = {i["code"]: i for i in platform.get("/v1/indicators/catalogue")["items"]}
     for code in ("territories.count", "actions.count", "sites.count", "grants.amount_eur"):
         assert _normal(fmt.text(national[code], fmt.kind_of_unit("EUR" if code.endswith("_eur") else ""))) in text
+    # every figure of the report's sections, as the API gives it in French
+    figures = [f for s in model.sections(model.Builder(catalogue, document)) for f in s.figures()]
+    assert len(figures) > 150 and [f.text for f in figures if _normal(f.text) not in text] == []
     assert "Les 18 régions" in text and "Actions recensées" in text
     # the stacked bar of statuses per region, in words: each region's count of each status
-    labels = {i["code"]: i for i in platform.get("/v1/indicators/catalogue")["items"]}["actions.by_status"]["breakdown_labels"]
+    labels = catalogue["actions.by_status"]["breakdown_labels"]
     for region, counts in national["actions.by_region_status"].items():
         line = " · ".join(f"{labels[status]} {count}" for status, count in counts.items())
         assert _normal(line) in text, (region, line)

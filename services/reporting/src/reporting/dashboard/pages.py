@@ -149,12 +149,14 @@ class Page:
         return [f for s in self.sections for f in s.figures()]
 
 
+async def nothing() -> None:
+    """What is awaited in place of a read a page does not need."""
+    return None
+
+
 async def _documents(
     api: PlatformReader, scope: str, as_of: str | None, compare: str | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
-    async def nothing() -> None:
-        return None
-
     try:
         catalogue, document, compare_document = await asyncio.gather(
             api.catalogue(), api.indicators(scope, as_of), api.indicators(scope, compare) if compare else nothing()
@@ -190,8 +192,9 @@ async def national_page(api: PlatformReader, links: Links, map_code: str | None)
     page.map_code = map_code if map_code in model.MAP_INDICATORS else model.DEFAULT_MAP_INDICATOR
     scopes = [f"region:{code}" for code in REGIONS]
     try:
-        regional = await api.many_indicators(scopes, links.as_of)
-        then = await api.many_indicators(scopes, links.compare) if links.compare else None
+        regional, then = await asyncio.gather(
+            api.many_indicators(scopes, links.as_of), api.many_indicators(scopes, links.compare) if links.compare else nothing()
+        )
     except ApiError as exc:
         raise problem_of(exc) from exc
 
@@ -306,14 +309,11 @@ async def explain_page(
     api: PlatformReader, links: Links, scope: str, code: str, key: str, cursor: str | None, limit: int
 ) -> Page:
     """The entities that make one figure (or one breakdown key of it), one page of the API's at a time."""
-    async def no_territory() -> None:
-        return None
-
     territory_id = scope.removeprefix("territory:") if scope.startswith("territory:") else None
     try:
         catalogue, body, territory = await asyncio.gather(
             api.catalogue(), api.explain(scope, code, key or None, links.as_of, cursor, limit),
-            api.territory(territory_id) if territory_id else no_territory(),
+            api.territory(territory_id) if territory_id else nothing(),
         )
     except ApiError as exc:
         raise problem_of(exc) from exc
