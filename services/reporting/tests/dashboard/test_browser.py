@@ -400,6 +400,13 @@ def test_a_figure_opens_its_explanation(visit: Any, platform: Platform) -> None:
     assert all(r["contribution"] == {"actions.by_axis.innovation": 1} for r in rows)
     assert "Actions par axe › Innovation" in v.page.locator("#chiffre-title").inner_text()
     assert v.console_errors == [] and v.outside_requests == []
+    # the same key at another date: the entities then
+    v.page.fill("#as_of", LAUNCH)
+    v.page.locator("#periode button[type=submit]").click()
+    v.page.wait_for_url(f"**/dashboard/explain?*as_of={LAUNCH}*")
+    then = platform.get("/v1/indicators/explain", scope="region:53", code="actions.by_axis", key="innovation", as_of=LAUNCH, limit="50")
+    assert explained_rows(v.page) == api_rows(then) and "30 novembre 2023" in v.page.locator(".ti-data-date").inner_text()
+    v.page.go_back()
     v.page.locator("a.ti-explain-back").click()
     v.page.wait_for_url("**/dashboard/regions/53?as_of=2024-06-30#f-actions-by-axis-innovation")
 
