@@ -13,6 +13,7 @@ and separators aside); every value read other than as written is a warning of it
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,27 @@ CNIG_CHECKED: dict[str, tuple[str, ...]] = {
         if column.startswith(("site_voca_", "reseau_")) or column == "desserte_tc"
     },
 }
+
+#: the CNIG columns' types other than text (those of the official schema: a test compares them), checked
+#: on the values a site keeps as written — a value not in the standard's form is a warning, never refused
+CNIG_NUMBERS: tuple[str, ...] = (
+    "site_surf_utile", "site_uf_nbre", "site_uf_vacant_nbre", "site_taux_vacance", "site_uf_bati_nbre", "site_nb_etab",
+    "site_nb_emploi", "site_surf_comm_dispo", "site_surf_projet", "autoroute_echang_dist", "gare_dist", "gare_fret_dist",
+    "aeroport_dist", "port_dist",
+)
+CNIG_DATES: dict[str, str] = {"site_creation_date": "%Y", "site_identif_date": "%Y-%m-%d", "site_actu_date": "%Y-%m-%d"}
+CNIG_URLS: tuple[str, ...] = ("site_url", "site_media")
+#: the columns the standard requires (those the site's fields hold are checked by their own readers)
+CNIG_REQUIRED: tuple[str, ...] = (
+    "pole_id", "site_type", "site_vocadomi", "site_etat", "site_surf_utile", "site_identif_date", "site_actu_date",
+    "site_epci_nom", "site_epci_siren", "site_comm_nom", "site_moa_type", "site_geomsurf",
+)
+#: what the standard reads as no value
+CNIG_MISSING = ("", "NA", "NaN", "N/A")
+_CNIG_URL = re.compile(r"^(https?)://[^\s/$.?#].[^\s]*$")
+_CNIG_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+_CNIG_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_CNIG_YEAR = re.compile(r"^[0-9]{4}$")
 
 #: the programme's own columns → the site field each gives
 PROGRAMME_COLUMNS: dict[str, str] = {
@@ -232,6 +254,7 @@ def _parse_row(
         values["area_ha"] = row.read("site_surf_brute", "area_ha", _hectares)
     for column, allowed in CNIG_CHECKED.items():
         _check(row, column, allowed)
+    _check_forms(row)
     values["cnig"] = _cnig_values(row)
     given = defaults.model_dump(exclude_none=True)
     for name, source in columns.items():
@@ -306,6 +329,65 @@ def _check(row: _Row, column: str, allowed: tuple[str, ...]) -> None:
             None,
             f"{shown(text)} is not a value of {column} in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
         )
+
+
+def _check_forms(row: _Row) -> None:
+    """The standard's required values, numbers, dates, URLs and geometry: a departure is a warning (the
+    value is kept as written)."""
+    cells = row.cells
+    for column in CNIG_REQUIRED:
+        if row.table.has(column) and cells.get(column, "") in CNIG_MISSING:
+            row.warn(column, None, f"{column} is required by CNIG 1.0.1: empty")
+    for column in CNIG_NUMBERS:
+        text = cells.get(column, "")
+        if text in CNIG_MISSING or _CNIG_NUMBER.fullmatch(text):
+            continue
+        try:
+            value = str(read_number(text).value)
+        except ValueError:
+            row.warn(column, None, f"{shown(text)} is not a number (kept as written)")
+        else:
+            row.warn(column, None, f"{shown(text)} is not a number as CNIG 1.0.1 writes it ({value}): kept as written")
+    for column, form in CNIG_DATES.items():
+        text = cells.get(column, "")
+        if text in CNIG_MISSING or _cnig_date_ok(text, form):
+            continue
+        expected = "YYYY" if form == "%Y" else "YYYY-MM-DD"
+        row.warn(column, None, f"{shown(text)} is not a date as CNIG 1.0.1 writes it ({expected}): kept as written")
+    for column in CNIG_URLS:
+        text = cells.get(column, "")
+        if text not in CNIG_MISSING and not _CNIG_URL.fullmatch(text):
+            row.warn(column, None, f"{shown(text)} is not a web address (http:// or https://): kept as written")
+    geometry = cells.get("site_geomsurf", "")
+    if geometry not in CNIG_MISSING and not _geojson(geometry):
+        row.warn("site_geomsurf", None, f"{shown(geometry)} is not a GeoJSON geometry: kept as written")
+
+
+def _cnig_date_ok(text: str, form: str) -> bool:
+    if form == "%Y":
+        return bool(_CNIG_YEAR.fullmatch(text))
+    if not _CNIG_DAY.fullmatch(text):
+        return False
+    try:
+        read_date(text)
+    except ValueError:
+        return False
+    return True
+
+
+_GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection")
+
+
+def _geojson(text: str) -> bool:
+    """A GeoJSON geometry (its type and coordinates, or geometries), as far as its shape goes."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(value, dict) or value.get("type") not in _GEOMETRIES:
+        return False
+    key = "geometries" if value["type"] == "GeometryCollection" else "coordinates"
+    return isinstance(value.get(key), list)
 
 
 def _vocabulary(vocabulary: Vocabulary) -> Callable[[_Row, str, str, Any], Any]:

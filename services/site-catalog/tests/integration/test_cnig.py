@@ -95,7 +95,7 @@ def inventory() -> list[dict[str, str]]:
         row = dict.fromkeys(CNIG_COLUMNS, "")
         row.update(
             site_id=f"80021_SITE-ECO_{n:05d}", pole_id=f"80021_POLE-ECO_{n:05d}", site_nom=f"Zone n°{n} d'Amiens-Épagny",
-            site_type=kind, site_vocadomi=voca, site_etat=state, site_surf_brute=surface, site_identif_date="2016-03-26",
+            site_type=kind, site_vocadomi=voca, site_etat=state, site_surf_brute=surface, site_surf_utile="1", site_identif_date="2016-03-26",
             site_actu_date="2023-08-29", site_evol_urba=evol, site_epci_nom="Amiens Métropole", site_epci_siren="248000531",
             site_comm_nom="Amiens", site_comm_insee="80021", site_moa_type=moa, site_geomsurf='{"type": "Polygon", "coordinates": []}',
         )

@@ -251,3 +251,71 @@ def test_a_yes_no_column_of_the_standard_outside_oui_non_is_a_warning_kept_as_wr
     assert [m for _, m in warnings_of(row)] == [
         "'x' is not a value of desserte_tc in CNIG 1.0.1 (kept as written; a value holding ';' unquoted shifts the columns after it)",
     ]
+
+
+def _inventory_csv(rows: list[dict[str, str]]) -> bytes:
+    import csv
+    import io
+
+    from site_catalog.schemas import CNIG_COLUMNS
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(CNIG_COLUMNS)
+    for values in rows:
+        writer.writerow([values.get(c, "") for c in CNIG_COLUMNS])
+    return out.getvalue().encode()
+
+
+def test_where_the_official_schema_finds_fault_the_import_says_so_and_keeps_the_row() -> None:
+    """An inventory of our own, invalid against CNIG 1.0.1 in every way the standard's types allow: each
+    (row, column) frictionless reports is a warning (or an error) of the import, and the valid row none."""
+    from site_catalog.imports import CNIG_DATES, CNIG_NUMBERS, CNIG_REQUIRED, CNIG_URLS
+    from ti_shared.testing import table_schema_errors
+
+    plain = {
+        "site_id": "80021_SITE-ECO_00001", "pole_id": "80021_POLE-ECO_00001", "site_nom": "Zone d'Amiens", "site_type": "autre",
+        "site_vocadomi": "industrielle", "site_etat": "existant et actif", "site_surf_brute": "12.5", "site_surf_utile": "10",
+        "site_creation_date": "2001", "site_identif_date": "2016-03-26", "site_actu_date": "2023-08-29",
+        "site_evol_urba": "extension urbaine", "site_url": "https://amiens.example/zone", "site_epci_nom": "Amiens Métropole",
+        "site_epci_siren": "248000531", "site_comm_nom": "Amiens", "site_comm_insee": "80021", "site_moa_type": "epci",
+        "site_geomsurf": '{"type": "Polygon", "coordinates": [[[2.3, 49.9], [2.31, 49.9], [2.31, 49.91], [2.3, 49.9]]]}',
+        "site_nb_emploi": "120", "reseau_gaz": "oui", "gare_dist": "2.5",
+    }
+    faulty = [
+        {**plain, "site_id": "80021_SITE-ECO_00002", "site_surf_utile": "10,5", "site_nb_emploi": "beaucoup", "gare_dist": "2 km"},
+        {**plain, "site_id": "80021_SITE-ECO_00003", "site_creation_date": "2001-05", "site_identif_date": "26/03/2016",
+         "site_actu_date": "2023-02-30"},
+        {**plain, "site_id": "80021_SITE-ECO_00004", "site_url": "www.amiens.fr", "reseau_gaz": "peut-être",
+         "site_geomsurf": "POLYGON((2.3 49.9, 2.31 49.9))"},
+        {**plain, "site_id": "80021_SITE-ECO_00005", "pole_id": "", "site_epci_nom": "NA", "site_comm_nom": ""},
+    ]
+    data = _inventory_csv([plain, *faulty])
+    found = {(e.row, e.field) for e in table_schema_errors(data, CNIG / "schema.json", delimiter=";")}
+    # the file is as faulty as it was made: every kind of check of the schema finds something
+    columns = {c for _, c in found}
+    assert {"site_surf_utile", "site_nb_emploi", "gare_dist", "site_identif_date", "site_actu_date", "site_url",
+            "reseau_gaz", "site_geomsurf", "pole_id", "site_epci_nom", "site_comm_nom"} <= columns
+    assert {r for r, _ in found} == {3, 4, 5, 6}
+    defaults = SiteDefaults(maturity="ready", labelled_on="2024-01-01", workshop_held=False, roadmap_delivered=False)
+    parsed = parse_rows(rows_of(data), defaults)
+    assert all(p.body is not None and p.errors == [] for p in parsed)  # never refused: said
+    reported = {(p.row, w.column) for p in parsed for w in p.warnings}
+    assert found <= reported, found - reported
+    assert [w.msg for w in parsed[0].warnings] == []
+    kept = {p.row: p.body.cnig for p in parsed if p.body is not None and p.body.cnig}
+    assert kept[3]["site_surf_utile"] == "10,5" and kept[4]["site_identif_date"] == "26/03/2016"  # as written
+    assert [m for _, m in warnings_of(parsed[1])][:2] == [
+        "'10,5' is not a number as CNIG 1.0.1 writes it (10.5): kept as written",
+        "'beaucoup' is not a number (kept as written)",
+    ]
+    assert ("site_epci_nom", "site_epci_nom is required by CNIG 1.0.1: empty") in warnings_of(parsed[4])
+    # the checks cover the schema's types: the code's lists are the official schema's
+    import json
+
+    fields = json.loads((CNIG / "schema.json").read_text(encoding="utf-8"))["fields"]
+    held = {"site_id", "site_nom", "site_comm_insee", "site_surf_brute"}
+    assert {f["name"] for f in fields if f["type"] == "number"} - held == set(CNIG_NUMBERS)
+    assert {f["name"]: f["format"] for f in fields if f["type"] == "date"} == CNIG_DATES
+    assert {f["name"] for f in fields if "pattern" in f.get("constraints", {})} == set(CNIG_URLS)
+    assert {f["name"] for f in fields if f.get("constraints", {}).get("required")} - held == set(CNIG_REQUIRED)
