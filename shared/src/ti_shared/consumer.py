@@ -15,10 +15,10 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -41,29 +41,41 @@ from ti_shared.metrics import (
 )
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
-from ti_shared.statements import TiSession
+from ti_shared.statements import TiSession, driver_of
 
 log = get_logger(__name__)
 
-#: a join on the keys, so that the plan cached for the prepared statement probes the primary key per
-#: subject whatever the table's statistics (``subject = ANY($3)`` next to ``consumer = $1 AND topic =
-#: $2`` got a generic plan filtering every row of the topic against the whole array)
-_LOAD_APPLIED_PG = sa.text(
-    "SELECT a.subject, a.version FROM unnest(CAST(:subjects AS text[])) AS k(subject) "
-    "JOIN applied_version a ON a.consumer = :consumer AND a.topic = :topic AND a.subject = k.subject"
+#: PostgreSQL's statements of the consumer, sent as they are on the driver (prepared once per connection,
+#: no SQLAlchemy compilation per batch). The applied versions are looked up by a join on the keys, so
+#: that the plan cached for the prepared statement probes the primary key per subject whatever the
+#: table's statistics (``subject = ANY($3)`` next to ``consumer = $1 AND topic = $2`` got a generic
+#: plan filtering every row of the topic against the whole array)
+_LOAD_APPLIED_PG = (
+    "SELECT a.subject, a.version FROM unnest($3::text[]) AS k(subject) "
+    "JOIN applied_version a ON a.consumer = $1 AND a.topic = $2 AND a.subject = k.subject"
 )
-_STORE_POSITIONS_PG = sa.text(
+_STORE_POSITIONS_PG = (
     "INSERT INTO consumer_offset (consumer, topic, partition, next_offset) "
-    "SELECT :consumer, t, p, o FROM unnest(CAST(:topics AS text[]), CAST(:partitions AS integer[]), "
-    "CAST(:offsets AS bigint[])) AS u(t, p, o) "
+    "SELECT $1, t, p, o FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o) "
     "ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
 )
-_STORE_APPLIED_PG = sa.text(
+_STORE_APPLIED_PG = (
     "INSERT INTO applied_version (consumer, topic, subject, version) "
-    "SELECT :consumer, t, s, v FROM unnest(CAST(:topics AS text[]), CAST(:subjects AS text[]), "
-    "CAST(:versions AS bigint[])) AS u(t, s, v) "
+    "SELECT $1, t, s, v FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(t, s, v) "
     "ON CONFLICT (consumer, topic, subject) DO UPDATE SET version = excluded.version"
 )
+
+
+async def _on_driver(session: AsyncSession, sql: str, *args: object) -> list[Any]:
+    """Run one of the statements above on the session's asyncpg connection, in its transaction; a lost
+    connection is raised as ``ConnectionError`` (the batch is retried, never dead-lettered)."""
+    import asyncpg
+
+    driver = await driver_of(session)
+    try:
+        return list(await driver.fetch(sql, *args))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise ConnectionError(f"the database connection failed: {exc!r}") from exc
 
 
 class Delivery(NamedTuple):
@@ -444,8 +456,9 @@ class EventConsumer:
         dialect = dialect_of(session)
         for topic, subjects in by_topic.items():
             for chunk in lookup_chunks(subjects, dialect, size=500):
+                rows: Iterable[Sequence[Any]]
                 if dialect == "postgresql":
-                    rows = await session.execute(_LOAD_APPLIED_PG, {"subjects": chunk, "consumer": self.name, "topic": topic})
+                    rows = await _on_driver(session, _LOAD_APPLIED_PG, self.name, topic, chunk)
                 else:
                     rows = await session.execute(
                         sa.select(applied_version.c.subject, applied_version.c.version).where(
@@ -464,10 +477,8 @@ class EventConsumer:
         if dialect_of(session) == "postgresql":  # one statement with three array parameters
             for i in range(0, len(keys), 50_000):
                 chunk = keys[i : i + 50_000]
-                await session.execute(
-                    _STORE_APPLIED_PG,
-                    {"consumer": self.name, "topics": [t for t, _ in chunk], "subjects": [s for _, s in chunk],
-                     "versions": [changed[k] for k in chunk]},
+                await _on_driver(
+                    session, _STORE_APPLIED_PG, self.name, [t for t, _ in chunk], [s for _, s in chunk], [changed[k] for k in chunk]
                 )
             return
         ins = upsert(dialect_of(session), applied_version)
@@ -483,10 +494,9 @@ class EventConsumer:
         if not changed:
             return
         if dialect_of(session) == "postgresql":
-            await session.execute(
-                _STORE_POSITIONS_PG,
-                {"consumer": self.name, "topics": [t for (t, _), _ in changed], "partitions": [p for (_, p), _ in changed],
-                 "offsets": [off for _, off in changed]},
+            await _on_driver(
+                session, _STORE_POSITIONS_PG, self.name, [t for (t, _), _ in changed], [p for (_, p), _ in changed],
+                [off for _, off in changed],
             )
             return
         ins = upsert(dialect_of(session), consumer_offset)

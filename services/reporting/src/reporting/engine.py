@@ -21,6 +21,7 @@ that :func:`explain` can list what each entity contributes to one figure.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,20 @@ def _action(row: ActionRow, regions: Regions) -> Contribution:
     return Contribution(counters, [], [])
 
 
+@functools.lru_cache(maxsize=65_536)
+def _action_keys(
+    region: str | None, territory: str, known: bool, axis: str, status: str, themes: tuple[str, ...]
+) -> tuple[CounterKey, ...]:
+    """The counters an action adds 1 to (what :func:`_action` lists), for each kind of action: its
+    placement (``known``: its territory is), axis, status and themes."""
+    placed = placement(region, territory, {territory: ""} if known else {})
+    names = ("actions.count", "actions.by_axis." + axis, "actions.by_status." + status, *("actions.by_theme." + t for t in themes))
+    keys = [(scope, name) for scope in placed for name in names]
+    if region is not None:
+        keys.append((NATIONAL, f"actions.by_region_status.{region}.{status}"))
+    return tuple(keys)
+
+
 def _grant(row: GrantRow, regions: Regions) -> Contribution:
     counters: list[tuple[str, str, int]] = []
     refs: list[tuple[str, str, str]] = [(EVERY_SCOPE, PROGRAMME_KIND, row.programme)]
@@ -184,6 +199,14 @@ class Deltas:
 
     def add(self, row: Row, regions: Regions, sign: int) -> None:
         """Add ``sign`` × the contribution of ``row`` (placed with the territory → region map)."""
+        if type(row) is ActionRow:  # most rows: their counter keys precomputed per kind of action
+            if not row.deleted:
+                territory = row.territory_id
+                region = regions.get(territory)
+                c = self.counters
+                for counter in _action_keys(region, territory, territory in regions, row.axis, row.status, row.themes):
+                    c[counter] += sign
+            return
         counters, refs, areas = contribution(row, regions)
         c, r, a = self.counters, self.refs, self.areas
         for scope, name, value in counters:
