@@ -11,8 +11,9 @@ both replay every event) to the last commit of either (``ti_consumer_first_fetch
 too. Then small batches of updates (two or three events, one every 100 ms) are
 published and the process's CPU time per committed batch is measured (its idle CPU over as long
 subtracted), once with what the replay left in memory, once after a restart. Then ``wrk`` loads
-``GET /v1/indicators?scope=region:84`` at concurrency 32, then the same against the bare FastAPI
-endpoint (``baseline_app``) serving a body of the same size.
+``GET /v1/indicators?scope=region:84`` at concurrency 32, then the same process without its ASGI fast
+path (``reporting_routed``), then the bare FastAPI endpoint (``baseline_app``) serving a body of the
+same size.
 """
 
 from __future__ import annotations
@@ -261,6 +262,13 @@ async def reads(platform: Platform, seconds: int) -> dict[str, Any]:
         body = (await client.get(service.url + READ_PATH)).content
     measured = await asyncio.to_thread(wrk, service.url + READ_PATH, seconds)
     platform.stop("reporting")
+    # the same process without the fast path, on the same database (its consumers caught up: idle)
+    routed = platform.start("reporting", module_app="reporting_routed:create_app")
+    await platform.wait_ready()
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(routed.url + READ_PATH)).content == body
+    without = await asyncio.to_thread(wrk, routed.url + READ_PATH, seconds)
+    platform.stop("reporting")
     baseline_proc = start_baseline(platform, len(body))
     await platform.wait_ready()
     baseline = await asyncio.to_thread(wrk, baseline_proc + READ_PATH, seconds)
@@ -272,6 +280,7 @@ async def reads(platform: Platform, seconds: int) -> dict[str, Any]:
         **measured,
         "baseline": baseline,
         "ratio": round(measured["rps"] / baseline["rps"], 4),
+        "without_fast_path": {**without, "ratio": round(without["rps"] / baseline["rps"], 4)},
     }
 
 

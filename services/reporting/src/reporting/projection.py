@@ -108,14 +108,21 @@ class _Memory:
     documents: dict[str, _Document] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     sources: dict[SourceKey, Tally] = field(default_factory=dict)
+    _scopes: tuple[int, frozenset[str]] | None = None
 
     @property
     def empty(self) -> bool:
         return self.complete and not any(self.states.values())
 
-    def scopes(self) -> list[str]:
-        """Every scope with a document: national, the regions, the known territories."""
-        return [NATIONAL, *("region:" + r for r in REGIONS), *("territory:" + t for t in sorted(self.regions))]
+    def scopes(self) -> frozenset[str]:
+        """Every scope with a document: national, the regions, the known territories (territories are
+        only ever added to the map, or the map restored to what it was: its size tells whether it changed)."""
+        cached = self._scopes
+        if cached is None or cached[0] != len(self.regions):
+            cached = self._scopes = (len(self.regions), frozenset(
+                (NATIONAL, *("region:" + r for r in REGIONS), *("territory:" + t for t in self.regions))
+            ))
+        return cached[1]
 
     def remember(self, entity: Entity, found: Mapping[str, Row]) -> None:
         self.states[entity].update(found)
@@ -385,7 +392,7 @@ class ReportingProjection(EventHandler):
         memory = window.memory
         aggregates = memory.aggregates
         programmes = aggregates.programmes()
-        known = set(memory.scopes())
+        known = memory.scopes()
         if touched is None:
             scopes: Collection[str] = known
         else:
