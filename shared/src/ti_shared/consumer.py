@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -133,13 +134,18 @@ class _Batch:
     """What one transaction of a consumer has applied so far (a batch, or a catch-up window)."""
 
     positions: dict[TopicPartition, int]
+    #: the versions read from ``applied_version`` and those applied since (not kept when the handler
+    #: keeps them: it is asked for each fetch, and a catch-up window holds no copy of its memory)
     applied: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: what to write to ``applied_version`` at the commit (nothing when the handler keeps them)
     changed: dict[tuple[str, str], int] = field(default_factory=dict)
     dead: list[tuple[IncomingMessage, str]] = field(default_factory=list)
-    applied_times: list[datetime] = field(default_factory=list)
+    #: the event time (POSIX seconds) of each applied event, for the age histogram at the commit
+    applied_times: array[float] = field(default_factory=lambda: array("d"))
     skipped: int = 0
     messages: int = 0
-    handler_versions: bool = False
+    #: the handler keeps the applied versions (None: not asked yet)
+    handler_versions: bool | None = None
 
 
 class EventConsumer:
@@ -376,9 +382,8 @@ class EventConsumer:
             candidates.append(Delivery(msg, event))
         batch.messages += len(messages)
 
-        applied = batch.applied
-        await self._load_applied(session, [d for d in candidates if (d.message.topic, d.event.subject) not in applied], batch)
-        changed = batch.changed
+        applied = await self._load_applied(session, candidates, batch)
+        changed = None if batch.handler_versions else batch.changed
         if not isolate:
             fresh: list[Delivery] = []
             for d in candidates:
@@ -386,11 +391,13 @@ class EventConsumer:
                 if d.event.entityversion <= applied.get(key, 0):
                     batch.skipped += 1
                     continue
-                applied[key] = changed[key] = d.event.entityversion
+                applied[key] = d.event.entityversion
+                if changed is not None:
+                    changed[key] = d.event.entityversion
                 fresh.append(d)
             if fresh:
                 await self._handler.apply(session, fresh)
-            batch.applied_times += [d.event.time for d in fresh]
+            batch.applied_times.extend([d.event.time.timestamp() for d in fresh])
         else:
             for d in candidates:
                 key = (d.message.topic, d.event.subject)
@@ -405,8 +412,10 @@ class EventConsumer:
                         raise
                     dead.append((d.message, "could not be applied: " + _short(exc)))
                     continue
-                applied[key] = changed[key] = d.event.entityversion
-                batch.applied_times.append(d.event.time)
+                applied[key] = d.event.entityversion
+                if changed is not None:
+                    changed[key] = d.event.entityversion
+                batch.applied_times.append(d.event.time.timestamp())
 
     async def _commit(self, session: AsyncSession, batch: _Batch) -> None:
         positions, dead = batch.positions, batch.dead
@@ -432,24 +441,25 @@ class EventConsumer:
         CONSUMER_BATCHES.labels(service=self.service, consumer=self.name).inc()
         LAST_COMMIT.labels(service=self.service, consumer=self.name).set_to_current_time()
         if batch.applied_times:
-            now = datetime.now(UTC)
+            now = time.time()
             age = EVENT_AGE.labels(service=self.service, consumer=self.name)
             for at in batch.applied_times:
-                age.observe(max(0.0, (now - at).total_seconds()))
+                age.observe(max(0.0, now - at))
         if dead:
             DEAD_LETTERS.labels(service=self.service, consumer=self.name).inc(len(dead))
             for msg, reason in dead:
                 log.warning("dead-lettered", consumer=self.name, topic=msg.topic, offset=msg.offset, reason=reason)
 
-    async def _load_applied(self, session: AsyncSession, deliveries: list[Delivery], batch: _Batch) -> None:
-        """Add to ``batch.applied`` the applied version of the deliveries' subjects (from the handler's
-        rows when it keeps them, else from ``applied_version``)."""
-        keys = {(d.message.topic, d.event.subject) for d in deliveries}
-        versions = await self._handler.applied_versions(session, keys)
-        if versions is not None:
-            batch.handler_versions = True
-            batch.applied.update(versions)
-            return
+    async def _load_applied(self, session: AsyncSession, deliveries: list[Delivery], batch: _Batch) -> dict[tuple[str, str], int]:
+        """The applied version of the deliveries' subjects: the handler's when it keeps them (asked for
+        every fetch), else from ``applied_version`` (read once per transaction into ``batch.applied``)."""
+        if batch.handler_versions is not False:
+            versions = await self._handler.applied_versions(session, {(d.message.topic, d.event.subject) for d in deliveries})
+            if versions is not None:
+                batch.handler_versions = True
+                return dict(versions)
+            batch.handler_versions = False
+        keys = {(d.message.topic, d.event.subject) for d in deliveries} - batch.applied.keys()
         by_topic: dict[str, list[str]] = {}
         for topic, subject in sorted(keys):
             by_topic.setdefault(topic, []).append(subject)
@@ -469,6 +479,7 @@ class EventConsumer:
                     )
                 for subject, version in rows:
                     batch.applied[(topic, subject)] = int(version)
+        return batch.applied
 
     async def _store_applied(self, session: AsyncSession, changed: dict[tuple[str, str], int]) -> None:
         if not changed:

@@ -29,7 +29,7 @@ WINDOW_S = 60.0
 #: a fetch of at least this many changes is written by binary COPY
 COPY_AT = 500
 #: subjects whose newest change is kept in memory at most
-MAX_KNOWN = 100_000
+MAX_KNOWN = 50_000
 
 
 class FeedNotifier:
