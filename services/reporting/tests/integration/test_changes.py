@@ -176,8 +176,9 @@ async def test_catch_up_windows_a_crash_a_restart_and_a_bounded_memory_give_the_
             every = await rep.pages(bearer(platform, "anct-admin", "admin"), limit=1000)
     finally:
         await drop_database(url)
-    # both ways of writing, and subjects read back from the feed (after the restart, and once forgotten)
-    assert True in writes and False in writes and sum(looked_up) > 0
+    # fetches written by COPY (the stream of the first test, smaller than COPY_AT, goes by statements), and
+    # subjects read back from the feed (after the restart, and once forgotten)
+    assert True in writes and sum(looked_up) > 0
     assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
     assert by_subject(every) == by_subject(expected)
     assert_previous_and_changed(every, expected)
