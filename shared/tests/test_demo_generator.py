@@ -453,3 +453,18 @@ def test_check_accepts_the_programme_and_spots_a_difference(programme: DemoProgr
     wrong = {f.label for f in compare(national, launch) if not f.ok}
     assert wrong == {"theme gestion_eau", "median surface", "actions at the launch (as of 2023-11-30)"}
     assert [f.ok for f in compare({}, {})].count(True) == 0
+
+
+def test_generate_writes_the_imported_files_as_the_load_sends_them(programme: DemoProgramme, tmp_path: Any) -> None:
+    from ti_demo.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["generate", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "files").iterdir())
+    sent = [w for w in (*programme.actions, *programme.grant_batches, *programme.site_files()) if w.media_type == "text/csv"]
+    assert len(files) == len(sent) and sorted(f.read_bytes() for f in files) == sorted(w.content() for w in sent)
+    scdl = [f for f in files if f.name.startswith("scdl-")]
+    assert len(scdl) == len([b for b in programme.grant_batches if b.media_type == "text/csv"])
+    assert scdl[0].read_text(encoding="utf-8").startswith("nomAttribuant,idAttribuant,dateConvention,referenceDecision,")
+    assert len([f for f in files if f.name.startswith("cnig-")]) == 1

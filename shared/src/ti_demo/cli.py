@@ -179,9 +179,18 @@ def generate_command(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON files into")],
     seed: SeedOption = F.SEED,
 ) -> None:
-    """Write the demo's payloads as JSON files, for inspection."""
+    """Write the demo's payloads as JSON files, and the files it imports (plans, the CNIG inventory, ANCT's
+    SCDL « subventions » files) as it sends them under ``files/``, for inspection or a dry run."""
     programme = generate(seed)
     out.mkdir(parents=True, exist_ok=True)
+    imported = [w for w in (*programme.actions, *programme.grant_batches, *programme.site_files()) if w.media_type == "text/csv"]
+    (out / "files").mkdir(exist_ok=True)
+    for write in imported:
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in write.entity)
+        kind = "plan" if "actions" in write.body else "scdl" if "items" in write.body else "cnig"
+        path = out / "files" / f"{kind}-{name}-{write.effective_at:%Y%m%d%H%M}.csv"
+        path.write_bytes(write.content())
+    console.print(f"{out / 'files'}  ({len(imported)} files as the load sends them)")
     files: dict[str, Any] = {
         "territories.json": [w.as_json() for w in programme.territories],
         "actions.json": [w.as_json() for w in programme.actions],
