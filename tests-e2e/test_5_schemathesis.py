@@ -32,7 +32,8 @@ def _schemathesis(platform: Platform, service: str, report: Path) -> subprocess.
         "--request-timeout", "30", "--header", f"Authorization: Bearer {token}",
         "--report", "junit", "--report-junit-path", str(report),
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    hooks = {"SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("schemathesis_hooks.py"))}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env={**os.environ, **hooks})
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

@@ -67,10 +67,11 @@ AsOfQuery = Annotated[
 AfterQuery = Annotated[
     str | None,
     Query(
-        description="An event id (a write's `TI-Event-Id`): answer once reporting has applied that event, waiting "
-        "at most `wait` seconds (504 problem past it, also for an id reporting never receives)",
+        description="An event id (a write's `TI-Event-Id`, printable ASCII): answer once reporting has applied that "
+        "event, waiting at most `wait` seconds (504 problem past it, also for an id reporting never receives)",
         min_length=1,
         max_length=200,
+        pattern=r"^[!-~]+$",
         examples=["0b9f6c1e-2f4a-4c7e-9a51-3f1d2b6c8e01"],
     ),
 ]

@@ -155,7 +155,7 @@ async def test_freshness_sources_and_after_follow_the_applied_events() -> None:
         # bad input: 422 problems
         for params in ({"after": "x", "wait": "-1"}, {"after": "x", "wait": "31"}, {"after": "x", "wait": "soon"},
                        {"after": "x", "wait": "nan"}, {"after": "x", "wait": "inf"}, {"after": ""}, {"wait": "1"},
-                       {"after": "x" * 201}):
+                       {"after": "x" * 201}, {"after": "a b"}, {"after": "x\x00"}, {"after": "é"}):
             bad = await client.get("/v1/indicators", params=params)
             assert bad.status_code == 422, (params, bad.text)
             assert bad.headers["content-type"].startswith("application/problem+json")
