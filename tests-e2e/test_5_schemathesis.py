@@ -25,7 +25,8 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 def _schemathesis(platform: Platform, service: str, report: Path) -> subprocess.CompletedProcess[str]:
     token = platform.token("schemathesis", "admin")
     cmd = [
-        str(ROOT / ".venv" / "bin" / "schemathesis"), "run", platform.url(service) + "/openapi.json",
+        str(ROOT / ".venv" / "bin" / "schemathesis"), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+        "run", platform.url(service) + "/openapi.json",
         "--checks", CHECKS,
         "--max-examples", EXAMPLES, "--phases", "examples,fuzzing,stateful", "--seed", "20241126",
         "--workers", "1", "--no-shrink", "--no-color", "--generation-database", "none",
