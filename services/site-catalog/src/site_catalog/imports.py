@@ -296,6 +296,15 @@ def _cnig_values(row: _Row) -> dict[str, str]:
     return kept
 
 
+def with_current_cnig(body: SiteBody, current: Mapping[str, str] | None, table: ImportTable) -> SiteBody:
+    """``body`` with the current site's CNIG values of the columns the file lacks (a file of fewer
+    columns does not clear what an earlier inventory gave; a present but empty cell does)."""
+    kept = {column: value for column, value in (current or {}).items() if not table.has(column)}
+    if not kept:
+        return body
+    return body.model_copy(update={"cnig": {**kept, **(body.cnig or {})}})
+
+
 def _commune(row: _Row) -> str:
     written = row.cells.get("site_comm_insee", "")
     code = written.upper()

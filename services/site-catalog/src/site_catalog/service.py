@@ -20,7 +20,7 @@ from ti_shared.uploads import Upload
 
 from site_catalog.domain import Decision, decide_write, territory_to_check
 from site_catalog.events import EVENT_OF_CHANGE
-from site_catalog.imports import LAYOUT, parse_rows, perimeter_warning
+from site_catalog.imports import LAYOUT, parse_rows, perimeter_warning, with_current_cnig
 from site_catalog.repository import Repository as Repository  # re-exported: the routes' dependencies name it
 from site_catalog.repository import SiteFilter
 from site_catalog.schemas import (
@@ -138,7 +138,8 @@ async def import_sites(
             rows.append(ImportRow(row=p.row, site_id=p.site_id, outcome="rejected", version=None, errors=p.errors, warnings=p.warnings))
             continue
         current = await uow.repo.get_site(p.site_id, for_update=True)
-        decision = decide_write(current, p.body, site_id=p.site_id, at=at)
+        body = with_current_cnig(p.body, current.cnig if current is not None else None, table)
+        decision = decide_write(current, body, site_id=p.site_id, at=at)
         errors = _row_problems(decision, current, p.body, effective_at, set(territories))
         warnings = list(p.warnings)
         outside = perimeter_warning(p.body, territories[p.body.territory_id]) if p.body.territory_id in territories else None

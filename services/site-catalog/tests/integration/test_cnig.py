@@ -73,6 +73,18 @@ async def test_the_official_example_imports_with_the_programme_s_defaults(servic
     )
     assert outside.status_code == 200 and outside.json()["rows"][0]["outcome"] == "updated"
     assert warnings(outside.json())[-1] == "commune 80024 is not in the perimeter of ti-3206 (2 communes)"
+    # a file of the programme's columns alone keeps what the inventory gave (a present empty cell clears it)
+    short = (
+        b"site_id;site_nom;site_comm_insee;site_surf_brute;site_friche;site_proprietaire;pole_id\n"
+        b"80024_SITE-ECO_00001;ZAC Les Bornes du Temps;80024;37,2;non;collectivite;80024_POLE-ECO_00162\n"
+    )
+    kept = await client.post("/v1/sites/imports", params={**params, "territory_id": "ti-3205"}, content=short, headers={**writer, **CSV})
+    assert kept.status_code == 201 and kept.json()["rows"][0]["outcome"] == "unchanged", kept.text
+    cleared = await client.post(
+        "/v1/sites/imports", params={**params, "territory_id": "ti-3205", "dry_run": "true"},
+        content=short.replace(b";80024_POLE-ECO_00162", b";"), headers={**writer, **CSV},
+    )
+    assert cleared.json()["rows"][0]["outcome"] == "updated"
     events = await service.site_events(2)
     assert len(events) == 2
     # the inventory's other values, as written, in GET and in every event
