@@ -182,6 +182,30 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
+class BackendCpu:
+    """CPU time of the PostgreSQL processes serving ``database`` between :meth:`start` and :meth:`stop`:
+    those there at the start and those that appeared since (a pool's overflow connections). A process
+    that ended meanwhile took its CPU time with it: it counts for nothing (an undercount, never a
+    negative figure)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._start: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._start = {pid: cpu_seconds([pid]) for pid in postgres_backends(self.database)}
+
+    def stop(self) -> float:
+        total = 0.0
+        for pid in set(self._start) | set(postgres_backends(self.database)):
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += max(0.0, times.user + times.system - self._start.get(pid, 0.0))
+        return total
+
+
 def postgres_backends(database: str) -> list[int]:
     """The PostgreSQL server processes serving ``database`` now (one per connection): those whose title
     is ``postgres: USER DATABASE HOST(PORT) STATE``. A title that fills the whole of the server's

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from common import Platform, Scale, cpu_seconds, postgres_backends
+from common import BackendCpu, Platform, Scale, cpu_seconds
 from ti_shared.streams import grant_payloads
 from ti_shared.testing import bearer, create_database, drop_database, publish_events, territory_event
 
@@ -101,8 +101,9 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
             for i in range(0, len(items), scale.batch_size)
         ]
         database = platform.databases["funding-ledger"].rsplit("/", 1)[1]
-        backends = postgres_backends(database)
-        cpu0, relay0, pg0 = cpu_seconds([service.proc.pid]), cpu_seconds(service.pids[1:]), cpu_seconds(backends)
+        backends = BackendCpu(database)
+        cpu0, relay0 = cpu_seconds([service.proc.pid]), cpu_seconds(service.pids[1:])
+        backends.start()
         started = time.perf_counter()
         for body in bodies:
             t0 = time.perf_counter()
@@ -115,7 +116,7 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
             assert counts["created"] == counts["total"], counts
         elapsed = time.perf_counter() - started
         service_cpu = cpu_seconds([service.proc.pid]) - cpu0
-        pg_cpu = cpu_seconds(set(backends) | set(postgres_backends(database))) - pg0
+        pg_cpu = backends.stop()
         drained = await platform.wait_settled()
         relay_cpu = cpu_seconds(service.pids[1:]) - relay0
     platform.stop("funding-ledger")

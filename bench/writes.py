@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from common import ROOT, Platform, Scale, cpu_seconds, percentile, postgres_backends
+from common import ROOT, BackendCpu, Platform, Scale, cpu_seconds, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import action_payloads, grant_payloads, site_payloads, territory_payloads
@@ -160,8 +160,9 @@ async def run_once(
     process (``pids[0]``) while the requests ran — not while the bench then polls every ``/readyz`` until
     the platform has settled, which would add that polling to a slow run's requests —, its relay
     (``pids[1:]``) and the PostgreSQL processes of its database until its outbox has drained."""
-    backends = postgres_backends(database)
-    cpu0, relay0, pg0 = cpu_seconds(pids[:1]), cpu_seconds(pids[1:]), cpu_seconds(backends)
+    backends = BackendCpu(database)
+    cpu0, relay0 = cpu_seconds(pids[:1]), cpu_seconds(pids[1:])
+    backends.start()
     if rate is None or lines is None:
         result = await asyncio.to_thread(wrk, url, file, token, connections=connections, seconds=seconds)
     else:
@@ -171,7 +172,7 @@ async def run_once(
         await platform.wait_settled()
     relay = cpu_seconds(pids[1:]) - relay0
     cpu = service_cpu + relay
-    pg = cpu_seconds(set(backends) | set(postgres_backends(database))) - pg0
+    pg = backends.stop()
     n = result["requests"]
     return {
         "service_only_cpu_ms_per_request": round(service_cpu / n * 1000, 3) if n else None,
