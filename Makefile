@@ -29,7 +29,7 @@ install: $(STAMP) $(ASSETS) ## create .venv, install every package (pinned by co
 lint: install ## ruff + mypy + the layout check (docs/conventions.md) + the OpenAPI documents' lint
 	$(BIN)/ruff check .
 	$(BIN)/python -m ti_shared.devtools.check_layout .
-	$(BIN)/mypy shared/src shared/testkit/src services/*/src
+	$(BIN)/mypy shared/src shared/testkit/src services/*/src bench
 	@# each service's fake repository keeps the real one's signatures (one run each: their tests are packages named alike)
 	@for f in $(wildcard services/*/tests/unit/fakes.py); do $(BIN)/mypy --no-error-summary $$f || exit 1; done
 	@$(MAKE) --no-print-directory lint-openapi

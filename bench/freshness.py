@@ -33,12 +33,12 @@ from common import Platform, Scale, cpu_seconds, metric_samples, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import (
-    ACTION_STATUSES,
     action_payloads,
     grant_payloads,
     site_payloads,
     territory_payloads,
 )
+from ti_shared.vocabulary import ACTION_STATUSES
 
 #: how a write's visibility is seen: "after" (one request waiting for its event) or "poll"
 VIA = os.environ.get("BENCH_FRESHNESS_VIA", "after")

@@ -31,7 +31,7 @@ import httpx
 from common import PARTITIONS, Platform, Scale, metric_samples, publish_raw
 from ti_shared.events import DOMAIN_TOPICS
 from ti_shared.settings import PlatformSettings
-from ti_shared.streams import final_states, generate_stream
+from ti_shared.streams import StreamOptions, final_states, generate_stream
 
 READ_PATH = "/v1/indicators?scope=region:84"
 #: small batches published to measure the live mode (twice: after the replay, after a restart)
@@ -40,15 +40,15 @@ CONCURRENCY = 32
 TERRITORIES = 183
 
 
-def stream_sizes(events: int) -> dict[str, int]:
+def stream_sizes(events: int) -> StreamOptions:
     """Entity counts giving about ``events`` events (mean versions: action 2.67, grant 2.2, site 1.75)."""
     rest = max(0, events - 330)
-    return {
-        "territories": TERRITORIES,
-        "grants": max(1, round(rest * 0.10 / 2.2)),
-        "sites": max(1, round(rest * 0.02 / 1.75)),
-        "actions": max(1, round(rest * 0.88 / 2.67)),
-    }
+    return StreamOptions(
+        territories=TERRITORIES,
+        grants=max(1, round(rest * 0.10 / 2.2)),
+        sites=max(1, round(rest * 0.02 / 1.75)),
+        actions=max(1, round(rest * 0.88 / 2.67)),
+    )
 
 
 async def bare_consume(settings: PlatformSettings, expected: int) -> dict[str, float]:
@@ -297,7 +297,7 @@ def start_baseline(platform: Platform, size: int) -> str:
 
 async def measure_point(platform: Platform, events_target: int, read_seconds: int, *, read: bool) -> dict[str, Any]:
     settings = await platform.prepare(["reporting"])
-    events = generate_stream(2024, **stream_sizes(events_target))
+    events = generate_stream(2024, stream_sizes(events_target))
     states = final_states(events)
     expected_actions = sum(1 for e in states["action"].values() if not e["data"].get("deleted"))
     published_s = await publish_raw(settings, events)
