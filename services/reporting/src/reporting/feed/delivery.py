@@ -4,11 +4,16 @@ jitter, and after too many in a row the subscription is paused with the reason.
 
 At least once: the position moves only after a 2xx, so a change whose answer was lost is sent again
 (with the same ``webhook-id``, the change's event id: receivers deduplicate on it). One subscription
-is delivered by one process at a time (its row is locked, ``SKIP LOCKED`` on PostgreSQL)."""
+is delivered by one process at a time (its row is locked, ``SKIP LOCKED`` on PostgreSQL).
+
+The loop does not poll: it is woken when this process's change feed commits new changes or a
+subscription is created, resumed or replayed here (:data:`SUBSCRIPTIONS`), sleeps otherwise until the
+earliest retry is due, and looks anyway every :data:`FALLBACK_POLL_S` (what another process changed)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -24,7 +29,7 @@ from ti_shared.logging import get_logger
 from reporting.feed import repository
 from reporting.feed.api import change_item
 from reporting.feed.domain import Reader
-from reporting.feed.handler import NOTIFIER
+from reporting.feed.handler import NOTIFIER, FeedNotifier
 from reporting.feed.repository import FeedFilter, StoredChange
 from reporting.feed.webhooks import refused_address, retry_delay, signature_header
 
@@ -39,6 +44,13 @@ PARALLEL = 4
 #: how long the previous secret keeps signing after a rotation
 ROTATION_GRACE = timedelta(hours=24)
 USER_AGENT = "ti-platform-webhooks/1"
+#: the longest the loop sleeps without being woken (changes and subscriptions of another process)
+FALLBACK_POLL_S = 30.0
+#: the pause when a retry is past due but could not be made (its subscription locked by another process)
+BUSY_ELSEWHERE_S = 0.5
+
+#: wakes this process's delivery loop: a subscription created, resumed or replayed
+SUBSCRIPTIONS = FeedNotifier()
 
 
 class TargetRefused(ValueError):
@@ -177,18 +189,33 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
         async with limit:
             return await deliver_subscription(ctx, http, subscription_id)
 
+    async def deliver_due(http: httpx.AsyncClient) -> float:
+        """Deliver what is due; the seconds to sleep before looking again (unless woken)."""
+        async with ctx.db.read_session() as session:
+            due = await repository.due_subscriptions(session, datetime.now(UTC), limit=100)
+        done = await asyncio.gather(*(one(http, s) for s in due))
+        if any(n >= BURST for n in done):
+            return 0.0
+        async with ctx.db.read_session() as session:
+            retry_at = await repository.next_attempt_at(session)
+        if retry_at is None:
+            return FALLBACK_POLL_S
+        wait_s = (retry_at - datetime.now(UTC)).total_seconds()
+        return min(wait_s if wait_s > 0 else BUSY_ELSEWHERE_S, FALLBACK_POLL_S)
+
+    wake = asyncio.Event()
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as http:
-        while True:
-            busy = False
-            try:
-                async with ctx.db.read_session() as session:
-                    due = await repository.due_subscriptions(session, datetime.now(UTC), limit=100)
-                done = await asyncio.gather(*(one(http, s) for s in due))
-                busy = any(n >= BURST for n in done)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the loop never dies: it logs and goes on
-                log.warning("webhook deliveries failed, retrying", error=repr(exc))
-                await asyncio.sleep(1.0)
-            if not busy:
-                await NOTIFIER.wait(0.5)
+        with NOTIFIER.listening(wake), SUBSCRIPTIONS.listening(wake):
+            while True:
+                wake.clear()  # what is notified from here on wakes the next sleep
+                try:
+                    pause = await deliver_due(http)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the loop never dies: it logs and goes on
+                    log.warning("webhook deliveries failed, retrying", error=repr(exc))
+                    pause = 1.0
+                if pause > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(pause):
+                            await wake.wait()

@@ -5,8 +5,9 @@ of the indicators never touches the feed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,16 +43,20 @@ class FeedNotifier:
         for waiter in self._waiters:
             waiter.set()
 
-    async def wait(self, timeout_s: float) -> None:
-        waiter = asyncio.Event()
+    @contextlib.contextmanager
+    def listening(self, waiter: asyncio.Event) -> Iterator[None]:
+        """``waiter`` is set at each notification made within the block (none is missed between two waits)."""
         self._waiters.add(waiter)
         try:
-            async with asyncio.timeout(timeout_s):
-                await waiter.wait()
-        except TimeoutError:
-            pass
+            yield
         finally:
             self._waiters.discard(waiter)
+
+    async def wait(self, timeout_s: float) -> None:
+        waiter = asyncio.Event()
+        with self.listening(waiter), contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await waiter.wait()
 
 
 NOTIFIER = FeedNotifier()

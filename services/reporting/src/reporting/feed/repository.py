@@ -193,6 +193,14 @@ async def due_subscriptions(session: AsyncSession, now: datetime, *, limit: int)
     return [r.id for r in rows]
 
 
+async def next_attempt_at(session: AsyncSession) -> datetime | None:
+    """The earliest retry scheduled among the active subscriptions (None: no retry is waiting)."""
+    c = webhook_subscription.c
+    query = sa.select(sa.func.min(c.next_attempt_at)).where(c.state == "active", c.next_attempt_at.is_not(None))
+    value: datetime | None = (await session.execute(query)).scalar_one()
+    return value
+
+
 async def claim_subscription(session: AsyncSession, subscription_id: str) -> dict[str, Any] | None:
     """The subscription, locked for its delivery (skipped when another process delivers it)."""
     query = sa.select(webhook_subscription).where(webhook_subscription.c.id == subscription_id, webhook_subscription.c.state == "active")

@@ -23,7 +23,7 @@ from ti_shared.idempotency import IdempotencyKeyHeader, idempotent
 from ti_shared.problems import Problem, field_problem, problem_responses
 
 from reporting.feed import repository
-from reporting.feed.delivery import ROTATION_GRACE, TargetRefused, TargetRule, check_target
+from reporting.feed.delivery import ROTATION_GRACE, SUBSCRIPTIONS, TargetRefused, TargetRule, check_target
 from reporting.feed.domain import PROTECTED_TYPES, Reader, unknown_types
 from reporting.feed.schemas import SUBSCRIPTION_ID_PATTERN, DeliveryAttempt, ReplayBody, Subscription, SubscriptionBody
 from reporting.feed.webhooks import new_secret
@@ -106,6 +106,7 @@ async def put_subscription(
         }
         await repository.insert_subscription(uow.session, sub)
         await uow.commit()
+        SUBSCRIPTIONS.notify()
         return _answer(sub, 201, first)
     changes: dict[str, Any] = {k: v for k, v in fields.items() if current[k] != v}
     secret = None
@@ -119,6 +120,7 @@ async def put_subscription(
     changes |= {"version": current["version"] + 1, "updated_at": now}
     await repository.update_subscription(uow.session, subscription_id, changes)
     await uow.commit()
+    SUBSCRIPTIONS.notify()
     return _answer({**current, **changes}, 200, secret)
 
 
@@ -198,4 +200,6 @@ async def replay_subscription(
             position = await repository.position_before(uow.session, body.since)
         changes = {"position": position, "failures": 0, "next_attempt_at": None, "version": sub["version"] + 1, "updated_at": datetime.now(UTC)}
         await repository.update_subscription(uow.session, subscription_id, changes)
-        return await idem.commit(_answer({**sub, **changes}, 202))
+        answer = await idem.commit(_answer({**sub, **changes}, 202))
+    SUBSCRIPTIONS.notify()
+    return answer
