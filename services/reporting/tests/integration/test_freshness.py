@@ -132,9 +132,9 @@ async def test_freshness_sources_and_after_follow_the_applied_events() -> None:
         assert answered.status_code == 200, answered.text
         body = answered.json()
         assert body["indicators"]["territories.count"] == before + 1
-        registry = body["sources"]["territory-registry"]
-        assert registry["last_event_id"] == new["id"] and "lag_s" not in registry  # a response is a function of the figures
-        assert registry["events_applied"] == fresh["sources"]["territory-registry"]["events_applied"] + 1
+        territories_source = body["sources"]["territory-registry"]
+        assert territories_source["last_event_id"] == new["id"] and "lag_s" not in territories_source  # a response is a function of the figures
+        assert territories_source["events_applied"] == fresh["sources"]["territory-registry"]["events_applied"] + 1
         now_fresh = (await client.get("/v1/indicators/freshness")).json()["sources"]["territory-registry"]
         assert now_fresh["last_event_id"] == new["id"] and now_fresh["lag_s"] < 3600
         assert applied_observations((await client.get("/metrics")).text) == observed + 1
