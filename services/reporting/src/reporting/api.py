@@ -24,7 +24,7 @@ from reporting import reads
 from reporting.catalogue import CATALOGUE, CODES, UNITS
 from reporting.domain import ENTITIES, AsOf, Scope, flatten, parse_as_of, parse_scope
 from reporting.engine import empty_document
-from reporting.freshness import DEFAULT_WAIT_S, MAX_WAIT_S
+from reporting.freshness import DEFAULT_WAIT_S, MAX_WAIT_S, MAX_WAITERS, TooManyWaiting
 from reporting.labels import BREAKDOWN_LABELS
 from reporting.rebuild import LIVE_CONSUMER, RebuildRunning, prepare_rebuild, run_rebuild
 from reporting.repository import figures, generations, sources
@@ -148,7 +148,14 @@ async def _applied(ctx: Any, event_id: str) -> bool:
 
 async def _await_event(ctx: Any, event_id: str, wait_s: float) -> None:
     """Return once the live figures include the event ``event_id``; a 504 problem past ``wait_s``."""
-    if not await reads.freshness_of(ctx).wait_applied(event_id, wait_s, lambda e: _applied(ctx, e)):
+    try:
+        applied = await reads.freshness_of(ctx).wait_applied(event_id, wait_s, lambda e: _applied(ctx, e))
+    except TooManyWaiting:
+        raise Problem(
+            503, f"{MAX_WAITERS} requests are waiting for events already: ask again shortly",
+            kind="too-many-waiting", headers={"Retry-After": "1"},
+        ) from None
+    if not applied:
         raise Problem(
             504,
             f"Event '{event_id}' is not applied to the indicators after {wait_s:g} s: not received yet, unknown, or "
@@ -161,7 +168,7 @@ async def _await_event(ctx: Any, event_id: str, wait_s: float) -> None:
     "",
     summary="Indicators of a scope, current or as of a past instant (optionally once an event is applied)",
     response_model=IndicatorsDocument,
-    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422, 504)},
+    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422, 503, 504)},
 )
 async def get_indicators(
     request: Request, ctx: ContextDep, scope: ScopeQuery = "national", as_of: AsOfQuery = None,

@@ -39,6 +39,13 @@ MAX_WAIT_S = 30.0
 RECHECK_S = 1.0
 #: event ids a transaction notes for the waiters at most (beyond, every waiter checks the history)
 NOTED_IDS = 10_000
+#: requests of one process waiting for an event at most (each re-checks the history every RECHECK_S);
+#: beyond, a request is answered at once with a 503 problem and ``Retry-After``
+MAX_WAITERS = 1_000
+
+
+class TooManyWaiting(Exception):
+    """``MAX_WAITERS`` requests of this process are waiting already."""
 
 SourceKey = tuple[str, str]
 """(service, operator): the operator of a grant, '' for the other entities"""
@@ -138,6 +145,7 @@ class Freshness:
         self.generation = generation
         self._tallies: Mapping[SourceKey, Tally] = tallies
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._count = 0
         self._encoded: bytes | None = None
 
     @property
@@ -178,7 +186,10 @@ class Freshness:
 
     async def wait_applied(self, event_id: str, wait_s: float, is_applied: IsApplied) -> bool:
         """True once the live generation has applied ``event_id``; False when ``wait_s`` went by first."""
+        if self.waiting >= MAX_WAITERS:
+            raise TooManyWaiting
         waiter = _Waiter()
+        self._count += 1
         self._waiters.setdefault(event_id, []).append(waiter)  # before the check: a commit meanwhile wakes it
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -196,6 +207,7 @@ class Freshness:
                 except TimeoutError:
                     pass
         finally:
+            self._count -= 1
             waiters = self._waiters.get(event_id)
             if waiters is not None:
                 waiters.remove(waiter)
@@ -205,4 +217,4 @@ class Freshness:
     @property
     def waiting(self) -> int:
         """Requests waiting for an event now."""
-        return sum(len(w) for w in self._waiters.values())
+        return self._count

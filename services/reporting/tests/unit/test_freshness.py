@@ -91,3 +91,23 @@ def test_the_sources_spliced_into_a_response_change_with_the_commits_only() -> N
     assert body == fresh.splice(b'{"scope":"national","indicators":{}}')
     fresh.committed(1, {("action-tracker", ""): Tally(4, T0, "e-4")}, [])
     assert b'"e-4"' in fresh.splice(b'{"indicators":{}}')
+
+
+async def test_waiters_are_bounded_and_a_request_beyond_is_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(freshness, "MAX_WAITERS", 2)
+    fresh = Freshness(1, {})
+
+    async def never(event_id: str) -> bool:
+        return False
+
+    first = asyncio.create_task(fresh.wait_applied("e-1", 10, never))
+    second = asyncio.create_task(fresh.wait_applied("e-1", 10, never))
+    while fresh.waiting < 2:
+        await asyncio.sleep(0)
+    with pytest.raises(freshness.TooManyWaiting):
+        await fresh.wait_applied("e-2", 10, never)
+    assert fresh.waiting == 2  # the refused one left nothing behind
+    fresh.committed(1, {}, ["e-1"])
+    assert await first is True and await second is True
+    assert fresh.waiting == 0
+    assert await fresh.wait_applied("e-2", 0, never) is False  # room again
