@@ -13,7 +13,11 @@ Server side, reporting's ``ti_consumer_event_age_seconds``
 histogram gives, for every event it applied in the window, its time (the write's) to the commit that
 applied it. The mix cycles over: action PUT (new action), grant PUT (new grant), territory PUT (launch
 COPIL toggled), action PATCH (status), site PUT (new site). The CPU time of each service's processes
-(uvicorn and relay) over the window is reported per write it took.
+(uvicorn and relay) over the window is reported per write it took, and the bench's own (the client's: a
+figure of the platform only while it stays well under one core).
+
+``BENCH_PROFILE=<dir>``: py-spy (on the PATH or next to the interpreter) records every service process,
+every relay and the bench itself during the window, one raw (collapsed-stack) file each in ``<dir>``.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import asyncio
 import math
 import os
 import random
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import orjson
-from common import Platform, Scale, cpu_seconds, metric_samples, percentile
+from common import PYTHON, Platform, Scale, cpu_seconds, metric_samples, percentile
 from ti_shared.auth import mint_token
 from ti_shared.geo import REGIONS
 from ti_shared.streams import (
@@ -50,6 +57,8 @@ VISIBLE_TIMEOUT_S = 15.0
 LANES_PER_WRITE_S = 1
 KINDS = ("action_put", "grant", "territory", "action_patch", "site")
 SERVICES = ("territory-registry", "action-tracker", "funding-ledger", "site-catalog", "reporting")
+#: where the window's py-spy profiles go (none when unset)
+PROFILE_DIR = os.environ.get("BENCH_PROFILE")
 SERVICE_OF = {"action_put": "action-tracker", "action_patch": "action-tracker", "grant": "funding-ledger",
               "territory": "territory-registry", "site": "site-catalog"}
 
@@ -73,6 +82,18 @@ class Lane:
         for status in self.actions.values():
             counts[status] += 1
         return counts
+
+
+#: the content type of the writes' bodies
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the bench keeps of a write's response."""
+
+    status: int
+    event_id: str | None
 
 
 @dataclass
@@ -100,12 +121,16 @@ class Load:
             },
             "site": {"Authorization": "Bearer " + mint_token(s, sub="bench-sites", scopes=["sites:write"])},
         }
-        limits = httpx.Limits(max_connections=4 * len(lanes) + 20, max_keepalive_connections=4 * len(lanes) + 20)
-        self.client = httpx.AsyncClient(timeout=30, limits=limits)
-        #: the visibility checks, the bulk of the requests, go through aiohttp: far less client CPU per
-        #: request than httpx on a machine the services share with the load generator
+        #: setup, /readyz and /metrics (a few requests a second)
+        self.client = httpx.AsyncClient(timeout=30)
+        #: the writes and the visibility checks, the bulk of the requests, go through aiohttp: httpx's pool
+        #: scans every connection on each request (≈ 10 ms of client CPU per write with 200 lanes, a quarter
+        #: of a core at 25 writes/s), on a machine the services share with the load generator
+        self.write_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=len(lanes) + 20), timeout=aiohttp.ClientTimeout(total=30),
+        )
         self.poll_session = aiohttp.ClientSession(  # after=: one waiting read per write in flight
-            connector=aiohttp.TCPConnector(limit=2 * POLLERS if VIA == "poll" else 2 * len(lanes) + 20),
+            connector=aiohttp.TCPConnector(limit=2 * POLLERS if VIA == "poll" else len(lanes) + 20),
             timeout=aiohttp.ClientTimeout(total=30),
         )
         self.samples: list[Sample] = []
@@ -119,17 +144,20 @@ class Load:
         self.after_mismatches = 0
         self.service_writes: dict[str, int] = {}
 
-    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request; retried on a dropped keep-alive connection (every write here is idempotent)."""
+    async def send(self, method: str, url: str, body: Any, headers: dict[str, str]) -> Answer:
+        """One write; retried on a dropped keep-alive connection (every write here is idempotent)."""
+        data = orjson.dumps(body)
         for attempt in range(3):
             try:
-                return await self.client.request(method, url, **kwargs)
-            except httpx.TransportError:
+                async with self.write_session.request(method, url, data=data, headers={**headers, **JSON}) as r:
+                    await r.read()
+                    return Answer(r.status, r.headers.get("ti-event-id"))
+            except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def write(self, lane: Lane, kind: str) -> tuple[httpx.Response, Any]:
+    async def write(self, lane: Lane, kind: str) -> tuple[Answer, Any]:
         """Send one write; returns the response and the check its visibility needs."""
         n = lane.writes
         tag = f"L{lane.index:03d}W{n:04d}"
@@ -138,32 +166,32 @@ class Load:
             kind = "action_put"
         if kind == "action_put":
             aid, body = next(iter(action_payloads(lane.rng, [tid], 1, tag=tag).items()))
-            r = await self.send("PUT", f"{self.urls['action-tracker']}/v1/actions/{aid}", json=body, headers=self.headers["action"])
+            r = await self.send("PUT", f"{self.urls['action-tracker']}/v1/actions/{aid}", body, self.headers["action"])
             lane.actions[aid] = body["status"]
             return r, ("actions.by_status", lane.by_status())
         if kind == "action_patch":
             aid = lane.rng.choice(sorted(lane.actions))
             status = lane.rng.choice([s for s in ACTION_STATUSES if s != lane.actions[aid]])
             r = await self.send(
-                "PATCH", f"{self.urls['action-tracker']}/v1/actions/{aid}", json={"status": status}, headers=self.headers["action"]
+                "PATCH", f"{self.urls['action-tracker']}/v1/actions/{aid}", {"status": status}, self.headers["action"]
             )
             lane.actions[aid] = status
             return r, ("actions.by_status", lane.by_status())
         if kind == "grant":
             (op, ref), body = next(iter(grant_payloads(lane.rng, "ADEME", {tid: lane.region}, 1, tag=tag).items()))
-            r = await self.send("PUT", f"{self.urls['funding-ledger']}/v1/grants/{op}/{ref}", json=body, headers=self.headers["grant"])
+            r = await self.send("PUT", f"{self.urls['funding-ledger']}/v1/grants/{op}/{ref}", body, self.headers["grant"])
             if body["status"] == "committed":
                 lane.grants += 1
             return r, ("grants.count", lane.grants)
         if kind == "site":
             sid, body = next(iter(site_payloads(lane.rng, {tid: lane.region}, 1, tag=tag).items()))
-            r = await self.send("PUT", f"{self.urls['site-catalog']}/v1/sites/{sid}", json=body, headers=self.headers["site"])
+            r = await self.send("PUT", f"{self.urls['site-catalog']}/v1/sites/{sid}", body, self.headers["site"])
             lane.sites += 1
             return r, ("sites.count", lane.sites)
         held = lane.body["launch_copil_held_on"] is None
         lane.body = {**lane.body, "launch_copil_held_on": "2024-03-01" if held else None}
         r = await self.send(
-            "PUT", f"{self.urls['territory-registry']}/v1/territories/{tid}", json=lane.body, headers=self.headers["territory"]
+            "PUT", f"{self.urls['territory-registry']}/v1/territories/{tid}", lane.body, self.headers["territory"]
         )
         return r, ("territories.launch_copil_held", 1 if held else 0)
 
@@ -244,23 +272,23 @@ class Load:
         t0 = time.monotonic()
         try:
             response, check = await self.write(lane, kind)
-        except httpx.HTTPError:
+        except (aiohttp.ClientError, TimeoutError):
             self.samples.append(Sample(kind, (time.monotonic() - t0) * 1000, None, 0))
             idle.put_nowait(lane)
             return
         t1 = time.monotonic()
         lane.writes += 1
         self.service_writes[SERVICE_OF[kind]] = self.service_writes.get(SERVICE_OF[kind], 0) + 1
-        if response.status_code >= 300:
-            self.samples.append(Sample(kind, (t1 - t0) * 1000, None, response.status_code))
+        if response.status >= 300:
+            self.samples.append(Sample(kind, (t1 - t0) * 1000, None, response.status))
         else:
-            event_id = response.headers.get("ti-event-id")
+            event_id = response.event_id
             if VIA == "after" and event_id:
                 seen = await self.visible_after(lane, check, event_id)
             else:
                 seen = await self.visible(lane, check)
             t2 = time.monotonic()
-            self.samples.append(Sample(kind, (t1 - t0) * 1000, (t2 - t1) * 1000 if seen else None, response.status_code))
+            self.samples.append(Sample(kind, (t1 - t0) * 1000, (t2 - t1) * 1000 if seen else None, response.status))
         idle.put_nowait(lane)
 
     async def arrivals(self, lanes: list[Lane], rate: float, seconds: float, seed: int = 18) -> None:
@@ -325,6 +353,27 @@ def age_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     }
 
 
+def start_profiles(platform: Platform, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every process of the platform and on this one, for ``seconds`` (``BENCH_PROFILE``)."""
+    if not PROFILE_DIR:
+        return []
+    spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
+    os.makedirs(PROFILE_DIR, exist_ok=True)
+    targets = {"bench-client": os.getpid()}
+    for name in SERVICES:
+        service = platform.services[name]
+        targets[name] = service.proc.pid
+        if service.relay is not None:
+            targets[name + "-relay"] = service.relay.pid
+    return [
+        subprocess.Popen(
+            [spy, "record", "-r", "100", "-f", "raw", "-d", str(int(seconds)), "-o", f"{PROFILE_DIR}/{label}.raw", "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        for label, pid in targets.items()
+    ]
+
+
 async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
     await platform.prepare(SERVICES)
     for name in SERVICES:
@@ -351,10 +400,15 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         pollers = [asyncio.create_task(load.poller()) for _ in range(POLLERS if VIA == "poll" else 0)]
         pollers.append(asyncio.create_task(load.backlog_sampler()))
         cpu_before = {name: cpu_seconds(platform.services[name].pids) for name in SERVICES}
+        client_before = time.process_time()
+        profiles = start_profiles(platform, scale.write_seconds)
         started = time.monotonic()
         await load.arrivals(lanes, float(scale.write_rate), scale.write_seconds)
         elapsed = time.monotonic() - started
         cpu = {name: cpu_seconds(platform.services[name].pids) - cpu_before[name] for name in SERVICES}
+        client_cpu = time.process_time() - client_before
+        for spy in profiles:
+            spy.wait()
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
@@ -362,6 +416,7 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         ages = age_summary(ages_before, await event_ages(load.client, load.urls["reporting"]))
     finally:
         await load.client.aclose()
+        await load.write_session.close()
         await load.poll_session.close()
     ok = [s for s in load.samples if s.status < 300]
     visible = [s.visible_ms for s in ok if s.visible_ms is not None]
@@ -403,6 +458,9 @@ async def measure_freshness(platform: Platform, scale: Scale) -> dict[str, Any]:
         "cpu_ms_per_write": {
             name: round(cpu[name] / (load.service_writes.get(name) or len(load.samples) or 1) * 1000, 2) for name in SERVICES
         },
+        # the bench's own CPU (its client) per write, and its share of one core over the window
+        "client_cpu_ms_per_write": round(client_cpu / (len(load.samples) or 1) * 1000, 2),
+        "client_core_share": round(client_cpu / elapsed, 2),
         # from each event's time (its write's commit) to the commit of the reporting batch that applied it
         "reporting_event_age": ages,
         "backlog": {
