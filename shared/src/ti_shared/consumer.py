@@ -5,6 +5,13 @@ On start it seeks to the offsets stored in its own database. Duplicates and stal
 be parsed or applied goes to ``ti.dead-letters`` (through the outbox, in the same transaction) and
 consumption continues. A batch is applied in one transaction; if it fails, it is applied again event
 by event, each in a savepoint, so that only the bad events are dead-lettered.
+
+A small batch (live mode) of a handler that can (``EventHandler.one_statement``) is written in ONE
+statement on PostgreSQL: the handler's writes, the applied versions, the dead letters and the offsets
+are the data-modifying CTEs of one statement sent on the driver outside any transaction — atomic as a
+transaction is, in one round trip instead of ``BEGIN``, the statements and ``COMMIT``. What the handler
+reads meanwhile sees what has committed (the consumer is the only writer of its rows); when it did read
+through the session, the statement goes in that transaction, committed after it.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from ti_shared.metrics import (
 )
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
-from ti_shared.statements import TiSession, driver_of
+from ti_shared.statements import TiSession, _shift, driver_of
 
 log = get_logger(__name__)
 
@@ -67,6 +74,73 @@ _STORE_APPLIED_PG = (
 )
 
 
+#: the same, as parts of one statement (``OneStatement``), written only when its guard holds
+_POSITIONS_PART = (
+    "INSERT INTO consumer_offset (consumer, topic, partition, next_offset) "
+    "SELECT $1::text, t, p, o FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o) WHERE {where} "
+    "ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
+)
+_APPLIED_PART = (
+    "INSERT INTO applied_version (consumer, topic, subject, version) "
+    "SELECT $1::text, t, s, v FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(t, s, v) WHERE {where} "
+    "ON CONFLICT (consumer, topic, subject) DO UPDATE SET version = excluded.version"
+)
+_DEAD_LETTERS_PART = (
+    "INSERT INTO outbox_message (topic, message_key, event_id, event_type, payload, created_at) "
+    "SELECT t, k, i, 'dead-letter', p, $5::timestamptz "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(t, k, i, p, n) WHERE {where} ORDER BY n"
+)
+#: a small batch goes in one statement up to this many messages (beyond, the transaction per batch)
+ONE_STATEMENT_AT_MOST = 500
+
+
+class NotInOneStatement(Exception):
+    """Raised by a handler's ``apply_in_statement`` for a batch it cannot write in one statement (it is
+    then applied by ``apply`` and ``finish`` in a transaction)."""
+
+
+class OneStatement:
+    """The writes of a small batch as the data-modifying parts of one PostgreSQL statement.
+
+    Each part is a data-modifying statement (``INSERT … SELECT``, ``DELETE … USING``; no ``RETURNING``)
+    whose parameters are numbered from ``$1`` among those given with it; the parts run on one snapshot
+    and must not touch the same rows. A guard (``guard``), set before any part, is a condition the
+    statement evaluates once: every part must include ``where`` in its condition, so that nothing at all
+    is written when the guard does not hold — the consumer then raises what ``refused`` returns."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self.parts: list[str] = []
+        self._guard: str | None = None
+        self.refused: Callable[[], Exception] = lambda: RuntimeError("the statement's guard did not hold")
+
+    def guard(self, condition: str, args: Sequence[Any], refused: Callable[[], Exception]) -> None:
+        if self.parts:
+            raise RuntimeError("the guard goes before the parts")
+        self._guard = _shift(condition, len(self.args))
+        self.args += args
+        self.refused = refused
+
+    @property
+    def where(self) -> str:
+        """The condition to include in every part's ``WHERE``."""
+        return "(SELECT ok FROM ti_guard)" if self._guard is not None else "TRUE"
+
+    def add(self, parts: Sequence[str], args: Sequence[Any]) -> None:
+        """Parts sharing one numbering of their parameters, ``args``."""
+        offset = len(self.args)
+        self.parts += [_shift(part, offset) for part in parts]
+        self.args += args
+
+    def sql(self) -> str | None:
+        """The statement (it returns whether the guard held), or None when there is nothing to write."""
+        if not self.parts:
+            return None
+        ctes = [f"ti_guard AS (SELECT ({self._guard}) AS ok)"] if self._guard is not None else []
+        ctes += [f"w{i} AS ({part})" for i, part in enumerate(self.parts)]
+        return f"WITH {', '.join(ctes)} SELECT {self.where}"
+
+
 async def _on_driver(session: AsyncSession, sql: str, *args: object) -> list[Any]:
     """Run one of the statements above on the session's asyncpg connection, in its transaction; a lost
     connection is raised as ``ConnectionError`` (the batch is retried, never dead-lettered)."""
@@ -75,6 +149,29 @@ async def _on_driver(session: AsyncSession, sql: str, *args: object) -> list[Any
     driver = await driver_of(session)
     try:
         return list(await driver.fetch(sql, *args))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+
+
+async def _fetch_outside(driver: Any, sql: str, *args: object) -> list[Any]:
+    """A read on a driver connection outside any transaction (what has committed)."""
+    import asyncpg
+
+    try:
+        return list(await driver.fetch(sql, *args))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+
+
+async def _send(driver: Any, sql: str, args: list[Any]) -> bool:
+    """The statement of a small batch (see ``OneStatement``): whether its guard held. An integrity
+    violation is raised as SQLAlchemy's ``IntegrityError``, a lost connection as ``ConnectionError``."""
+    import asyncpg
+
+    try:
+        return bool(await driver.fetchval(sql, *args))
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise sa.exc.IntegrityError(sql[:200], None, exc) from exc
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         raise ConnectionError(f"the database connection failed: {exc!r}") from exc
 
@@ -112,6 +209,17 @@ class EventHandler(ABC):
 
     def committed(self) -> None:  # noqa: B027 - a hook, empty by default
         """Called once the batch's transaction has committed (e.g. to drop a read cache)."""
+
+    #: a small batch is written in one statement (``apply_in_statement``) on PostgreSQL
+    one_statement: bool = False
+
+    async def apply_in_statement(self, session: AsyncSession, deliveries: list[Delivery], statement: OneStatement) -> None:
+        """When ``one_statement``: what ``apply`` then ``finish`` do for a small batch, its writes added to
+        ``statement`` instead of made (the consumer adds its own and sends it). The session is for reads;
+        they see what has committed. A batch it cannot write so: raise ``NotInOneStatement`` before
+        anything is added (then ``apply`` and ``finish`` in a transaction, as a batch that did not commit
+        would be applied again: what the handler changed in memory is undone when it sees another session)."""
+        raise NotInOneStatement
 
     async def applied_versions(
         self, session: AsyncSession, keys: Collection[tuple[str, str]]
@@ -302,8 +410,9 @@ class EventConsumer:
                 return await self._apply_window(messages, timeout_s)
             self._unwindowed -= len(messages)
             try:
-                async with self._session() as session:
-                    await self._apply_batch(session, messages, isolate=False)
+                if not await self._apply_in_one_statement(messages):
+                    async with self._session() as session:
+                        await self._apply_batch(session, messages, isolate=False)
             except EventRejected:
                 async with self._session() as session:
                     await self._apply_batch(session, messages, isolate=True)
@@ -361,8 +470,8 @@ class EventConsumer:
         await self._add(session, batch, messages, isolate=isolate)
         await self._commit(session, batch)
 
-    async def _add(self, session: AsyncSession, batch: _Batch, messages: list[IncomingMessage], *, isolate: bool) -> None:
-        """Apply fetched messages in the batch's transaction (not committed)."""
+    def _candidates(self, batch: _Batch, messages: list[IncomingMessage]) -> list[Delivery]:
+        """The messages not applied yet, decoded (those that cannot be are added to the dead letters)."""
         positions, dead = batch.positions, batch.dead
         candidates: list[Delivery] = []
         for msg in messages:
@@ -381,24 +490,35 @@ class EventConsumer:
                 continue
             candidates.append(Delivery(msg, event))
         batch.messages += len(messages)
+        return candidates
 
-        applied = await self._load_applied(session, candidates, batch)
+    @staticmethod
+    def _fresh(batch: _Batch, candidates: list[Delivery], applied: dict[tuple[str, str], int]) -> list[Delivery]:
+        """The candidates newer than what was applied for their subject (counted as applied)."""
         changed = None if batch.handler_versions else batch.changed
+        fresh: list[Delivery] = []
+        for d in candidates:
+            key = (d.message.topic, d.event.subject)
+            if d.event.entityversion <= applied.get(key, 0):
+                batch.skipped += 1
+                continue
+            applied[key] = d.event.entityversion
+            if changed is not None:
+                changed[key] = d.event.entityversion
+            fresh.append(d)
+        batch.applied_times.extend([d.event.time.timestamp() for d in fresh])
+        return fresh
+
+    async def _add(self, session: AsyncSession, batch: _Batch, messages: list[IncomingMessage], *, isolate: bool) -> None:
+        """Apply fetched messages in the batch's transaction (not committed)."""
+        candidates = self._candidates(batch, messages)
+        applied = await self._load_applied(session, candidates, batch)
         if not isolate:
-            fresh: list[Delivery] = []
-            for d in candidates:
-                key = (d.message.topic, d.event.subject)
-                if d.event.entityversion <= applied.get(key, 0):
-                    batch.skipped += 1
-                    continue
-                applied[key] = d.event.entityversion
-                if changed is not None:
-                    changed[key] = d.event.entityversion
-                fresh.append(d)
+            fresh = self._fresh(batch, candidates, applied)
             if fresh:
                 await self._handler.apply(session, fresh)
-            batch.applied_times.extend([d.event.time.timestamp() for d in fresh])
         else:
+            changed = None if batch.handler_versions else batch.changed
             for d in candidates:
                 key = (d.message.topic, d.event.subject)
                 if d.event.entityversion <= applied.get(key, 0):
@@ -410,12 +530,69 @@ class EventConsumer:
                 except Exception as exc:
                     if _is_infrastructure_error(exc):
                         raise
-                    dead.append((d.message, "could not be applied: " + _short(exc)))
+                    batch.dead.append((d.message, "could not be applied: " + _short(exc)))
                     continue
                 applied[key] = d.event.entityversion
                 if changed is not None:
                     changed[key] = d.event.entityversion
                 batch.applied_times.append(d.event.time.timestamp())
+
+    # -- a small batch in one statement --------------------------------------------------------
+
+    async def _apply_in_one_statement(self, messages: list[IncomingMessage]) -> bool:
+        """Apply a small batch in one statement (see the module's docstring); False when it is not one
+        for that (the handler does not write so, too many messages, SQLite, or the handler declined)."""
+        if (
+            not self._handler.one_statement or len(messages) > ONE_STATEMENT_AT_MOST
+            or self._db.engine.dialect.name != "postgresql"
+        ):
+            return False
+        async with self._session() as session:
+            assert self._connection is not None
+            raw = await self._connection.get_raw_connection()
+            adapter: Any = raw.dbapi_connection
+            driver: Any = raw.driver_connection
+            batch = _Batch(dict(self._positions))
+            candidates = self._candidates(batch, messages)
+            applied = await self._load_applied(session, candidates, batch, outside=driver)
+            fresh = self._fresh(batch, candidates, applied)
+            statement = OneStatement()
+            if fresh:
+                try:
+                    await self._handler.apply_in_statement(session, fresh, statement)
+                except NotInOneStatement:
+                    return False
+            where = statement.where
+            if not batch.handler_versions and batch.changed:
+                keys = sorted(batch.changed)
+                statement.add(
+                    [_APPLIED_PART.format(where=where)],
+                    [self.name, [t for t, _ in keys], [s for _, s in keys], [batch.changed[k] for k in keys]],
+                )
+            if batch.dead:
+                letters = [self._dead_letter_row(msg, reason) for msg, reason in batch.dead]
+                statement.add(
+                    [_DEAD_LETTERS_PART.format(where=where)],
+                    [*(list(column) for column in zip(*letters, strict=True)), datetime.now(UTC)],
+                )
+            changed = [(tp, off) for tp, off in batch.positions.items() if self._positions.get(tp) != off]
+            if changed:
+                statement.add(
+                    [_POSITIONS_PART.format(where=where)],
+                    [self.name, [t for (t, _), _ in changed], [p for (_, p), _ in changed], [off for _, off in changed]],
+                )
+            if self.before_commit is not None:
+                await self.before_commit()
+            sql = statement.sql()
+            if sql is not None:
+                began = adapter._transaction is not None  # something was read through the session
+                held = await _send(driver, sql, statement.args)
+                if began:
+                    await session.commit()
+                if not held:
+                    raise statement.refused()
+        self._committed(batch)
+        return True
 
     async def _commit(self, session: AsyncSession, batch: _Batch) -> None:
         positions, dead = batch.positions, batch.dead
@@ -428,10 +605,15 @@ class EventConsumer:
         if self.before_commit is not None:
             await self.before_commit()
         await session.commit()
+        self._committed(batch)
+
+    def _committed(self, batch: _Batch) -> None:
+        """What follows a batch's commit: the handler's hook, the positions, the counts and metrics."""
+        dead = batch.dead
         if dead and self._outbox_committed is not None:
             self._outbox_committed()
         self._handler.committed()
-        self._positions = positions
+        self._positions = batch.positions
         applied_n, skipped_n = len(batch.applied_times), batch.skipped
         self.applied_count += applied_n
         self.skipped_count += skipped_n
@@ -450,9 +632,12 @@ class EventConsumer:
             for msg, reason in dead:
                 log.warning("dead-lettered", consumer=self.name, topic=msg.topic, offset=msg.offset, reason=reason)
 
-    async def _load_applied(self, session: AsyncSession, deliveries: list[Delivery], batch: _Batch) -> dict[tuple[str, str], int]:
+    async def _load_applied(
+        self, session: AsyncSession, deliveries: list[Delivery], batch: _Batch, *, outside: Any = None
+    ) -> dict[tuple[str, str], int]:
         """The applied version of the deliveries' subjects: the handler's when it keeps them (asked for
-        every fetch), else from ``applied_version`` (read once per transaction into ``batch.applied``)."""
+        every fetch), else from ``applied_version`` (read once per transaction into ``batch.applied``;
+        with ``outside``, a driver connection, read on it outside any transaction)."""
         if batch.handler_versions is not False:
             versions = await self._handler.applied_versions(session, {(d.message.topic, d.event.subject) for d in deliveries})
             if versions is not None:
@@ -467,7 +652,9 @@ class EventConsumer:
         for topic, subjects in by_topic.items():
             for chunk in lookup_chunks(subjects, dialect, size=500):
                 rows: Iterable[Sequence[Any]]
-                if dialect == "postgresql":
+                if outside is not None:
+                    rows = await _fetch_outside(outside, _LOAD_APPLIED_PG, self.name, topic, chunk)
+                elif dialect == "postgresql":
                     rows = await _on_driver(session, _LOAD_APPLIED_PG, self.name, topic, chunk)
                 else:
                     rows = await session.execute(
@@ -519,7 +706,8 @@ class EventConsumer:
             [{"consumer": self.name, "topic": t, "partition": p, "next_offset": off} for (t, p), off in changed],
         )
 
-    async def _dead_letter(self, session: AsyncSession, msg: IncomingMessage, reason: str) -> None:
+    def _dead_letter_row(self, msg: IncomingMessage, reason: str) -> tuple[str, str, str, str]:
+        """The outbox row of a dead letter: topic, key, event id, payload."""
         body = {
             "consumer": self.name,
             "service": self.service,
@@ -531,13 +719,13 @@ class EventConsumer:
             "value": msg.value.decode("utf-8", errors="replace"),
             "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
+        key = msg.key or f"{msg.topic}/{msg.partition}/{msg.offset}"
+        return TOPIC_DEAD_LETTERS, key, str(uuid.uuid4()), json.dumps(body, ensure_ascii=False)
+
+    async def _dead_letter(self, session: AsyncSession, msg: IncomingMessage, reason: str) -> None:
+        topic, key, event_id, payload = self._dead_letter_row(msg, reason)
         await add_to_outbox(
-            session,
-            topic=TOPIC_DEAD_LETTERS,
-            key=msg.key or f"{msg.topic}/{msg.partition}/{msg.offset}",
-            event_id=str(uuid.uuid4()),
-            event_type="dead-letter",
-            payload=json.dumps(body, ensure_ascii=False).encode(),
+            session, topic=topic, key=key, event_id=event_id, event_type="dead-letter", payload=payload.encode()
         )
 
     # -- observation -------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ti_shared.consumer import Delivery, EventHandler, EventRejected
+from ti_shared.consumer import Delivery, EventHandler, EventRejected, OneStatement
 from ti_shared.db import dialect_of, territory_replica, upsert
 from ti_shared.events import TOPIC_TERRITORIES, event_type
 from ti_shared.statements import Sql
@@ -15,15 +16,48 @@ from ti_shared.statements import Sql
 TERRITORY_EVENT_TYPES = frozenset(event_type("territory", c) for c in ("registered", "updated", "withdrawn"))
 
 
+#: the replica's rows of a small batch, as a part of the consumer's one statement (PostgreSQL)
+_UPSERT_PART = (
+    "INSERT INTO territory_replica (territory_id, region_code, status, version, data) "
+    "SELECT i, r, s, v, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) AS u(i, r, s, v, d) "
+    "WHERE {where} ON CONFLICT (territory_id) DO UPDATE SET region_code = excluded.region_code, "
+    "status = excluded.status, version = excluded.version, data = excluded.data"
+)
+
+
 class TerritoryReplicaHandler(EventHandler):
     """Keeps ``territory_replica`` equal to the latest state of every territory."""
 
     topics: Sequence[str] = (TOPIC_TERRITORIES,)
 
+    one_statement = True
+
     def accepts(self, event_type_: str) -> bool:
         return event_type_ in TERRITORY_EVENT_TYPES
 
     async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
+        latest = self._latest(deliveries)
+        if not latest:
+            return
+        ins = upsert(dialect_of(session), territory_replica)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["territory_id"],
+            set_={k: getattr(ins.excluded, k) for k in ("region_code", "status", "version", "data")},
+        )
+        await session.execute(stmt, list(latest.values()))
+
+    async def apply_in_statement(self, session: AsyncSession, deliveries: list[Delivery], statement: OneStatement) -> None:
+        latest = list(self._latest(deliveries).values())
+        if latest:
+            statement.add(
+                [_UPSERT_PART.format(where=statement.where)],
+                [[r[k] for r in latest] for k in ("territory_id", "region_code", "status", "version")]
+                + [[json.dumps(r["data"], ensure_ascii=False) for r in latest]],
+            )
+
+    @staticmethod
+    def _latest(deliveries: list[Delivery]) -> dict[str, dict[str, object]]:
+        """The replica row of the latest event of each territory."""
         latest: dict[str, dict[str, object]] = {}
         for d in deliveries:
             data = d.event.data
@@ -38,14 +72,7 @@ class TerritoryReplicaHandler(EventHandler):
                 "version": d.event.entityversion,
                 "data": data,
             }
-        if not latest:
-            return
-        ins = upsert(dialect_of(session), territory_replica)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["territory_id"],
-            set_={k: getattr(ins.excluded, k) for k in ("region_code", "status", "version", "data")},
-        )
-        await session.execute(stmt, list(latest.values()))
+        return latest
 
     async def is_empty(self, session: AsyncSession) -> bool:
         row = await session.execute(sa.select(territory_replica.c.territory_id).limit(1))

@@ -226,13 +226,16 @@ async def wait_settled(client: httpx.AsyncClient, timeout_s: float = 30.0) -> di
     return last
 
 
-async def publish_events(platform: PlatformSettings, events: list[Any]) -> None:
-    """Publish CloudEvents straight to the bus (as another service, or a recorded stream, would)."""
+async def publish_events(platform: PlatformSettings, events: list[Any], *, publisher: Any = None) -> None:
+    """Publish CloudEvents straight to the bus (as another service, or a recorded stream, would); with
+    ``publisher`` (started, e.g. by ``make_publisher``), on it (many small publications, one producer)."""
     from ti_shared.bus import OutgoingMessage, make_publisher
     from ti_shared.events import CONTENT_TYPE, CloudEvent, encode_event, topic_for_type
 
-    publisher = make_publisher(platform, "ti-test")
-    await publisher.start()
+    given = publisher is not None
+    if not given:
+        publisher = make_publisher(platform, "ti-test")
+        await publisher.start()
     try:
         messages = []
         for event in events:
@@ -242,7 +245,8 @@ async def publish_events(platform: PlatformSettings, events: list[Any]) -> None:
             messages.append(OutgoingMessage(topic, ev.subject, encode_event(ev), (("content-type", CONTENT_TYPE.encode()),)))
         await publisher.publish(messages)
     finally:
-        await publisher.stop()
+        if not given:
+            await publisher.stop()
 
 
 def territory_event(
