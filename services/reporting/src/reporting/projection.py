@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.consumer import Delivery, EventHandler, EventRejected
+from ti_shared.consumer import Delivery, EventHandler, EventRejected, NotInOneStatement, OneStatement
 from ti_shared.db import dialect_of
 from ti_shared.events import DOMAIN_TOPICS, EVENT_TOPICS
 from ti_shared.geo import REGIONS
@@ -69,7 +69,7 @@ from reporting.engine import (
 )
 from reporting.freshness import Applied, SourceKey, Tally
 from reporting.repository import figures, generations, rows, sources
-from reporting.repository.batch import BatchWrites, write_batch
+from reporting.repository.batch import BatchWrites, statement_parts, write_batch
 from reporting.repository.figures import digest_of_document
 from reporting.repository.rows import Record, record_of
 
@@ -83,6 +83,10 @@ WINDOW_S = 60.0
 COPY_AT = 500
 #: states kept in memory at most (beyond, only the territories are kept and the others read again)
 MAX_STATES = 600_000
+
+#: a small batch's one statement writes only while its generation is live (the row is locked in share
+#: mode: a swap made meanwhile by another process waits for it, or it sees the swap and writes nothing)
+_LIVE_GUARD = "coalesce((SELECT current FROM reporting_generation WHERE id = 1 FOR SHARE), 1) = $1::integer"
 
 Committed = Callable[[int, datetime, Mapping[str, tuple[str, bytes]]], None]
 """Called with the generation, the time and ``{scope: (digest, document)}`` of rewritten documents."""
@@ -164,6 +168,7 @@ class ReportingProjection(EventHandler):
     """Applies events to one generation of the projections (the live one when ``generation`` is None)."""
 
     topics: Sequence[str] = DOMAIN_TOPICS
+    one_statement = True
 
     def __init__(self, generation: int | None = None, *, copy_at: int = COPY_AT) -> None:
         self.generation = generation
@@ -317,16 +322,40 @@ class ReportingProjection(EventHandler):
         window = self._window
         if window is None or window.session is not session or window.events == 0:
             return
+        await self._write(session, window, await self._writes(session, window, scratch=True))
+
+    async def apply_in_statement(self, session: AsyncSession, deliveries: list[Delivery], statement: OneStatement) -> None:
+        """A small batch (live mode): ``apply``, then the deltas and the documents patched, written as the
+        parts of the consumer's one statement, guarded by the generation being live. A batch on an empty
+        generation (aggregated from scratch) goes the transaction's way."""
+        window = await self._open(session)
+        if window.fresh or len(deliveries) >= self._copy_at:
+            raise NotInOneStatement
+        await self.apply(session, deliveries)
+        writes = await self._writes(session, window, scratch=False)
+        self._pending_rows(window, writes)
+        generation = window.memory.generation
+        if self.generation is None:
+            statement.guard(_LIVE_GUARD, [generation], refused=lambda: self._swapped(generation))
+        statement.add(*statement_parts(writes, statement.where))
+
+    def _swapped(self, generation: int) -> GenerationSwapped:
+        self._live = None  # the next transaction applies to the generation that is live now
+        return GenerationSwapped(f"another generation went live while this batch was written to {generation}")
+
+    async def _writes(self, session: AsyncSession, window: _Window, *, scratch: bool) -> BatchWrites:
+        """What the transaction writes: the aggregates changed (from scratch when ``scratch`` allows it
+        and most states changed, else by deltas) and the documents whose text changed."""
         memory = window.memory
         window.at = datetime.now(UTC)
         writes = BatchWrites(memory.generation, at=window.at, sources=window.sources.changed)
         changed = sum(len(c) for c in window.before.values())
-        if memory.complete and (window.fresh or 2 * changed >= sum(len(s) for s in memory.states.values())):
+        if scratch and memory.complete and (window.fresh or 2 * changed >= sum(len(s) for s in memory.states.values())):
             touched = self._aggregate_from_scratch(window, writes)
         else:
             touched = await self._apply_deltas(session, window, writes)
         self._assemble(window, touched, writes)
-        await self._write(session, window, writes)
+        return writes
 
     def _aggregate_from_scratch(self, window: _Window, writes: BatchWrites) -> Touched | None:
         """Most entities changed (a replay, a catch-up): the aggregates of every scope from the states,
@@ -429,16 +458,20 @@ class ReportingProjection(EventHandler):
                 elif window.before[entity]:
                     await rows.states_from_history(session, memory.generation, entity, sorted(window.before[entity]))
         else:
-            writes.history = {e: r for e, r in window.pending.items() if r}
-            for entity, records in writes.history.items():
-                latest: dict[str, Record] = {}
-                for record in records:
-                    latest[record[1]] = record
-                writes.states[entity] = list(latest.values())
+            self._pending_rows(window, writes)
         live = await write_batch(session, writes)
         if self.generation is None and live != memory.generation:
-            self._live = None  # the next transaction applies to the generation that is live now
-            raise GenerationSwapped(f"generation {live} went live while this batch was written to {memory.generation}")
+            raise self._swapped(memory.generation)
+
+    @staticmethod
+    def _pending_rows(window: _Window, writes: BatchWrites) -> None:
+        """The history rows kept for the end of the transaction, and the new states they give."""
+        writes.history = {e: r for e, r in window.pending.items() if r}
+        for entity, records in writes.history.items():
+            latest: dict[str, Record] = {}
+            for record in records:
+                latest[record[1]] = record
+            writes.states[entity] = list(latest.values())
 
     def committed(self) -> None:
         window, self._window = self._window, None

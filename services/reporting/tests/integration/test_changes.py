@@ -290,3 +290,81 @@ async def test_the_live_stream_resumes_after_a_disconnect_without_a_gap() -> Non
         finally:
             server.should_exit = True
             await serving
+
+
+async def test_live_small_batches_go_in_one_statement_each_through_a_crash_and_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both consumers of the process, once caught up: small batches (duplicates and stale versions
+    among them) each written in one statement, a crash before that statement, a restart (nothing in
+    memory: what the handlers read goes in the statement's transaction) — the feed is the stream as
+    applied and the indicators are the reference's."""
+    from reporting.projection import ReportingProjection
+    from ti_shared.bus import make_publisher
+    from ti_testkit.reference import expected_indicators
+
+    ways: list[str] = []
+
+    def counted(cls: Any, name: str) -> None:
+        original = getattr(cls, name)
+
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            ways.append(f"{cls.__name__}.{name}")
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for cls, name in ((ChangeFeed, "apply"), (ReportingProjection, "finish")):  # the transaction's way
+        counted(cls, name)
+        counted(cls, "apply_in_statement")
+    events = generate_stream(8, territories=6, actions=40, grants=16, sites=6, duplicate_rate=0.1, stale_rate=0.1, shuffle=True)
+    first, live = events[: len(events) // 2], events[len(events) // 2 :]
+    url = await create_database("rep_live")
+    prefix = new_topic_prefix()
+    await create_topics(prefix)
+    platform = platform_settings(topic_prefix=prefix)
+    settings = service_settings("reporting", url, platform)
+    crashes: list[str] = []
+    scopes = ["national", "region:84", "region:11"]
+
+    async def publish_in_small_batches(rep: Reporting, part: list[dict[str, Any]]) -> None:
+        publisher = make_publisher(platform, "ti-test")
+        await publisher.start()
+        try:
+            for i in range(0, len(part), 4):
+                await publish_events(platform, part[i : i + 4], publisher=publisher)
+                await asyncio.sleep(0.01)
+        finally:
+            await publisher.stop()
+        await rep.publish([])
+
+    try:
+        async with running(create_app(settings)) as client:
+            await Reporting(client, platform, None).publish(first)  # replayed on an empty generation: transactions
+        for restart in (False, True):
+            app = create_app(settings)
+            async with running(app) as client:
+                rep = Reporting(client, platform, app)
+                await wait_settled(client, timeout_s=60)
+                ways.clear()
+                for name in ("reporting", FEED_CONSUMER):
+                    consumer = app.state.ctx.consumer(name)
+
+                    async def crash_once(name: str = name) -> None:
+                        if name not in crashes:
+                            crashes.append(name)
+                            raise ConnectionError("simulated crash before the statement")
+
+                    consumer.before_commit = crash_once
+                half = len(live) // 2
+                await publish_in_small_batches(rep, live[half:] if restart else live[:half])
+                assert ways and set(ways) == {"ChangeFeed.apply_in_statement", "ReportingProjection.apply_in_statement"}
+                if restart:
+                    every = await rep.pages(bearer(platform, "anct-admin", "admin"), limit=1000)
+                    got = {s: (await client.get("/v1/indicators", params={"scope": s})).json()["indicators"] for s in scopes}
+    finally:
+        await drop_database(url)
+    assert sorted(crashes) == sorted(["reporting", FEED_CONSUMER])
+    expected = applied(events)
+    assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
+    assert by_subject(every) == by_subject(expected)
+    assert_previous_and_changed(every, expected)
+    assert got == {s: expected_indicators(events, s) for s in scopes}

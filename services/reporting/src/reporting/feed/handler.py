@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
-from ti_shared.consumer import Delivery, EventHandler
+from ti_shared.consumer import Delivery, EventHandler, NotInOneStatement, OneStatement
 from ti_shared.events import DOMAIN_TOPICS
 
 from reporting.feed import repository
@@ -74,6 +74,7 @@ class ChangeFeed(EventHandler):
     when the next one begins."""
 
     topics = DOMAIN_TOPICS
+    one_statement = True
 
     def __init__(self, *, copy_at: int = COPY_AT, max_known: int = MAX_KNOWN) -> None:
         self._copy_at = copy_at
@@ -114,12 +115,30 @@ class ChangeFeed(EventHandler):
         return {k: known[k][0] for k in keys if k in known}
 
     async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
+        changes, newest = await self._changes(session, deliveries)
+        await repository.add_changes(session, changes, copy=len(changes) >= self._copy_at)
+        self._remember(newest)
+
+    async def apply_in_statement(self, session: AsyncSession, deliveries: list[Delivery], statement: OneStatement) -> None:
+        """A small batch: its changes as a part of the consumer's one statement (what it puts in memory
+        is forgotten if that statement does not commit: the next transaction has another session)."""
+        if len(deliveries) >= self._copy_at:
+            raise NotInOneStatement
+        changes, newest = await self._changes(session, deliveries)
+        if changes:
+            statement.add(*repository.insert_part(changes, statement.where))
+        self._remember(newest)
+
+    async def _changes(
+        self, session: AsyncSession, deliveries: list[Delivery]
+    ) -> tuple[list[Change], dict[Key, tuple[int, str, dict[str, Any]]]]:
+        """The feed's rows of the deliveries, and the newest change of each subject among them."""
         await self._open(session)
         await self._recall(session, [(d.message.topic, d.event.subject) for d in deliveries])
         known = self._known
         now = datetime.now(UTC)
         changes: list[Change] = []
-        #: what this call changes, put in memory once it is written
+        #: what this call changes, put in memory once it is written (or queued)
         newest: dict[Key, tuple[int, str, dict[str, Any]]] = {}
         for d in deliveries:
             ev, topic = d.event, d.message.topic
@@ -139,7 +158,10 @@ class ChangeFeed(EventHandler):
                 d.message.value.decode(), previous_text, json_text(changed_fields(previous, data)), now,
             ))
             newest[key] = (ev.entityversion, text, data)
-        await repository.add_changes(session, changes, copy=len(changes) >= self._copy_at)
+        return changes, newest
+
+    def _remember(self, newest: dict[Key, tuple[int, str, dict[str, Any]]]) -> None:
+        known = self._known
         for key, (version, text, _) in newest.items():
             known.pop(key, None)  # the most recent last
             known[key] = (version, text)

@@ -53,6 +53,15 @@ _INSERT_PG = (
 )
 
 
+#: the same as a part of a consumer's one statement (``{where}``: its guard)
+_INSERT_PART = _INSERT_PG.replace(" ORDER BY n", " WHERE {where} ORDER BY n")
+
+
+def insert_part(changes: Sequence[Change], where: str) -> tuple[list[str], list[Any]]:
+    """The changes as a part of a consumer's one statement (PostgreSQL), and its parameters."""
+    return [_INSERT_PART.format(where=where)], [list(column) for column in zip(*changes, strict=True)]
+
+
 async def newest_changes(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, tuple[int, str]]:
     """The version and the data (JSON text) of the newest change of each (topic, subject) among ``keys``
     that has one (in the session's transaction: its own changes included)."""

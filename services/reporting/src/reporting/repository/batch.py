@@ -108,7 +108,7 @@ class _Args:
         return f"${len(self.values)}::{pg_type}"
 
 
-def _rows_part(table: sa.Table, entity: Entity, records: Sequence[Record], args: _Args, conflict: str) -> str:
+def _rows_part(table: sa.Table, entity: Entity, records: Sequence[Record], args: _Args, conflict: str, where: str) -> str:
     names = COLUMNS[entity]
     columns = list(zip(*records, strict=True))
     arrays, selected = [], []
@@ -124,7 +124,7 @@ def _rows_part(table: sa.Table, entity: Entity, records: Sequence[Record], args:
     quoted = ", ".join(f'"{n}"' for n in names)
     return (
         f"INSERT INTO {table.name} ({quoted}) SELECT {', '.join(selected)} "
-        f"FROM unnest({', '.join(arrays)}) AS u({quoted}) {conflict}"
+        f"FROM unnest({', '.join(arrays)}) AS u({quoted}) WHERE {where} {conflict}"
     )
 
 
@@ -134,21 +134,32 @@ def _state_conflict(table: sa.Table, entity: Entity) -> str:
 
 
 def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
+    parts, args = statement_parts(writes)
+    live = "SELECT coalesce((SELECT current FROM reporting_generation WHERE id = 1), 1)"
+    if not parts:
+        return live, args
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+    return f"WITH {ctes} {live}", args
+
+
+def statement_parts(writes: BatchWrites, where: str = "TRUE") -> tuple[list[str], list[Any]]:
+    """The data-modifying parts of the batch's statement and their parameters (numbered from ``$1``);
+    each writes only where ``where`` (an SQL condition) holds. Not for ``writes.replace``."""
     args = _Args()
     parts: list[str] = []
     for entity in ENTITIES:
         state, history = ENTITY_TABLES[entity]
         if writes.history.get(entity):
-            parts.append(_rows_part(history, entity, writes.history[entity], args, "ON CONFLICT DO NOTHING"))
+            parts.append(_rows_part(history, entity, writes.history[entity], args, "ON CONFLICT DO NOTHING", where))
         if writes.states.get(entity):
-            parts.append(_rows_part(state, entity, writes.states[entity], args, _state_conflict(state, entity)))
+            parts.append(_rows_part(state, entity, writes.states[entity], args, _state_conflict(state, entity), where))
     generation = writes.generation
     counters = sorted((k, v) for k, v in writes.counters.items() if v is not None)
     if counters:
         parts.append(
             "INSERT INTO indicator_counter (generation, scope, name, value) SELECT {g}, s, n, v "
-            "FROM unnest({s}, {n}, {v}) AS u(s, n, v) "
-            "ON CONFLICT (generation, scope, name) DO UPDATE SET value = excluded.value".format(
+            "FROM unnest({s}, {n}, {v}) AS u(s, n, v) WHERE {where} "
+            "ON CONFLICT (generation, scope, name) DO UPDATE SET value = excluded.value".format(where=where,
                 g=args.add(generation, "integer"), s=args.add([k[0] for k, _ in counters], "text[]"),
                 n=args.add([k[1] for k, _ in counters], "text[]"), v=args.add([v for _, v in counters], "bigint[]"),
             )
@@ -157,7 +168,7 @@ def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
     if removed:
         parts.append(
             "DELETE FROM indicator_counter c USING unnest({s}, {n}) AS u(s, n) "
-            "WHERE c.generation = {g} AND c.scope = u.s AND c.name = u.n".format(
+            "WHERE c.generation = {g} AND c.scope = u.s AND c.name = u.n AND {where}".format(where=where,
                 s=args.add([k[0] for k in removed], "text[]"), n=args.add([k[1] for k in removed], "text[]"),
                 g=args.add(generation, "integer"),
             )
@@ -166,8 +177,8 @@ def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
     if refs:
         parts.append(
             "INSERT INTO indicator_ref (generation, scope, kind, value, refcount) SELECT {g}, s, k, v, n "
-            "FROM unnest({s}, {k}, {v}, {n}) AS u(s, k, v, n) "
-            "ON CONFLICT (generation, scope, kind, value) DO UPDATE SET refcount = excluded.refcount".format(
+            "FROM unnest({s}, {k}, {v}, {n}) AS u(s, k, v, n) WHERE {where} "
+            "ON CONFLICT (generation, scope, kind, value) DO UPDATE SET refcount = excluded.refcount".format(where=where,
                 g=args.add(generation, "integer"), s=args.add([k[0] for k, _ in refs], "text[]"),
                 k=args.add([k[1] for k, _ in refs], "text[]"), v=args.add([k[2] for k, _ in refs], "text[]"),
                 n=args.add([n for _, n in refs], "integer[]"),
@@ -177,7 +188,7 @@ def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
     if dropped:
         parts.append(
             "DELETE FROM indicator_ref r USING unnest({s}, {k}, {v}) AS u(s, k, v) "
-            "WHERE r.generation = {g} AND r.scope = u.s AND r.kind = u.k AND r.value = u.v".format(
+            "WHERE r.generation = {g} AND r.scope = u.s AND r.kind = u.k AND r.value = u.v AND {where}".format(where=where,
                 s=args.add([k[0] for k in dropped], "text[]"), k=args.add([k[1] for k in dropped], "text[]"),
                 v=args.add([k[2] for k in dropped], "text[]"), g=args.add(generation, "integer"),
             )
@@ -186,17 +197,13 @@ def _statement(writes: BatchWrites) -> tuple[str, list[Any]]:
         scopes = sorted(writes.documents)
         parts.append(
             "INSERT INTO indicator_scope (generation, scope, digest, computed_at, document) SELECT {g}, s, d, {at}, t "
-            "FROM unnest({s}, {d}, {t}) AS u(s, d, t) ON CONFLICT (generation, scope) DO UPDATE "
-            "SET digest = excluded.digest, computed_at = excluded.computed_at, document = excluded.document".format(
+            "FROM unnest({s}, {d}, {t}) AS u(s, d, t) WHERE {where} ON CONFLICT (generation, scope) DO UPDATE "
+            "SET digest = excluded.digest, computed_at = excluded.computed_at, document = excluded.document".format(where=where,
                 g=args.add(generation, "integer"), at=args.add(writes.at, "timestamptz"),
                 s=args.add(scopes, "text[]"), d=args.add([digest_of_document(writes.documents[s]) for s in scopes], "text[]"),
                 t=args.add([writes.documents[s].decode() for s in scopes], "text[]"),
             )
         )
     if writes.sources:
-        parts.append(sources.statement_part(generation, writes.sources, args.add))
-    live = "SELECT coalesce((SELECT current FROM reporting_generation WHERE id = 1), 1)"
-    if not parts:
-        return live, args.values
-    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
-    return f"WITH {ctes} {live}", args.values
+        parts.append(sources.statement_part(generation, writes.sources, args.add, where))
+    return parts, args.values

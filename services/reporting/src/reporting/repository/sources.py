@@ -47,15 +47,15 @@ async def save_sources(session: AsyncSession, generation: int, sources: Mapping[
     ])
 
 
-def statement_part(generation: int, sources: Mapping[SourceKey, Tally], add: Any) -> str:
+def statement_part(generation: int, sources: Mapping[SourceKey, Tally], add: Any, where: str = "TRUE") -> str:
     """The data-modifying part of the batch statement that sets the sources' tallies (``add(value, type)``
-    binds a parameter and returns its placeholder)."""
+    binds a parameter and returns its placeholder), where ``where`` holds."""
     keys = sorted(sources)
     return (
         "INSERT INTO reporting_source (generation, service, operator, events, last_time, last_event_id) "
-        "SELECT {g}, s, o, n, t, e FROM unnest({s}, {o}, {n}, {t}, {e}) AS u(s, o, n, t, e) "
+        "SELECT {g}, s, o, n, t, e FROM unnest({s}, {o}, {n}, {t}, {e}) AS u(s, o, n, t, e) WHERE {where} "
         "ON CONFLICT (generation, service, operator) DO UPDATE SET events = excluded.events, "
-        "last_time = excluded.last_time, last_event_id = excluded.last_event_id".format(
+        "last_time = excluded.last_time, last_event_id = excluded.last_event_id".format(where=where,
             g=add(generation, "integer"), s=add([k[0] for k in keys], "text[]"), o=add([k[1] for k in keys], "text[]"),
             n=add([sources[k].events for k in keys], "bigint[]"), t=add([sources[k].last_time for k in keys], "timestamptz[]"),
             e=add([sources[k].last_event_id for k in keys], "text[]"),
