@@ -195,6 +195,15 @@ def test_json_bodies_parse_or_are_a_422(body: bytes) -> None:
     assert depth <= MAX_JSON_DEPTH
 
 
+
+@FAST
+@given(st.integers(min_value=-(10**40), max_value=10**40), st.text(alphabet="0123456789 x", max_size=30))
+def test_json_integers_are_read_exactly_whatever_their_length(number: int, text: str) -> None:
+    """orjson reads an integer beyond 64 bits as a float: the body is then read by the standard library."""
+    body = json.dumps({"n": number, "s": text, "l": [number]}).encode()
+    assert parse_json_body(body) == {"n": number, "s": text, "l": [number]}
+
+
 CSV_TEXT = st.text(alphabet='ab01;,"\t\n\r \x00é€', max_size=300)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -87,8 +86,15 @@ class TiRoute(APIRoute):
 #: nesting of objects and arrays in a JSON body (the contract's deepest body has 4 levels)
 MAX_JSON_DEPTH = 32
 NUL_DETAIL = "NUL characters are not accepted (they cannot be stored)"
-#: integers of 19 digits and more: orjson reads beyond 64 bits as floats, the standard library exactly
-_LONG_INTEGER = re.compile(rb"[0-9]{19}")
+#: integers of 19 digits and more: orjson reads beyond 64 bits as floats, the standard library exactly. Told
+#: by a run of 19 digits in the body with every digit mapped to ``0`` and every other byte to a space: one
+#: ``translate`` and one substring search (a regular expression costs ≈ 10 ns a byte, 30 ms for 3 MB)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_INTEGER = b"0" * 19
+
+
+def _has_long_integer(body: bytes) -> bool:
+    return _LONG_INTEGER in body.translate(_DIGITS_AS_ZERO)
 
 
 def _malformed(detail: str) -> Problem:
@@ -100,7 +106,7 @@ def parse_json_body(body: bytes) -> Any:
     :data:`MAX_JSON_DEPTH`, a NUL or a lone surrogate in a string. Never a 400 or a 500."""
     if b"\\u0000" in body:
         raise Problem(422, NUL_DETAIL, title="Invalid content")
-    exact = _LONG_INTEGER.search(body) is not None
+    exact = _has_long_integer(body)
     doc: Any
     if not exact:
         try:
