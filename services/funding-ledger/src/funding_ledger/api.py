@@ -31,7 +31,7 @@ from ti_shared.problems import PROBLEM_MEDIA_TYPE, field_problem, problem_respon
 from ti_shared.uploads import read_upload
 
 from funding_ledger import service
-from funding_ledger.batches import parse_control_query, parse_csv_batch, parse_json_batch
+from funding_ledger.batches import collector_paused, parse_control_query, parse_csv_batch, parse_json_batch
 from funding_ledger.schemas import (
     BATCH_EXAMPLE,
     OPERATOR_CODE_PATTERN,
@@ -332,31 +332,32 @@ async def post_grant_batch(
     idempotency_key: IdempotencyKeyHeader = None,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
-    effective_at = parse_effective_at(effective_at_header, principal)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    upload = None
-    if media in ("application/json", ""):
-        if programme is not None or beneficiary_kind is not None or control is not None:
-            raise field_problem(
-                ["query"], "programme, beneficiary_kind and control are for files; a JSON batch gives them in its body"
+    with collector_paused():  # a batch allocates without cycles: batches.collector_paused
+        effective_at = parse_effective_at(effective_at_header, principal)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        upload = None
+        if media in ("application/json", ""):
+            if programme is not None or beneficiary_kind is not None or control is not None:
+                raise field_problem(
+                    ["query"], "programme, beneficiary_kind and control are for files; a JSON batch gives them in its body"
+                )
+            batch = parse_json_batch(await json_body(request), media_type=media or "application/json", query_mode=mode)
+        else:
+            upload = await read_upload(request, max_bytes=BATCH_MAX_BYTES)
+            batch = parse_csv_batch(
+                upload.data,
+                principal.operator,
+                media_type=upload.media_type,
+                query_mode=mode,
+                programme=programme,
+                beneficiary_kind=beneficiary_kind,
+                control=parse_control_query(control),
             )
-        batch = parse_json_batch(await json_body(request), media_type=media or "application/json", query_mode=mode)
-    else:
-        upload = await read_upload(request, max_bytes=BATCH_MAX_BYTES)
-        batch = parse_csv_batch(
-            upload.data,
-            principal.operator,
-            media_type=upload.media_type,
-            query_mode=mode,
-            programme=programme,
-            beneficiary_kind=beneficiary_kind,
-            control=parse_control_query(control),
-        )
-    async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
-        if idem.replay is not None:
-            return idem.replay
-        result = await service.post_grant_batch(uow, principal, batch, effective_at=effective_at)
-        return await idem.finish(result, request)
+        async with idempotent(uow, request, principal, idempotency_key, upload=upload, dry_run=dry_run) as idem:
+            if idem.replay is not None:
+                return idem.replay
+            result = await service.post_grant_batch(uow, principal, batch, effective_at=effective_at)
+            return await idem.finish(result, request)
 
 
 @batch_router.get(

@@ -162,6 +162,10 @@ def _grant_record(g: Grant) -> tuple[Any, ...]:
         _json_text(g.scdl.model_dump(mode="json") if g.scdl is not None else None), g.version, g.updated_at, g.updated_at,
     )
 _LEDGER_KEYS = [k for k in grant_ledger_entry.c.keys() if k != "id"]
+assert _LEDGER_KEYS == [
+    "operator", "operator_ref", "seq", "kind", "amount_delta_eur", "investment_delta_eur", "disbursement_ref", "paid_on",
+    "grant_version", "recorded_at", "actor",
+], "the columns of grant_ledger_entry are not those of _ledger_records"
 #: a write of one grant writes its ledger entries with the rest of its transaction's statements up to
 #: this many (more: ``COPY``)
 FEW_ENTRIES = 8
@@ -222,6 +226,17 @@ def _ledger_row(g: Grant, seq: int, e: EntryPlan, actor: str) -> dict[str, Any]:
         "recorded_at": g.updated_at,
         "actor": actor,
     }
+
+
+def _ledger_records(decisions: Iterable[Decision], actor: str) -> list[tuple[Any, ...]]:
+    """The ledger rows of ``decisions`` as ``COPY`` records (:data:`_LEDGER_KEYS`), the values of :func:`_ledger_row`."""
+    return [
+        (g.operator, g.operator_ref, seq, e.kind, e.amount_delta_eur, e.investment_delta_eur, e.disbursement_ref, e.paid_on,
+         g.version, g.updated_at, actor)
+        for d in decisions
+        for g in (d.entity,)
+        for seq, e in enumerate(d.entries)
+    ]
 
 
 def _entry(row: Any) -> EntryPlan:
@@ -409,11 +424,16 @@ class Repository(BaseRepository):
 
     async def add_ledger_entries(self, decisions: Iterable[Decision], *, actor: str) -> None:
         """The ledger entries of these decisions, each with its grant's version and time."""
-        rows = [_ledger_row(d.entity, seq, e, actor) for d in decisions for seq, e in enumerate(d.entries)]
-        if len(rows) <= FEW_ENTRIES:  # one grant's: with the transaction's other writes
-            for row in rows:
-                await _ADD_ENTRY.defer(self.session, expect=1, **row)
+        decisions = list(decisions)
+        if sum(len(d.entries) for d in decisions) <= FEW_ENTRIES:  # one grant's: with the transaction's other writes
+            for d in decisions:
+                for seq, e in enumerate(d.entries):
+                    await _ADD_ENTRY.defer(self.session, expect=1, **_ledger_row(d.entity, seq, e, actor))
             return
+        if dialect_of(self.session) == "postgresql":
+            await copy_records(self.session, grant_ledger_entry, _LEDGER_KEYS, _ledger_records(decisions, actor))
+            return
+        rows = [_ledger_row(d.entity, seq, e, actor) for d in decisions for seq, e in enumerate(d.entries)]
         await insert_rows(self.session, grant_ledger_entry, rows, chunk=CHUNK)
 
     async def get_ledger_entries(self, op: str, ref: str) -> list[LedgerRecord]:

@@ -416,7 +416,8 @@ async def post_grant_batch(
                 known=known,
                 today=today,
             )
-            item.parsed.errors.extend(located(problems, csv=batch.csv))
+            if problems:
+                item.parsed.errors.extend(located(problems, csv=batch.csv))
     if existing is None:
         keys = [i.key for i in items if i.valid]
         existing = await uow.repo.get_grants([k for k in keys if k is not None], for_update=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from funding_ledger import service
-from funding_ledger.batches import parse_control_query, parse_csv_batch, parse_json_batch
+from funding_ledger.batches import collector_paused, parse_control_query, parse_csv_batch, parse_json_batch
 from funding_ledger.domain import ledger_problems
 from funding_ledger.events import EVENT_OF_CHANGE
 from funding_ledger.repository import GrantFilter
@@ -435,3 +436,20 @@ async def test_a_csv_batch_takes_its_control_totals_from_the_query() -> None:
     parsed = parse_csv_batch((header + rows).encode(), ADEME.operator, query_mode="atomic", control=parse_control_query(["fonds_vert_ti_te:1:1000.50"]))
     result = await service.post_grant_batch(u, ADEME, parsed, effective_at=None)
     assert result.status == 201 and result.entity["control"]["status"] == "match"
+
+
+def test_a_batch_holds_the_garbage_collector_off_until_the_last_one_ends() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # a second batch under way at once
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()  # held off by someone else: left so
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
