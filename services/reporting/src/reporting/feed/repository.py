@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from ti_shared.db import copy_records, dialect_of, in_values, lookup_chunks
 from ti_shared.events import TOPIC_GRANTS
 from ti_shared.statements import driver_of
@@ -190,7 +190,7 @@ async def delete_subscription(session: AsyncSession, subscription_id: str) -> No
     await session.execute(webhook_subscription.delete().where(webhook_subscription.c.id == subscription_id))
 
 
-async def due_subscriptions(session: AsyncSession, now: datetime, *, limit: int) -> list[str]:
+async def due_subscriptions(session: AsyncSession | AsyncConnection, now: datetime, *, limit: int) -> list[str]:
     """The active subscriptions whose next attempt is due, oldest due first."""
     c = webhook_subscription.c
     rows = await session.execute(
@@ -202,7 +202,7 @@ async def due_subscriptions(session: AsyncSession, now: datetime, *, limit: int)
     return [r.id for r in rows]
 
 
-async def next_attempt_at(session: AsyncSession) -> datetime | None:
+async def next_attempt_at(session: AsyncSession | AsyncConnection) -> datetime | None:
     """The earliest retry scheduled among the active subscriptions (None: no retry is waiting)."""
     c = webhook_subscription.c
     query = sa.select(sa.func.min(c.next_attempt_at)).where(c.state == "active", c.next_attempt_at.is_not(None))
