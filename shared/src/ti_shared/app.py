@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ti_shared.assets import install_docs
 from ti_shared.auth import TokenVerifier
-from ti_shared.bus import make_publisher, make_source
+from ti_shared.bus import Source, make_publisher, make_source
 from ti_shared.consumer import EventConsumer, EventHandler
 from ti_shared.cors import install_cors
 from ti_shared.db import Database
@@ -38,6 +38,7 @@ from ti_shared.outbox import CommitNotifier, OutboxRelay, outbox_status, record_
 from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, is_database_unavailable
 from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
 from ti_shared.settings import ServiceSettings, load_settings
+from ti_shared.shared_source import SharedSource
 
 log = get_logger(__name__)
 
@@ -57,6 +58,9 @@ class ConsumerSpec:
     window_events: int = 0
     #: and for this many seconds at most
     window_s: float = 30.0
+    #: consumers of a service giving the same name here read one source (each message fetched and
+    #: decoded once for all of them: ``ti_shared.shared_source``); None: a source of its own
+    shared_source: str | None = None
 
 
 @dataclass
@@ -452,13 +456,20 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings | None = Non
         else:  # the relay is a process of its own (``ti relay``): wake it through PostgreSQL
             notifier = CommitNotifier(settings.database_url)
             ctx = ServiceContext(spec=spec, settings=settings, db=db, relay=None, outbox_committed=notifier.notify)
+        shared: dict[str, SharedSource] = {}
         for cs in spec.consumers:
+            if cs.shared_source is None:
+                source: Source = make_source(platform, group=cs.name)
+            else:
+                if cs.shared_source not in shared:
+                    shared[cs.shared_source] = SharedSource(make_source(platform, group=cs.shared_source))
+                source = shared[cs.shared_source].view()
             ctx.consumers.append(
                 EventConsumer(
                     name=cs.name,
                     service=spec.name,
                     db=db,
-                    source=make_source(platform, group=cs.name),
+                    source=source,
                     handler=cs.handler(),
                     batch_size=cs.batch_size or platform.consumer_batch_size,
                     rebuild_when_empty=cs.rebuild_when_empty,

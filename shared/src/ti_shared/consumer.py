@@ -276,6 +276,8 @@ class EventConsumer:
         self.service = service
         self._db = db
         self._source = source
+        #: a source read for several consumers decodes each envelope once for all (``ti_shared.shared_source``)
+        self._decode: Callable[[IncomingMessage], Envelope] = getattr(source, "decode", None) or _decode_value
         self._handler = handler
         self._batch_size = batch_size
         self._poll_s = poll_s
@@ -480,7 +482,7 @@ class EventConsumer:
                 continue  # already applied (redelivery)
             positions[tp] = msg.offset + 1
             try:
-                event = decode_envelope(msg.value)
+                event = self._decode(msg)
             except ValidationError as exc:
                 dead.append((msg, "unparseable: " + _short(exc)))
                 continue
@@ -743,6 +745,10 @@ class EventConsumer:
     @property
     def positions(self) -> dict[TopicPartition, int]:
         return dict(self._positions)
+
+
+def _decode_value(message: IncomingMessage) -> Envelope:
+    return decode_envelope(message.value)
 
 
 def _short(exc: BaseException) -> str:
