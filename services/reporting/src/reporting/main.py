@@ -28,6 +28,8 @@ from reporting.repository import generations
 from reporting.tables import metadata
 
 _ROOT = Path(__file__).resolve().parents[2]
+#: the projection's and the change feed's consumers read the same events: one fetch and one decoding
+DOMAIN_SOURCE = "reporting-domain"
 
 
 async def close_interrupted_rebuilds(ctx: ServiceContext) -> None:
@@ -58,11 +60,11 @@ SPEC = ServiceSpec(
     consumers=[
         ConsumerSpec(
             name=LIVE_CONSUMER, handler=ReportingProjection, batch_size=BATCH_SIZE,
-            window_events=WINDOW_EVENTS, window_s=WINDOW_S,
+            window_events=WINDOW_EVENTS, window_s=WINDOW_S, shared_source=DOMAIN_SOURCE,
         ),
         ConsumerSpec(
             name=FEED_CONSUMER, handler=ChangeFeed, rebuild_when_empty=True, batch_size=feed.BATCH_SIZE,
-            window_events=feed.WINDOW_EVENTS, window_s=feed.WINDOW_S,
+            window_events=feed.WINDOW_EVENTS, window_s=feed.WINDOW_S, shared_source=DOMAIN_SOURCE,
         ),
     ],
     openapi_tags=[
