@@ -66,7 +66,7 @@ async def delivering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     looks: list[datetime] = []
     due_subscriptions = repository.due_subscriptions
 
-    async def counted(session: Any, now: datetime, *, limit: int) -> list[str]:
+    async def counted(session: Any, now: datetime, *, limit: int) -> tuple[list[str], datetime | None]:
         looks.append(now)
         return await due_subscriptions(session, now, limit=limit)
 

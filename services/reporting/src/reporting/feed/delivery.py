@@ -205,8 +205,7 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
     async def deliver_due(http: httpx.AsyncClient) -> float:
         """Deliver what is due; the seconds to sleep before looking again (unless woken)."""
         async with _reads(ctx) as conn:
-            due = await repository.due_subscriptions(conn, datetime.now(UTC), limit=100)
-            retry_at = None if due else await repository.next_attempt_at(conn)
+            due, retry_at = await repository.due_subscriptions(conn, datetime.now(UTC), limit=100)
         if due:
             done = await asyncio.gather(*(one(http, s) for s in due))
             if any(n >= BURST for n in done):

@@ -190,16 +190,24 @@ async def delete_subscription(session: AsyncSession, subscription_id: str) -> No
     await session.execute(webhook_subscription.delete().where(webhook_subscription.c.id == subscription_id))
 
 
-async def due_subscriptions(session: AsyncSession | AsyncConnection, now: datetime, *, limit: int) -> list[str]:
-    """The active subscriptions whose next attempt is due, oldest due first."""
-    c = webhook_subscription.c
-    rows = await session.execute(
-        sa.select(c.id)
-        .where(c.state == "active", sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now))
-        .order_by(c.next_attempt_at.nulls_first(), c.id)
-        .limit(limit)
-    )
-    return [r.id for r in rows]
+#: the active subscriptions, the earliest next attempt first (those without one first): the due ones lead
+_BY_NEXT_ATTEMPT = (
+    sa.select(webhook_subscription.c.id, webhook_subscription.c.next_attempt_at)
+    .where(webhook_subscription.c.state == "active")
+    .order_by(webhook_subscription.c.next_attempt_at.nulls_first(), webhook_subscription.c.id)
+    .limit(sa.bindparam("limit"))
+)
+
+
+async def due_subscriptions(
+    session: AsyncSession | AsyncConnection, now: datetime, *, limit: int
+) -> tuple[list[str], datetime | None]:
+    """The active subscriptions whose next attempt is due, oldest due first (``limit`` at most), and,
+    when none is, the earliest retry scheduled (None: none is waiting) — one query."""
+    rows = (await session.execute(_BY_NEXT_ATTEMPT, {"limit": limit})).all()
+    due = [r.id for r in rows if r.next_attempt_at is None or r.next_attempt_at <= now]
+    later = [r.next_attempt_at for r in rows if r.next_attempt_at is not None and r.next_attempt_at > now]
+    return due, later[0] if later and not due else None
 
 
 async def next_attempt_at(session: AsyncSession | AsyncConnection) -> datetime | None:
