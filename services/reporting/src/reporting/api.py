@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -140,16 +141,16 @@ async def _resolve(ctx: Any, scope: Scope, as_of: AsOf | None) -> tuple[bytes, s
         return await _as_of(session, scope, as_of)
 
 
-async def _applied(ctx: Any, event_id: str) -> bool:
+async def _applied_among(ctx: Any, event_ids: Sequence[str]) -> set[str]:
     async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        return await sources.is_applied(autocommit, event_id)
+        return await sources.applied_among(autocommit, event_ids)
 
 
 async def _await_event(ctx: Any, event_id: str, wait_s: float) -> None:
     """Return once the live figures include the event ``event_id``; a 504 problem past ``wait_s``."""
     try:
-        applied = await reads.freshness_of(ctx).wait_applied(event_id, wait_s, lambda e: _applied(ctx, e))
+        applied = await reads.freshness_of(ctx).wait_applied(event_id, wait_s, lambda ids: _applied_among(ctx, ids))
     except TooManyWaiting:
         raise Problem(
             503, f"{MAX_WAITERS} requests are waiting for events already: ask again shortly",

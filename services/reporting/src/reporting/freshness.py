@@ -9,13 +9,14 @@
   ``sources`` summary of every indicator response and of ``GET /v1/indicators/freshness`` without a
   query, and wakes the requests waiting for an event (``after=<event-id>``) when the commit that
   applied it is done. A request that starts waiting checks the history first (the event may be
-  applied already), and again every :data:`RECHECK_S` while it waits (what another process applied).
+  applied already); while requests wait, one task checks the history for all of their events every
+  :data:`RECHECK_S` (what another process applied): one query a second, whatever the number waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +36,7 @@ BY_OPERATOR = "funding-ledger"
 #: ``wait=`` of ``after=``: by default and at most, in seconds
 DEFAULT_WAIT_S = 5.0
 MAX_WAIT_S = 30.0
-#: how often a waiting request checks the history again, whatever it was told
+#: how often the history is checked again for the events requests are waiting for
 RECHECK_S = 1.0
 #: event ids a transaction notes for the waiters at most (beyond, every waiter checks the history)
 NOTED_IDS = 10_000
@@ -134,7 +135,8 @@ class _Waiter:
         self.applied = False
 
 
-IsApplied = Callable[[str], Awaitable[bool]]
+AppliedAmong = Callable[[Sequence[str]], Awaitable[Collection[str]]]
+"""Of these event ids, those the live generation has applied (a query of the history)."""
 
 
 class Freshness:
@@ -147,6 +149,8 @@ class Freshness:
         self._waiters: dict[str, list[_Waiter]] = {}
         self._count = 0
         self._encoded: bytes | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        self._applied_among: AppliedAmong | None = None
 
     @property
     def tallies(self) -> Mapping[SourceKey, Tally]:
@@ -184,7 +188,7 @@ class Freshness:
             self._encoded = b',"sources":' + orjson.dumps(summary(self._tallies)) + b"}"
         return body[:-1] + self._encoded
 
-    async def wait_applied(self, event_id: str, wait_s: float, is_applied: IsApplied) -> bool:
+    async def wait_applied(self, event_id: str, wait_s: float, applied_among: AppliedAmong) -> bool:
         """True once the live generation has applied ``event_id``; False when ``wait_s`` went by first."""
         if self.waiting >= MAX_WAITERS:
             raise TooManyWaiting
@@ -195,17 +199,18 @@ class Freshness:
         deadline = loop.time() + wait_s
         try:
             while True:
-                if waiter.applied or await is_applied(event_id):
+                if waiter.applied or event_id in await applied_among([event_id]):
                     return True
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
+                self._rechecking(applied_among)
                 waiter.woken.clear()
                 try:
-                    async with asyncio.timeout(min(remaining, RECHECK_S)):
+                    async with asyncio.timeout(remaining):
                         await waiter.woken.wait()
                 except TimeoutError:
-                    pass
+                    return waiter.applied
         finally:
             self._count -= 1
             waiters = self._waiters.get(event_id)
@@ -213,6 +218,28 @@ class Freshness:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[event_id]
+
+    def _rechecking(self, applied_among: AppliedAmong) -> None:
+        """The task that checks the history for every awaited event, while there are some."""
+        self._applied_among = applied_among
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(self._rechecks(), name="freshness-rechecks")
+
+    async def _rechecks(self) -> None:
+        """Every ``RECHECK_S`` while requests wait (it ends with the last of them)."""
+        while self._waiters:
+            await asyncio.sleep(RECHECK_S)
+            ids = list(self._waiters)
+            if not ids or self._applied_among is None:
+                continue
+            try:
+                found = await self._applied_among(ids)
+            except Exception:  # noqa: BLE001 - the waiters' own deadline still holds; checked again next time
+                continue
+            for event_id in found:
+                for waiter in self._waiters.get(event_id, ()):
+                    waiter.applied = True
+                    waiter.woken.set()
 
     @property
     def waiting(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -52,9 +53,9 @@ async def test_waiters_are_woken_by_the_commit_that_applied_their_event() -> Non
     fresh = Freshness(1, {})
     probes: list[str] = []
 
-    async def never(event_id: str) -> bool:
-        probes.append(event_id)
-        return False
+    async def never(event_ids: Sequence[str]) -> set[str]:
+        probes.extend(event_ids)
+        return set()
 
     waiting = asyncio.create_task(fresh.wait_applied("e-1", 10, never))
     other = asyncio.create_task(fresh.wait_applied("e-2", 0.2, never))
@@ -71,8 +72,8 @@ async def test_waiters_probe_again_when_the_commit_does_not_tell_which_events() 
     fresh = Freshness(1, {})
     applied: set[str] = set()
 
-    async def probe(event_id: str) -> bool:
-        return event_id in applied
+    async def probe(event_ids: Sequence[str]) -> set[str]:
+        return applied.intersection(event_ids)
 
     waiting = asyncio.create_task(fresh.wait_applied("e-1", 10, probe))
     while fresh.waiting < 1:
@@ -97,8 +98,8 @@ async def test_waiters_are_bounded_and_a_request_beyond_is_refused_at_once(monke
     monkeypatch.setattr(freshness, "MAX_WAITERS", 2)
     fresh = Freshness(1, {})
 
-    async def never(event_id: str) -> bool:
-        return False
+    async def never(event_ids: Sequence[str]) -> set[str]:
+        return set()
 
     first = asyncio.create_task(fresh.wait_applied("e-1", 10, never))
     second = asyncio.create_task(fresh.wait_applied("e-1", 10, never))
@@ -111,3 +112,26 @@ async def test_waiters_are_bounded_and_a_request_beyond_is_refused_at_once(monke
     assert await first is True and await second is True
     assert fresh.waiting == 0
     assert await fresh.wait_applied("e-2", 0, never) is False  # room again
+
+
+async def test_one_history_check_a_second_for_all_the_waiters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(freshness, "RECHECK_S", 0.05)
+    fresh = Freshness(1, {})
+    applied: set[str] = set()
+    checks: list[list[str]] = []
+
+    async def probe(event_ids: Sequence[str]) -> set[str]:
+        checks.append(sorted(event_ids))
+        return applied.intersection(event_ids)
+
+    waiters = [asyncio.create_task(fresh.wait_applied(f"e-{i}", 10, probe)) for i in range(20)]
+    while fresh.waiting < 20:
+        await asyncio.sleep(0)
+    assert all(len(c) == 1 for c in checks)  # each checked the history once, as it started waiting
+    applied.update(("e-3", "e-7"))  # applied by another process: no commit of this one tells
+    done, _ = await asyncio.wait(waiters, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert {t.result() for t in done} == {True}
+    assert [c for c in checks if len(c) > 1][0] == sorted(f"e-{i}" for i in range(20))  # all at once
+    fresh.committed(1, {}, [f"e-{i}" for i in range(20)])
+    assert await asyncio.gather(*waiters) == [True] * 20
+    assert len(checks) < 20 + 5  # not one check per waiter and per recheck

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,14 +63,21 @@ def statement_part(generation: int, sources: Mapping[SourceKey, Tally], add: Any
     )
 
 
-def _applied(event_id: str) -> sa.Select[Any]:
-    found = [
-        sa.exists().where(history.c.event_id == event_id, history.c.generation == _LIVE)
+def _applied_among() -> sa.CompoundSelect:
+    ids = sa.bindparam("event_ids", expanding=True)
+    return sa.union_all(*(
+        sa.select(history.c.event_id).where(history.c.event_id.in_(ids), history.c.generation == _LIVE)
         for _, history in (ENTITY_TABLES[e] for e in ENTITIES)
-    ]
-    return sa.select(sa.or_(*found))
+    ))
 
 
-async def is_applied(connection: AsyncSession | AsyncConnection, event_id: str) -> bool:
-    """Whether the live generation has applied the event (one probe of each history's event id index)."""
-    return bool((await connection.execute(_applied(event_id))).scalar())
+#: built once: its compiled form is cached by SQLAlchemy (a statement built per call is keyed again each time)
+_APPLIED_AMONG = _applied_among()
+
+
+async def applied_among(connection: AsyncSession | AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    """Of these events, those the live generation has applied (probes of each history's event id index)."""
+    if not event_ids:
+        return set()
+    return set((await connection.execute(_APPLIED_AMONG, {"event_ids": list(event_ids)})).scalars())
+
