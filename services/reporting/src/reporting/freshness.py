@@ -9,7 +9,7 @@
   ``sources`` summary of every indicator response and of ``GET /v1/indicators/freshness`` without a
   query, and wakes the requests waiting for an event (``after=<event-id>``) when the commit that
   applied it is done. A request that starts waiting checks the history first (the event may be
-  applied already); while requests wait, one task checks the history for all of their events every
+  applied already) — the requests that start while such a check is under way share the next one —; while requests wait, one task checks the history for all of their events every
   :data:`RECHECK_S` (what another process applied): one query a second, whatever the number waiting.
 """
 
@@ -151,6 +151,10 @@ class Freshness:
         self._encoded: bytes | None = None
         self._recheck: asyncio.Task[None] | None = None
         self._applied_among: AppliedAmong | None = None
+        #: the first checks: the ids asked for while one is under way, the answer they will share
+        self._asked: set[str] = set()
+        self._answer: asyncio.Future[Collection[str]] | None = None
+        self._asking: asyncio.Task[None] | None = None
 
     @property
     def tallies(self) -> Mapping[SourceKey, Tally]:
@@ -199,13 +203,13 @@ class Freshness:
         deadline = loop.time() + wait_s
         try:
             while True:
-                if waiter.applied or event_id in await applied_among([event_id]):
+                waiter.woken.clear()  # a commit during the check below wakes the wait after it at once
+                if waiter.applied or await self._applied_now(event_id, applied_among) or waiter.applied:
                     return True
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
                 self._rechecking(applied_among)
-                waiter.woken.clear()
                 try:
                     async with asyncio.timeout(remaining):
                         await waiter.woken.wait()
@@ -218,6 +222,27 @@ class Freshness:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[event_id]
+
+    async def _applied_now(self, event_id: str, applied_among: AppliedAmong) -> bool:
+        """Whether the history has the event: one query at a time, for every id asked meanwhile."""
+        if self._answer is None:
+            self._answer = asyncio.get_running_loop().create_future()
+        answer = self._answer
+        self._asked.add(event_id)
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.create_task(self._ask(applied_among), name="freshness-checks")
+        return event_id in await asyncio.shield(answer)  # a request that goes away leaves the others their answer
+
+    async def _ask(self, applied_among: AppliedAmong) -> None:
+        while self._asked:
+            ids, answer = sorted(self._asked), self._answer
+            assert answer is not None
+            self._asked, self._answer = set(), None
+            try:
+                answer.set_result(await applied_among(ids))
+            except Exception as exc:  # noqa: BLE001 - each request asking gets the failure
+                answer.set_exception(exc)
+                answer.exception()  # retrieved: nobody may be waiting any more
 
     def _rechecking(self, applied_among: AppliedAmong) -> None:
         """The task that checks the history for every awaited event, while there are some."""

@@ -135,3 +135,25 @@ async def test_one_history_check_a_second_for_all_the_waiters(monkeypatch: pytes
     fresh.committed(1, {}, [f"e-{i}" for i in range(20)])
     assert await asyncio.gather(*waiters) == [True] * 20
     assert len(checks) < 20 + 5  # not one check per waiter and per recheck
+
+
+async def test_the_first_checks_asked_while_one_is_under_way_share_the_next_one() -> None:
+    fresh = Freshness(1, {})
+    checks: list[list[str]] = []
+
+    async def slow(event_ids: Sequence[str]) -> set[str]:
+        checks.append(list(event_ids))
+        await asyncio.sleep(0.05)
+        return {"e-9"} & set(event_ids)
+
+    waiters = [asyncio.create_task(fresh.wait_applied(f"e-{i}", 0.2, slow)) for i in range(10)]
+    assert await asyncio.gather(*waiters) == [i == 9 for i in range(10)]
+    assert len(checks) < 10 and sorted(i for c in checks for i in c) == sorted(f"e-{i}" for i in range(10))
+    assert len(checks) <= 2  # the first one's, then all the others at once
+
+    async def broken(event_ids: Sequence[str]) -> set[str]:
+        raise OSError("the database went away")
+
+    with pytest.raises(OSError):
+        await fresh.wait_applied("e-1", 1, broken)
+    assert fresh.waiting == 0
