@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from ti_shared.logging import get_logger
 
 from reporting.domain import Entity, Stamp
+
+log = get_logger(__name__)
 
 #: the service that owns each entity's topic (CONTRACT §1)
 SERVICE_OF_ENTITY: dict[Entity, str] = {
@@ -259,7 +262,8 @@ class Freshness:
                 continue
             try:
                 found = await self._applied_among(ids)
-            except Exception:  # noqa: BLE001 - the waiters' own deadline still holds; checked again next time
+            except Exception as exc:  # noqa: BLE001 - the waiters' own deadline still holds; checked again next time
+                log.warning("freshness: the history check failed, trying again", error=repr(exc))
                 continue
             for event_id in found:
                 for waiter in self._waiters.get(event_id, ()):

@@ -131,7 +131,7 @@ async def test_one_history_check_a_second_for_all_the_waiters(monkeypatch: pytes
     applied.update(("e-3", "e-7"))  # applied by another process: no commit of this one tells
     done, _ = await asyncio.wait(waiters, timeout=5, return_when=asyncio.FIRST_COMPLETED)
     assert {t.result() for t in done} == {True}
-    assert [c for c in checks if len(c) > 1][0] == sorted(f"e-{i}" for i in range(20))  # all at once
+    assert next(c for c in checks if len(c) > 1) == sorted(f"e-{i}" for i in range(20))  # all at once
     fresh.committed(1, {}, [f"e-{i}" for i in range(20)])
     assert await asyncio.gather(*waiters) == [True] * 20
     assert len(checks) < 20 + 5  # not one check per waiter and per recheck

@@ -63,8 +63,8 @@ def statement_part(generation: int, sources: Mapping[SourceKey, Tally], add: Any
     )
 
 
-def _applied_among() -> sa.CompoundSelect:
-    ids = sa.bindparam("event_ids", expanding=True)
+def _applied_among() -> sa.CompoundSelect[Any]:
+    ids: sa.BindParameter[list[str]] = sa.bindparam("event_ids", expanding=True)
     return sa.union_all(*(
         sa.select(history.c.event_id).where(history.c.event_id.in_(ids), history.c.generation == _LIVE)
         for _, history in (ENTITY_TABLES[e] for e in ENTITIES)
@@ -79,5 +79,5 @@ async def applied_among(connection: AsyncSession | AsyncConnection, event_ids: S
     """Of these events, those the live generation has applied (probes of each history's event id index)."""
     if not event_ids:
         return set()
-    return set((await connection.execute(_APPLIED_AMONG, {"event_ids": list(event_ids)})).scalars())
+    return {str(e) for e in (await connection.execute(_APPLIED_AMONG, {"event_ids": list(event_ids)})).scalars()}
 
