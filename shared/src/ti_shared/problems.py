@@ -161,16 +161,36 @@ def clean_pydantic_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return cleaned
 
 
+# SQLSTATEs meaning the server cannot serve now: class 08 (connection exception), the server shutting
+# down or starting (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), too many
+# connections (53300)
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
-    """True for errors meaning the database cannot be reached now (retry later), not a bad request."""
+    """True for errors meaning the database cannot be reached now (retry later), not a bad request.
+
+    Both SQLAlchemy's wrapped errors and the driver's own (a statement run straight on the asyncpg
+    connection raises asyncpg's errors unwrapped, e.g. ``InterfaceError("connection is closed")`` once
+    PostgreSQL has stopped).
+    """
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES):
+        return True
     name = type(exc).__name__
     if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}:
+        return True
+    # asyncpg's protocol left in a broken state by the server's goodbye arriving while the connection was
+    # idle in a transaction ("cannot switch to state …; another operation … is in progress")
+    if name == "InternalClientError":
+        return True
+    if name == "InterfaceError" and "closed" in str(exc):  # asyncpg: "connection is closed"
         return True
     # a DBAPIError wraps the driver's error (e.g. asyncpg's CannotConnectNowError while PostgreSQL shuts down)
     inner = getattr(exc, "orig", None) or exc.__cause__
