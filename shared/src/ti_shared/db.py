@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 #: BIGINT on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite
 BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -197,6 +197,13 @@ class Database:
         async with self._reader() as session:
             yield session
 
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[AsyncConnection]:
+        """A reader connection outside any transaction (autocommit): each statement sees what has
+        committed, with no ``BEGIN`` and ``ROLLBACK`` around it — for reads of one statement each."""
+        async with self.read_engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
     async def ping(self) -> None:
         async with self.read_engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -218,7 +225,9 @@ def upsert(session_dialect: str, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
-def dialect_of(session: AsyncSession) -> str:
+def dialect_of(session: AsyncSession | AsyncConnection) -> str:
+    if isinstance(session, AsyncConnection):
+        return session.dialect.name
     return session.get_bind().dialect.name
 
 

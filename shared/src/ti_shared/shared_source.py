@@ -8,6 +8,7 @@ source underneath reads from the lowest position of the views: a view that start
 it makes it read again from there (the other views drop what they were handed already). A fetch by
 a view with nothing left to read fetches for every view; a view holding ``hold`` messages not read
 yet makes the others' fetches wait for it (a bound on the memory, whatever the consumers' speeds).
+The views are handed the same message and envelope objects: their consumers read them, never change them.
 """
 
 from __future__ import annotations

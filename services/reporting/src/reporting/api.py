@@ -142,9 +142,8 @@ async def _resolve(ctx: Any, scope: Scope, as_of: AsOf | None) -> tuple[bytes, s
 
 
 async def _applied_among(ctx: Any, event_ids: Sequence[str]) -> set[str]:
-    async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        return await sources.applied_among(autocommit, event_ids)
+    async with ctx.db.reads() as connection:  # one statement: no transaction needed
+        return await sources.applied_among(connection, event_ids)
 
 
 async def _await_event(ctx: Any, event_id: str, wait_s: float) -> None:

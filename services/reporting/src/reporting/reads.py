@@ -193,9 +193,8 @@ async def current(ctx: ServiceContext, scope: str) -> Entry | None:
     cache.validate_soon()
 
     async def load() -> Entry | None:
-        async with ctx.db.read_engine.connect() as connection:  # one statement: no transaction needed
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            stored = await figures.read_document(autocommit, scope)
+        async with ctx.db.reads() as connection:  # one statement: no transaction needed
+            stored = await figures.read_document(connection, scope)
         if stored is None:
             return None
         return etag_of(stored.generation, stored.digest), body_of(scope, stored.computed_at, stored.document)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from reporting.main import create_app
+from reporting.repository import sources
 from ti_shared.streams import entity_of, generate_stream
 from ti_shared.testing import (
     bearer,
@@ -53,6 +54,18 @@ def expected_sources(events: list[dict[str, Any]]) -> dict[tuple[str, str], tupl
         stamp = (datetime.fromisoformat(e["time"].replace("Z", "+00:00")), e["id"])
         latest[key] = max(latest.get(key, stamp), stamp)
     return {key: (n, latest[key][1]) for key, n in counts.items()}
+
+
+def applied_ids(events: list[dict[str, Any]]) -> set[str]:
+    """The ids of the events a clean pass applies (a duplicate or a stale version is not applied)."""
+    seen: dict[tuple[str, str], int] = {}
+    out: set[str] = set()
+    for e in events:
+        key = (entity_of(e), e["subject"])
+        if e["entityversion"] > seen.get(key, 0):
+            seen[key] = e["entityversion"]
+            out.add(e["id"])
+    return out
 
 
 def tallies_of(sources: dict[str, Any]) -> dict[tuple[str, str], tuple[int, str]]:
@@ -99,6 +112,12 @@ async def test_freshness_sources_and_after_follow_the_applied_events() -> None:
         fresh = (await client.get("/v1/indicators/freshness")).json()
         assert tallies_of(fresh["sources"]) == expected_sources(events)
         assert fresh["consumer_lag"] == 0
+        # after='s check of the history, for many events at once (one array parameter on PostgreSQL)
+        asked = [e["id"] for e in events] + ["no-such-event"]
+        async with _app.state.ctx.db.reads() as connection:
+            found = await sources.applied_among(connection, asked)
+            assert await sources.applied_among(connection, asked[:1]) == {asked[0]} & found
+        assert found == applied_ids(events) and len(found) < len(set(asked))
         assert len(fresh["sources"]["funding-ledger"]["operators"]) >= 2  # per operator
         ledger = fresh["sources"]["funding-ledger"]
         assert ledger["events_applied"] == sum(o["events_applied"] for o in ledger["operators"].values())

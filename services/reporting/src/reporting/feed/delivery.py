@@ -17,14 +17,12 @@ import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 from ti_shared.app import ServiceContext
 from ti_shared.logging import get_logger
 
@@ -183,17 +181,6 @@ async def deliver_subscription(ctx: ServiceContext, http: httpx.AsyncClient, sub
     return delivered
 
 
-@contextlib.asynccontextmanager
-async def _reads(ctx: ServiceContext) -> AsyncIterator[AsyncConnection]:
-    """A connection for the loop's reads, on PostgreSQL outside any transaction (each read sees what
-    has committed; no ``BEGIN`` and ``ROLLBACK`` around them: the loop looks after every commit of
-    the feed)."""
-    async with ctx.db.read_engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
 async def deliver_webhooks(ctx: ServiceContext) -> None:
     """The delivery loop of a running reporting service (``ServiceSpec.background``)."""
     limit = asyncio.Semaphore(PARALLEL)
@@ -204,13 +191,13 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
 
     async def deliver_due(http: httpx.AsyncClient) -> float:
         """Deliver what is due; the seconds to sleep before looking again (unless woken)."""
-        async with _reads(ctx) as conn:
+        async with ctx.db.reads() as conn:  # each look sees what has committed, no BEGIN/ROLLBACK
             due, retry_at = await repository.due_subscriptions(conn, datetime.now(UTC), limit=100)
         if due:
             done = await asyncio.gather(*(one(http, s) for s in due))
             if any(n >= BURST for n in done):
                 return 0.0
-            async with _reads(ctx) as conn:
+            async with ctx.db.reads() as conn:  # each look sees what has committed, no BEGIN/ROLLBACK
                 retry_at = await repository.next_attempt_at(conn)
         if retry_at is None:
             return FALLBACK_POLL_S

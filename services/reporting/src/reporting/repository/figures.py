@@ -167,7 +167,6 @@ async def read_document(connection: AsyncSession | AsyncConnection, scope: str) 
 async def read_live_mark(db: Database) -> tuple[int, datetime | None]:
     """The live generation and the latest ``computed_at`` of its documents (one statement)."""
     latest = sa.select(sa.func.max(indicator_scope.c.computed_at)).where(indicator_scope.c.generation == _LIVE)
-    async with db.read_engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        row = (await autocommit.execute(sa.select(_LIVE.label("generation"), latest.scalar_subquery().label("at")))).one()
+    async with db.reads() as connection:
+        row = (await connection.execute(sa.select(_LIVE.label("generation"), latest.scalar_subquery().label("at")))).one()
     return int(row.generation), _aware(row.at) if row.at is not None else None

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from ti_shared.db import dialect_of, upsert
 
@@ -63,21 +64,27 @@ def statement_part(generation: int, sources: Mapping[SourceKey, Tally], add: Any
     )
 
 
-def _applied_among() -> sa.CompoundSelect[Any]:
-    ids: sa.BindParameter[list[str]] = sa.bindparam("event_ids", expanding=True)
+def _applied_among(dialect: str) -> sa.CompoundSelect[Any]:
+    """On PostgreSQL ``event_id = ANY($1)``: one array parameter, one prepared statement whatever the
+    number of ids (as ``ti_shared.db.in_values``); elsewhere an ``IN`` list."""
+    def among(column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+        if dialect == "postgresql":
+            return column == sa.any_(sa.bindparam("event_ids", type_=postgresql.ARRAY(sa.Text())))
+        return column.in_(sa.bindparam("event_ids", expanding=True))
+
     return sa.union_all(*(
-        sa.select(history.c.event_id).where(history.c.event_id.in_(ids), history.c.generation == _LIVE)
+        sa.select(history.c.event_id).where(among(history.c.event_id), history.c.generation == _LIVE)
         for _, history in (ENTITY_TABLES[e] for e in ENTITIES)
     ))
 
 
-#: built once: its compiled form is cached by SQLAlchemy (a statement built per call is keyed again each time)
-_APPLIED_AMONG = _applied_among()
+#: built once per dialect: its compiled form is cached by SQLAlchemy (a statement built per call is keyed again each time)
+_APPLIED_AMONG = {dialect: _applied_among(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 async def applied_among(connection: AsyncSession | AsyncConnection, event_ids: Sequence[str]) -> set[str]:
     """Of these events, those the live generation has applied (probes of each history's event id index)."""
     if not event_ids:
         return set()
-    return {str(e) for e in (await connection.execute(_APPLIED_AMONG, {"event_ids": list(event_ids)})).scalars()}
+    return {str(e) for e in (await connection.execute(_APPLIED_AMONG[dialect_of(connection)], {"event_ids": list(event_ids)})).scalars()}
 
