@@ -117,18 +117,29 @@ def _action(row: ActionRow, regions: Regions) -> Contribution:
     return Contribution(counters, [], [])
 
 
+@functools.lru_cache(maxsize=16_384)
+def _placed(region: str | None, territory: str, known: bool) -> tuple[str, ...]:
+    """:func:`placement` of an action (``known``: its territory is), one tuple per place."""
+    return placement(region, territory, {territory: ""} if known else {})
+
+
 @functools.lru_cache(maxsize=65_536)
-def _action_keys(
-    region: str | None, territory: str, known: bool, axis: str, status: str, themes: tuple[str, ...]
-) -> tuple[CounterKey, ...]:
-    """The counters an action adds 1 to (what :func:`_action` lists), for each kind of action: its
-    placement (``known``: its territory is), axis, status and themes."""
-    placed = placement(region, territory, {territory: ""} if known else {})
-    names = ("actions.count", "actions.by_axis." + axis, "actions.by_status." + status, *("actions.by_theme." + t for t in themes))
-    keys = [(scope, name) for scope in placed for name in names]
+def _action_keys(region: str | None, territory: str, known: bool, axis: str, status: str) -> tuple[CounterKey, ...]:
+    """The counters an action adds 1 to (what :func:`_action` lists) but its themes', for each place
+    (``known``: its territory is), axis and status: a few thousand kinds, whatever the themes."""
+    names = ("actions.count", "actions.by_axis." + axis, "actions.by_status." + status)
+    keys = [(scope, name) for scope in _placed(region, territory, known) for name in names]
     if region is not None:
         keys.append((NATIONAL, f"actions.by_region_status.{region}.{status}"))
     return tuple(keys)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _theme_keys(region: str | None, territory: str, known: bool, theme: str) -> tuple[CounterKey, ...]:
+    """The counters an action of one theme adds 1 to for that theme, for each place (cached apart from
+    :func:`_action_keys`: keyed by the whole set of themes, the kinds of action outnumber any cache)."""
+    name = "actions.by_theme." + theme
+    return tuple((scope, name) for scope in _placed(region, territory, known))
 
 
 def _grant(row: GrantRow, regions: Regions) -> Contribution:
@@ -203,9 +214,13 @@ class Deltas:
             if not row.deleted:
                 territory = row.territory_id
                 region = regions.get(territory)
+                known = territory in regions
                 c = self.counters
-                for counter in _action_keys(region, territory, territory in regions, row.axis, row.status, row.themes):
+                for counter in _action_keys(region, territory, known, row.axis, row.status):
                     c[counter] += sign
+                for theme in row.themes:
+                    for counter in _theme_keys(region, territory, known, theme):
+                        c[counter] += sign
             return
         counters, refs, areas = contribution(row, regions)
         c, r, a = self.counters, self.refs, self.areas

@@ -9,13 +9,15 @@ from typing import Any
 
 from reporting.catalogue import CODES
 from reporting.decoding import decode
-from reporting.domain import NATIONAL, Entity, Row, TerritoryRow, entity_of
+from reporting.domain import NATIONAL, ActionRow, Entity, Row, TerritoryRow, entity_of
 from reporting.engine import (
     INDICATORS,
     MEDIAN_NAME,
     Aggregates,
+    Deltas,
     aggregate,
     assemble,
+    contribution,
     deltas_of,
     empty_document,
     explain,
@@ -26,6 +28,7 @@ from reporting.engine import (
 )
 from ti_shared.geo import REGIONS
 from ti_shared.streams import final_states, generate_stream
+from ti_shared.vocabulary import ACTION_STATUSES, AXES, THEMES
 
 EV = "fr.anct.ti.{}.v1"
 
@@ -181,6 +184,27 @@ def test_placement_rules_of_grants_sites_and_actions() -> None:
     assert docs["national"]["grants.by_programme"]["fonds_vert_ti_te"]["value_chain_share"]["autre"] == 0.0
     assert "actions.by_region_status" in docs["national"] and "actions.by_region_status" not in docs["region:84"]
     assert list(docs["national"]) == list(CODES)
+
+
+def test_the_counters_an_action_adds_from_cached_keys_are_those_its_contribution_lists() -> None:
+    rnd = random.Random(15)
+    regions = {f"ti-{i:04d}": rnd.choice(list(REGIONS)) for i in range(12)}
+    territories = [*regions, "ti-9998", "ti-9999"]  # two unknown territories: national only
+    for _ in range(3000):
+        row = ActionRow(
+            id=f"A{rnd.randrange(10**6)}", version=1, territory_id=rnd.choice(territories), axis=rnd.choice(AXES),
+            status=rnd.choice(ACTION_STATUSES), themes=tuple(rnd.sample(THEMES, rnd.randrange(len(THEMES) + 1))),
+            deleted=rnd.random() < 0.1,
+        )
+        sign = rnd.choice((1, -1))
+        expected: dict[tuple[str, str], int] = {}
+        for scope, name, value in contribution(row, regions).counters:
+            expected[(scope, name)] = expected.get((scope, name), 0) + sign * value
+        deltas = Deltas()
+        deltas.add(row, regions, sign)
+        deltas.add(row, regions, sign)  # from the caches this time
+        assert dict(deltas.counters) == {k: 2 * v for k, v in expected.items()}, row
+        assert not row.deleted or not deltas.counters
 
 
 def test_an_empty_scope_lists_every_breakdown_key_with_zeros() -> None:
