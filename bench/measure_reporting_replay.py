@@ -4,12 +4,20 @@ endpoint served the same way.
 
     source var/local.env && .venv/bin/python bench/measure_reporting_replay.py [--events 100000]
         [--actions 36000 --grants 3000 --sites 2000] [--reads 2000 --concurrency 32 --scope region:84]
+        [--baseline DIR [--rounds 2]] [--trace-memory FRAMES]
 
 The parent generates the stream (≈100,000 events with the defaults; ``--events N`` scales the
 programme to about N events), publishes it to fresh topics and creates a fresh PostgreSQL database;
 a child process runs the reporting service, which replays everything from offset 0. The child
 reports the events applied per second and its peak RSS, then serves the app with uvicorn on loopback
 and a separate load process measures requests/s and latency percentiles (``--reads 0`` skips it).
+
+``--baseline DIR``: the same replay of the same topics first with the services' code of another
+checkout (``git archive main | tar -x -C DIR`` will do: its ``shared/src`` and ``services/*/src`` put
+first on the child's ``PYTHONPATH``), then with this one, each into a fresh database, ``--rounds``
+times alternately; a last line gives this code's figures over the baseline's. ``--trace-memory
+FRAMES``: the child traces its allocations (``tracemalloc``, that many frames, several times slower)
+and prints, at the largest traced size seen during the replay, the lines and tracebacks holding most.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
-import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 DEFAULT_EVENTS = 100_414  # what the default programme size generates
@@ -167,18 +176,58 @@ def _peak_rss_mib() -> int:
     return -1
 
 
-async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str) -> None:
+class _MemoryTracer:
+    """Samples the traced size every second; keeps a snapshot each time it grows past the last one's by 5 %."""
+
+    def __init__(self, frames: int) -> None:
+        import tracemalloc
+
+        self.tracemalloc = tracemalloc
+        tracemalloc.start(frames)
+        self.snapshot: Any = None
+        self.snapshot_size = 0
+        self.task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            size = self.tracemalloc.get_traced_memory()[0]
+            if size > self.snapshot_size * 1.05:
+                self.snapshot, self.snapshot_size = self.tracemalloc.take_snapshot(), size
+
+    def report(self) -> dict[str, Any]:
+        self.task.cancel()
+        current, peak = self.tracemalloc.get_traced_memory()
+        snapshot = self.snapshot or self.tracemalloc.take_snapshot()
+        snapshot = snapshot.filter_traces([self.tracemalloc.Filter(False, self.tracemalloc.__file__)])
+        mib = 1024 * 1024
+        print(f"[trace] traced now {current / mib:.1f} MiB, peak {peak / mib:.1f} MiB; "
+              f"snapshot at {self.snapshot_size / mib:.1f} MiB:", file=sys.stderr)
+        for stat in snapshot.statistics("lineno")[:25]:
+            frame = stat.traceback[0]
+            print(f"[trace] {stat.size / mib:8.1f} MiB {stat.count:9d} blocks  {frame.filename}:{frame.lineno}", file=sys.stderr)
+        for stat in snapshot.statistics("traceback")[:8]:
+            print(f"[trace] {stat.size / mib:8.1f} MiB {stat.count:9d} blocks", file=sys.stderr)
+            for line in stat.traceback.format(limit=8, most_recent_first=True):
+                print(f"[trace]     {line}", file=sys.stderr)
+        return {"traced_peak_mib": round(peak / mib, 1), "traced_at_snapshot_mib": round(self.snapshot_size / mib, 1)}
+
+
+async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str, frames: int) -> None:
+    import reporting
     from reporting.main import create_app
     from ti_shared.testing import platform_settings, running, service_settings
 
     platform = platform_settings(topic_prefix=prefix)
     app = create_app(service_settings("reporting", url, platform))
     async with running(app) as client:
+        tracer = _MemoryTracer(frames) if frames else None
         consumer = app.state.ctx.consumer("reporting")
         started = time.perf_counter()
         while consumer.applied_count + consumer.skipped_count < expected or await consumer.lag() > 0:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        traced = tracer.report() if tracer is not None else {}
         national = (await client.get("/v1/indicators", params={"scope": "national"})).json()["indicators"]
         result: dict[str, Any] = {
             "events": expected,
@@ -187,47 +236,74 @@ async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: 
             "events_per_s": round(consumer.applied_count / elapsed),
             "peak_rss_mib": _peak_rss_mib(),
             "actions_count": national["actions.count"],
+            "reporting_code": str(Path(reporting.__file__).parent),
+            **traced,
         }
         if reads > 0:
             result |= await _read_path(app, scope, reads, concurrency)
     print(json.dumps(result))
 
 
+def _pythonpath(tree: Path) -> str:
+    paths = [tree / "shared" / "src", *sorted((tree / "services").glob("*/src"))]
+    return os.pathsep.join(str(p) for p in [*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+async def _replay(args: argparse.Namespace, prefix: str, count: int, tree: Path | None) -> dict[str, Any]:
+    """One replay of the topics by a child process (with another checkout's code if ``tree``), into a fresh database."""
+    from ti_shared.testing import create_database, drop_database
+
+    url = await create_database("bench_reporting")
+    env = {**os.environ, "PYTHONPATH": _pythonpath(tree)} if tree is not None else None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--child", url, prefix, str(count), "--reads", str(args.reads),
+            "--concurrency", str(args.concurrency), "--scope", args.scope, "--trace-memory", str(args.trace_memory),
+            stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"the replay child failed ({proc.returncode})")
+        result: dict[str, Any] = {"code": str(tree) if tree is not None else "this", **json.loads(out.splitlines()[-1])}
+        print(json.dumps(result), flush=True)
+        return result
+    finally:
+        await drop_database(url)
+
+
 async def _parent(args: argparse.Namespace) -> int:
     from ti_shared.streams import generate_stream
-    from ti_shared.testing import (
-        create_database,
-        create_topics,
-        drop_database,
-        new_topic_prefix,
-        platform_settings,
-        publish_events,
-    )
+    from ti_shared.testing import create_topics, new_topic_prefix, platform_settings, publish_events
 
     if args.events is not None:
         factor = args.events / DEFAULT_EVENTS
         args.actions, args.grants, args.sites = (max(1, round(n * factor)) for n in (36000, 3000, 2000))
     events = generate_stream(2024, territories=183, actions=args.actions, grants=args.grants, sites=args.sites)
     print(f"generated {len(events)} events", file=sys.stderr)
-    url = await create_database("bench_reporting")
     prefix = new_topic_prefix()
     await create_topics(prefix)
     platform = platform_settings(topic_prefix=prefix)
-    try:
-        for i in range(0, len(events), 20000):
-            await publish_events(platform, events[i : i + 20000])
-        count = len(events)
-        del events
-        print(json.dumps(await _bare(prefix, count)), file=sys.stderr)
-        print("published; replaying in a child process", file=sys.stderr)
-        proc = subprocess.run(  # noqa: ASYNC221 - the parent only waits
-            [sys.executable, __file__, "--child", url, prefix, str(count), "--reads", str(args.reads),
-             "--concurrency", str(args.concurrency), "--scope", args.scope],
-            check=False,
-        )
-        return proc.returncode
-    finally:
-        await drop_database(url)
+    for i in range(0, len(events), 20000):
+        await publish_events(platform, events[i : i + 20000])
+    count = len(events)
+    del events
+    print(json.dumps(await _bare(prefix, count)), file=sys.stderr)
+    print("published; replaying in a child process", file=sys.stderr)
+    trees: list[Path | None] = [args.baseline.resolve(), None] if args.baseline is not None else [None]
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
+    for _ in range(args.rounds if args.baseline is not None else 1):
+        for tree in trees:
+            runs["this" if tree is None else "baseline"].append(await _replay(args, prefix, count, tree))
+    if runs["baseline"]:
+        def best(label: str, key: str, pick: Any) -> Any:
+            return pick(r[key] for r in runs[label])
+
+        print(json.dumps({
+            "rss_this_over_baseline": round(best("this", "peak_rss_mib", min) / best("baseline", "peak_rss_mib", min), 3),
+            "events_per_s_this_over_baseline": round(
+                best("this", "events_per_s", max) / best("baseline", "events_per_s", max), 3),
+        }))
+    return 0
 
 
 def main() -> None:
@@ -241,13 +317,17 @@ def main() -> None:
     parser.add_argument("--scope", default="region:84")
     parser.add_argument("--child", nargs=3, metavar=("URL", "PREFIX", "EXPECTED"))
     parser.add_argument("--load", nargs=3, metavar=("URL", "REQUESTS", "CONCURRENCY"))
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout, replayed first")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: baseline, this, so many times")
+    parser.add_argument("--trace-memory", type=int, default=0, metavar="FRAMES",
+                        help="trace the child's allocations with so many frames (0: not)")
     args = parser.parse_args()
     if args.load:
         asyncio.run(_load(args.load[0], int(args.load[1]), int(args.load[2])))
         return
     if args.child:
         url, prefix, expected = args.child
-        asyncio.run(_child(url, prefix, int(expected), args.reads, args.concurrency, args.scope))
+        asyncio.run(_child(url, prefix, int(expected), args.reads, args.concurrency, args.scope, args.trace_memory))
         return
     raise SystemExit(asyncio.run(_parent(args)))
 
