@@ -131,3 +131,22 @@ async def test_the_idle_loop_does_not_look_at_the_database_every_second(tmp_path
         await asyncio.sleep(2.0)  # an active subscription with nothing to deliver: the loop sleeps
         assert len(looks) == before, looks
         assert rec.ids == []
+
+
+async def test_without_a_subscription_the_feed_commits_leave_the_loop_asleep_until_one_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with receiver() as rec, delivering(tmp_path, monkeypatch) as (ctx, consumer, looks):
+        for _ in range(2):  # changes committed while no subscription exists: nothing to look for
+            assert await consumer.run_once(0) == 1
+        await asyncio.sleep(0.5)
+        assert len(looks) == 1, looks
+        await subscribe(ctx, rec.url)
+
+        async def received(n: int) -> bool:
+            return len(rec.ids) == n
+
+        await wait_until(partial(received, 2), timeout_s=20)  # the creation woke it: the two changes
+        assert await consumer.run_once(0) == 1  # from here on, each commit of the feed wakes it
+        await wait_until(partial(received, 3), timeout_s=20)
+        assert rec.ids == [e["id"] for e in EVENTS[:3]]

@@ -6,9 +6,10 @@ At least once: the position moves only after a 2xx, so a change whose answer was
 (with the same ``webhook-id``, the change's event id: receivers deduplicate on it). One subscription
 is delivered by one process at a time (its row is locked, ``SKIP LOCKED`` on PostgreSQL).
 
-The loop does not poll: it is woken when this process's change feed commits new changes or a
-subscription is created, resumed or replayed here (:data:`SUBSCRIPTIONS`), sleeps otherwise until the
-earliest retry is due, and looks anyway every :data:`FALLBACK_POLL_S` (what another process changed)."""
+The loop does not poll: it is woken when this process's change feed commits new changes (only while a
+subscription is active: with none, the feed's commits leave it asleep) or a subscription is created,
+resumed or replayed here (:data:`SUBSCRIPTIONS`), sleeps otherwise until the earliest retry is due, and
+looks anyway every :data:`FALLBACK_POLL_S` (what another process changed)."""
 
 from __future__ import annotations
 
@@ -189,34 +190,51 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
         async with limit:
             return await deliver_subscription(ctx, http, subscription_id)
 
-    async def deliver_due(http: httpx.AsyncClient) -> float:
-        """Deliver what is due; the seconds to sleep before looking again (unless woken)."""
+    async def deliver_due(http: httpx.AsyncClient) -> tuple[float, bool]:
+        """Deliver what is due; the seconds to sleep before looking again (unless woken), and whether a
+        subscription is active."""
         async with ctx.db.reads() as conn:  # each look sees what has committed, no BEGIN/ROLLBACK
             due, retry_at = await repository.due_subscriptions(conn, datetime.now(UTC), limit=100)
+        active = bool(due) or retry_at is not None
         if due:
             done = await asyncio.gather(*(one(http, s) for s in due))
             if any(n >= BURST for n in done):
-                return 0.0
+                return 0.0, True
             async with ctx.db.reads() as conn:  # each look sees what has committed, no BEGIN/ROLLBACK
                 retry_at = await repository.next_attempt_at(conn)
         if retry_at is None:
-            return FALLBACK_POLL_S
+            return FALLBACK_POLL_S, active
         wait_s = (retry_at - datetime.now(UTC)).total_seconds()
-        return min(wait_s if wait_s > 0 else BUSY_ELSEWHERE_S, FALLBACK_POLL_S)
+        return min(wait_s if wait_s > 0 else BUSY_ELSEWHERE_S, FALLBACK_POLL_S), active
+
+    async def look(http: httpx.AsyncClient) -> tuple[float, bool]:
+        try:
+            return await deliver_due(http)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loop never dies: it logs and goes on
+            log.warning("webhook deliveries failed, retrying", error=repr(exc))
+            return 1.0, True
+
+    async def rest(pause: float) -> None:
+        if pause > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await wake.wait()
 
     wake = asyncio.Event()
+    #: the last look found an active subscription (until a look finds none, the feed's commits wake the loop)
+    active = True
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as http:
-        with NOTIFIER.listening(wake), SUBSCRIPTIONS.listening(wake):
+        with SUBSCRIPTIONS.listening(wake):
             while True:
-                wake.clear()  # what is notified from here on wakes the next sleep
-                try:
-                    pause = await deliver_due(http)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the loop never dies: it logs and goes on
-                    log.warning("webhook deliveries failed, retrying", error=repr(exc))
-                    pause = 1.0
-                if pause > 0:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(pause):
-                            await wake.wait()
+                listening = active
+                with NOTIFIER.listening(wake) if listening else contextlib.nullcontext():
+                    wake.clear()  # what is notified from here on wakes the next sleep
+                    pause, active = await look(http)
+                    if active and not listening:
+                        continue  # looked again at once, the feed's commits waking it (those made meanwhile seen)
+                    if active:
+                        await rest(pause)
+                if not active:
+                    await rest(pause)  # no subscription to deliver: only one created (or the fallback poll) wakes it
