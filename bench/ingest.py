@@ -4,20 +4,37 @@ The service runs as its own uvicorn process on a fresh database. Its territory r
 (territory events published to Kafka), so every row is checked as in production. The baseline
 copies the same rows into a bare table of the same columns with asyncpg ``copy_records_to_table``,
 one ``COPY`` per batch, in a fresh database of the same server (median of ``COPY_RUNS`` runs).
+
+Alone, side by side with another checkout's code (its ``shared/src`` and ``services/*/src`` first on
+the service's and relay's ``PYTHONPATH``), the two measured in turn ``--runs`` times each:
+
+    source var/local.env && .venv/bin/python bench/ingest.py [--grants 10000] [--batch-size 5000]
+        [--baseline DIR] [--runs 2] [--py-spy DIR]
+
+``--py-spy DIR``: the service process recorded by py-spy while the batches are posted (speedscope
+JSON, 200 Hz, one file per run).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from common import BackendCpu, Platform, Scale, cpu_seconds
+from common import SCALES, BackendCpu, Platform, RssSampler, Scale, cpu_seconds
 from ti_shared.streams import grant_payloads
 from ti_shared.testing import bearer, create_database, drop_database, publish_events, territory_event
 
@@ -80,10 +97,14 @@ async def copy_baseline(items: list[dict[str, Any]], batch_size: int) -> dict[st
     return {"rows": len(items), "seconds": round(elapsed, 3), "rows_per_s": round(len(items) / elapsed, 1)}
 
 
-async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
+async def measure_ingest(
+    platform: Platform, scale: Scale, *, env: dict[str, str] | None = None, spy: Path | None = None
+) -> dict[str, Any]:
+    """``env``: the service's and relay's environment added (another checkout's ``PYTHONPATH``);
+    ``spy``: where py-spy records the service process while the batches are posted."""
     settings = await platform.prepare(["funding-ledger"])
     await publish_events(settings, [territory_event(tid, region) for tid, region in TERRITORIES.items()])
-    service = platform.start("funding-ledger")
+    service = platform.start("funding-ledger", env=env)
     await platform.wait_ready()
     await platform.wait_settled()
     items = batch_items(scale.ingest_grants)
@@ -102,6 +123,9 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
         ]
         database = platform.databases["funding-ledger"].rsplit("/", 1)[1]
         backends = BackendCpu(database)
+        recorder = _record(service.proc.pid, spy) if spy is not None else None
+        if recorder is not None:
+            await asyncio.sleep(1.0)
         cpu0, relay0 = cpu_seconds([service.proc.pid]), cpu_seconds(service.pids[1:])
         backends.start()
         started = time.perf_counter()
@@ -117,6 +141,9 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         service_cpu = cpu_seconds([service.proc.pid]) - cpu0
         pg_cpu = backends.stop()
+        if recorder is not None:
+            recorder.send_signal(2)
+            recorder.wait(60)
         drained = await platform.wait_settled()
         relay_cpu = cpu_seconds(service.pids[1:]) - relay0
     platform.stop("funding-ledger")
@@ -139,3 +166,60 @@ async def measure_ingest(platform: Platform, scale: Scale) -> dict[str, Any]:
         "baseline_copy": baseline,
         "ratio": round(rate / median["rows_per_s"], 4),
     }
+
+
+def _record(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "speedscope", "--output", str(output), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _pythonpath(tree: Path) -> str:
+    paths = [tree / "shared" / "src", *sorted((tree / "services").glob("*/src"))]
+    return os.pathsep.join(str(p) for p in paths)
+
+
+async def _one(scale: Scale, tree: Path | None, spy: Path | None) -> dict[str, Any]:
+    sampler = RssSampler()
+    sampler.start()
+    platform = Platform(run_dir=Path(tempfile.mkdtemp(prefix="bench-ingest-")), sampler=sampler)
+    try:
+        return await measure_ingest(platform, scale, env={"PYTHONPATH": _pythonpath(tree)} if tree else None, spy=spy)
+    finally:
+        await platform.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grants", type=int, default=SCALES["small"].ingest_grants)
+    parser.add_argument("--batch-size", type=int, default=SCALES["small"].batch_size)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout, measured before this one in each round")
+    parser.add_argument("--runs", type=int, default=1, help="rounds (each: the baseline, then this checkout)")
+    parser.add_argument("--py-spy", type=Path, default=None, help="record the service with py-spy into this folder")
+    args = parser.parse_args()
+    scale = Scale("ingest", args.grants, args.batch_size, 0, 0, 0, (), 0)
+    codes = ([("baseline", args.baseline.resolve())] if args.baseline else []) + [("this", None)]
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in codes}
+    for n in range(args.runs):
+        for label, tree in codes:
+            spy = args.py_spy / f"{label}-{n + 1}.json" if args.py_spy else None
+            r = await _one(scale, tree, spy)
+            runs[label].append(r)
+            print(
+                f"[bench] ingest {label} run {n + 1}: ratio {r['ratio']}, {r['grants_per_s']} grants/s "
+                f"(COPY {r['baseline_copy']['rows_per_s']}), service CPU {r['service_cpu_ms_per_1000']} ms per 1,000 grants, "
+                f"relay {r['relay_cpu_ms_per_1000']}, PostgreSQL {r['postgres_cpu_ms_per_1000']}",
+                file=sys.stderr, flush=True,
+            )
+    summary = {
+        label: {key: [r[key] for r in rs] for key in ("ratio", "grants_per_s", "service_cpu_ms_per_1000", "postgres_cpu_ms_per_1000")}
+        for label, rs in runs.items()
+    }
+    print(json.dumps({"summary": summary, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

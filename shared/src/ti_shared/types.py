@@ -24,6 +24,8 @@ _MAX_INTEGER = 10**15
 
 
 def _to_decimal(value: Any) -> Decimal:
+    if type(value) is str:  # what JSON gives: the text's checks first
+        return _text_decimal(value)
     if isinstance(value, bool):
         raise ValueError("must be a decimal string such as \"1500000.00\"")
     if isinstance(value, int):
@@ -35,19 +37,29 @@ def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, float):
         raise ValueError("must be a decimal string such as \"1500000.00\", not a JSON number with a fraction")
     if isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL_TEXT.fullmatch(text):
-            raise ValueError("must be a decimal string such as \"1500000.00\" (digits, optional '.' and decimals)")
-        try:
-            return Decimal(text)
-        except InvalidOperation as exc:
-            raise ValueError("is not a decimal number") from exc
+        return _text_decimal(value)
     raise ValueError("must be a decimal string such as \"1500000.00\"")
+
+
+def _text_decimal(value: str) -> Decimal:
+    text = value.strip()
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise ValueError("must be a decimal string such as \"1500000.00\" (digits, optional '.' and decimals)")
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError("is not a decimal number") from exc
 
 
 def check_money(value: Decimal) -> Decimal:
     """``value`` with two decimals, refused (ValueError) when not finite, negative, beyond ``NUMERIC(14,2)`` or
     with more than two decimals; the magnitude is checked before any rounding."""
+    # an amount as sent: finite, not negative, below 10¹² and above 10⁻⁴, exactly two decimals once
+    # rounded — what the checks below accept, returned as they return it
+    if value.is_finite() and not value.is_signed() and -3 <= value.adjusted() < 12:
+        rounded = value.quantize(TWO, rounding=ROUND_HALF_EVEN)
+        if rounded == value:
+            return rounded
     if not value.is_finite():
         raise ValueError("must be a finite number")
     if value.is_signed() and not value.is_zero():
@@ -62,6 +74,12 @@ def check_money(value: Decimal) -> Decimal:
 
 
 def format_decimal(value: Decimal) -> str:
+    """``value`` rounded to two decimals, written without exponent (``"1500000.00"``)."""
+    text = str(value)
+    # two decimals already, no exponent and few digits (what check_money leaves): the rounding, exact,
+    # would write the same text
+    if len(text) <= 18 and text[-3:-2] == "." and "E" not in text and "e" not in text:
+        return text
     return f"{value.quantize(TWO, rounding=ROUND_HALF_EVEN):f}"
 
 
@@ -86,8 +104,14 @@ def _positive(value: Decimal) -> Decimal:
 PositiveDecimal2 = Annotated[Decimal2, AfterValidator(_positive)]
 
 
+@lru_cache(maxsize=65536)
+def _commune_problem(code: str) -> str | None:
+    return commune_code_problem(code)
+
+
 def _commune(value: str) -> str:
-    problem = commune_code_problem(value)
+    # a batch names the same communes again and again: their verdicts (of five characters only) kept
+    problem = _commune_problem(value) if len(value) == 5 else commune_code_problem(value)
     if problem:
         raise ValueError(problem)
     return value
@@ -112,17 +136,16 @@ RegionCode = Annotated[str, AfterValidator(_region), WithJsonSchema({"type": "st
 DepartementCode = Annotated[str, AfterValidator(_departement), WithJsonSchema({"type": "string", "examples": ["01", "2A", "974"]})]
 
 
+#: a digit doubled by the Luhn rule, as the digit of its digit sum (2 × 7 = 14 → 1 + 4 = 5), in ASCII
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
 def _luhn_ok(digits: str) -> bool:
-    """The Luhn checksum of a string of digits is valid (same rule as ``stdnum.luhn``)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    """The Luhn checksum of a string of ASCII digits is valid (same rule as ``stdnum.luhn``): from the
+    right, every second digit doubled (its digit sum), the total a multiple of 10. Summed as bytes,
+    each digit counting 48 (``"0"``) more than its value."""
+    raw = digits.encode()
+    return (sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_LUHN_DOUBLED)) - 48 * len(raw)) % 10 == 0
 
 
 _NINE_DIGITS = re.compile(r"[0-9]{9}")

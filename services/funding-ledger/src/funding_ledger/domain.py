@@ -146,10 +146,23 @@ def is_forbidden(problem: Mapping[str, Any]) -> bool:
 
 # --- writes ------------------------------------------------------------------------------------
 
-#: what every new grant starts from: version 1, nothing paid. :func:`decide_write` copies it with every other
-#: field set (a ``model_copy`` costs a fraction of ``model_construct``, which goes through each field's aliases)
+#: what every new grant starts from: version 1, nothing paid; :func:`_new_grant` sets every other field
 _NEW_GRANT_FIELDS: dict[str, Any] = {**dict.fromkeys(Grant.model_fields), "version": 1, "disbursed_eur": ZERO}
-_NEW_GRANT = Grant.model_construct(**_NEW_GRANT_FIELDS)
+_GRANT_FIELD_NAMES = frozenset(Grant.model_fields)
+_set = object.__setattr__
+
+
+def _new_grant(values: dict[str, Any]) -> Grant:
+    """A grant of these field values (every field, already valid), as ``model_construct`` or a
+    ``model_copy`` of a complete grant makes it — its fields set, no extra, no private attributes —
+    without going through each field's aliases or copying a prototype (a third of a batch row's
+    decision)."""
+    grant = Grant.__new__(Grant)
+    _set(grant, "__dict__", values)
+    _set(grant, "__pydantic_extra__", None)
+    _set(grant, "__pydantic_fields_set__", set(_GRANT_FIELD_NAMES))
+    _set(grant, "__pydantic_private__", None)
+    return grant
 
 
 def _fields(body: GrantBody) -> dict[str, Any]:
@@ -175,8 +188,9 @@ def decide_write(current: Grant | None, body: GrantBody, *, at: datetime, operat
     """Create, amend, cancel or re-activate a grant at instant ``at``; an unchanged body changes nothing.
     A rule it breaks raises :class:`DomainError` (409: the grant's state refuses it)."""
     if current is None:
-        grant = _NEW_GRANT.model_copy(
-            update={
+        grant = _new_grant(
+            {
+                **_NEW_GRANT_FIELDS,
                 **_fields(body),
                 "id": grant_id(operator, operator_ref),
                 "operator": operator,

@@ -69,6 +69,9 @@ def test_a_new_grant_is_a_whole_valid_grant_of_its_own():
     assert g.model_dump(exclude=own) == b.model_dump()
     assert (g.operator, g.operator_ref, g.updated_at, g.disbursements) == ("ADEME", "FV-1", NOW, [])
     assert g.disbursements is not other.disbursements
+    assert g.model_fields_set is not other.model_fields_set
+    assert (g.__pydantic_extra__, g.__pydantic_private__) == (None, None)
+    assert g.model_dump_json() == Grant.model_validate(g.model_dump()).model_dump_json()
 
 
 def test_unchanged_body_is_no_write():
