@@ -12,11 +12,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.bus import OutgoingMessage, make_publisher, make_source
-from ti_shared.consumer import Delivery, EventConsumer, OneStatement
+from ti_shared.consumer import Delivery, EventConsumer, NotInOneStatement, OneStatement
 from ti_shared.db import Database, applied_version, consumer_offset, infra_metadata, outbox_message, territory_replica
 from ti_shared.events import TOPIC_TERRITORIES, CloudEvent, encode_event
 from ti_shared.replica import TerritoryReplicaHandler
 from ti_shared.settings import PlatformSettings
+from ti_shared.statements import driver_of
 from ti_shared.testing import (
     create_database,
     create_topics,
@@ -167,3 +168,58 @@ async def test_an_event_the_handler_rejects_is_dead_lettered_and_the_others_appl
     assert after["offsets"] == [3]
     assert [(letter["offset"], letter["reason"].split(":")[0]) for letter in after["letters"]] == [(1, "could not be applied")]
     assert consumer.dead_letter_count == 1
+
+
+class ReadingReplica(Replica):
+    """Reads the replica through the session (SQLAlchemy, then on the driver) before each batch's
+    statement, noting what it saw and whether a transaction was under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, int]] = []
+        self.in_a_transaction: list[bool] = []
+        self.applied_in_a_transaction: list[bool] = []
+
+    async def apply_in_statement(self, session: AsyncSession, deliveries: list[Delivery], statement: OneStatement) -> None:
+        rows = await session.execute(sa.select(territory_replica.c.territory_id, territory_replica.c.version))
+        seen = {r.territory_id: r.version for r in rows}
+        driver = await driver_of(session)
+        assert await driver.fetchval("SELECT count(*) FROM territory_replica") == len(seen)
+        raw = await (await session.connection()).get_raw_connection()
+        self.in_a_transaction.append(raw.dbapi_connection._transaction is not None)
+        self.seen.append(seen)
+        if any(d.event.subject == "T3" for d in deliveries):
+            raise NotInOneStatement  # applied in a transaction instead
+        await super().apply_in_statement(session, deliveries, statement)
+
+    async def apply(self, session: AsyncSession, deliveries: list[Delivery]) -> None:
+        await session.execute(sa.select(territory_replica.c.version))
+        raw = await (await session.connection()).get_raw_connection()
+        self.applied_in_a_transaction.append(raw.dbapi_connection._transaction is not None)
+        await super().apply(session, deliveries)
+
+
+async def test_what_the_handler_reads_for_a_small_batch_is_what_has_committed_with_no_transaction_begun(
+    setup: tuple[Database, PlatformSettings],
+) -> None:
+    db, platform = setup
+    handler = ReadingReplica()
+    consumer = consumer_of(db, platform, handler)
+    await consumer.start()
+    try:
+        await publish(platform, territory_event("T1", "84"))
+        await drained(consumer, 1)
+        await publish(platform, territory_event("T1", "11", version=2), territory_event("T2", "53"))
+        await drained(consumer, 3)
+        # a batch the handler declines after reading: applied in a transaction, on the same connection
+        await publish(platform, territory_event("T3", "75"))
+        await drained(consumer, 4)
+    finally:
+        await consumer.stop()
+    assert handler.seen[0] == {} and handler.seen[1] == {"T1": 1}  # the first batch's commit, read by the next
+    assert handler.seen[-1] == {"T1": 2, "T2": 1}
+    assert handler.in_a_transaction and not any(handler.in_a_transaction)  # neither BEGIN nor COMMIT around the reads
+    assert handler.applied_in_a_transaction == [True] and handler.in_transaction == 1
+    after = await tables(db)
+    assert after["replica"] == {"T1": ("11", 2), "T2": ("53", 1), "T3": ("75", 1)}
+    assert after["offsets"] == [4]

@@ -10,8 +10,9 @@ A small batch (live mode) of a handler that can (``EventHandler.one_statement``)
 statement on PostgreSQL: the handler's writes, the applied versions, the dead letters and the offsets
 are the data-modifying CTEs of one statement sent on the driver outside any transaction — atomic as a
 transaction is, in one round trip instead of ``BEGIN``, the statements and ``COMMIT``. What the handler
-reads meanwhile sees what has committed (the consumer is the only writer of its rows); when it did read
-through the session, the statement goes in that transaction, committed after it.
+reads meanwhile (through the session or on its driver) is read outside any transaction too, the
+connection in autocommit for the batch: each read sees what has committed (the consumer is the only
+writer of its rows), with no ``BEGIN`` before it nor ``COMMIT`` after the statement.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ti_shared.metrics import (
     EVENTS_SKIPPED,
     FIRST_FETCH,
     LAST_COMMIT,
+    observe_many,
 )
 from ti_shared.outbox import add_to_outbox
 from ti_shared.problems import is_database_unavailable
@@ -554,45 +556,49 @@ class EventConsumer:
             raw = await self._connection.get_raw_connection()
             adapter: Any = raw.dbapi_connection
             driver: Any = raw.driver_connection
-            batch = _Batch(dict(self._positions))
-            candidates = self._candidates(batch, messages)
-            applied = await self._load_applied(session, candidates, batch, outside=driver)
-            fresh = self._fresh(batch, candidates, applied)
-            statement = OneStatement()
-            if fresh:
-                try:
-                    await self._handler.apply_in_statement(session, fresh, statement)
-                except NotInOneStatement:
-                    return False
-            where = statement.where
-            if not batch.handler_versions and batch.changed:
-                keys = sorted(batch.changed)
-                statement.add(
-                    [_APPLIED_PART.format(where=where)],
-                    [self.name, [t for t, _ in keys], [s for _, s in keys], [batch.changed[k] for k in keys]],
-                )
-            if batch.dead:
-                letters = [self._dead_letter_row(msg, reason) for msg, reason in batch.dead]
-                statement.add(
-                    [_DEAD_LETTERS_PART.format(where=where)],
-                    [*(list(column) for column in zip(*letters, strict=True)), datetime.now(UTC)],
-                )
-            changed = [(tp, off) for tp, off in batch.positions.items() if self._positions.get(tp) != off]
-            if changed:
-                statement.add(
-                    [_POSITIONS_PART.format(where=where)],
-                    [self.name, [t for (t, _), _ in changed], [p for (_, p), _ in changed], [off for _, off in changed]],
-                )
-            if self.before_commit is not None:
-                await self.before_commit()
-            sql = statement.sql()
-            if sql is not None:
-                began = adapter._transaction is not None  # something was read through the session
-                held = await _send(driver, sql, statement.args)
-                if began:
-                    await session.commit()
-                if not held:
-                    raise statement.refused()
+            adapter.autocommit = True  # the handler's reads outside any transaction: no BEGIN, nor COMMIT after
+            try:
+                batch = _Batch(dict(self._positions))
+                candidates = self._candidates(batch, messages)
+                applied = await self._load_applied(session, candidates, batch, outside=driver)
+                fresh = self._fresh(batch, candidates, applied)
+                statement = OneStatement()
+                if fresh:
+                    try:
+                        await self._handler.apply_in_statement(session, fresh, statement)
+                    except NotInOneStatement:
+                        return False
+                where = statement.where
+                if not batch.handler_versions and batch.changed:
+                    keys = sorted(batch.changed)
+                    statement.add(
+                        [_APPLIED_PART.format(where=where)],
+                        [self.name, [t for t, _ in keys], [s for _, s in keys], [batch.changed[k] for k in keys]],
+                    )
+                if batch.dead:
+                    letters = [self._dead_letter_row(msg, reason) for msg, reason in batch.dead]
+                    statement.add(
+                        [_DEAD_LETTERS_PART.format(where=where)],
+                        [*(list(column) for column in zip(*letters, strict=True)), datetime.now(UTC)],
+                    )
+                changed = [(tp, off) for tp, off in batch.positions.items() if self._positions.get(tp) != off]
+                if changed:
+                    statement.add(
+                        [_POSITIONS_PART.format(where=where)],
+                        [self.name, [t for (t, _), _ in changed], [p for (_, p), _ in changed], [off for _, off in changed]],
+                    )
+                if self.before_commit is not None:
+                    await self.before_commit()
+                sql = statement.sql()
+                if sql is not None:
+                    began = adapter._transaction is not None  # something was read through the session
+                    held = await _send(driver, sql, statement.args)
+                    if began:
+                        await session.commit()
+                    if not held:
+                        raise statement.refused()
+            finally:
+                adapter.autocommit = False
         self._committed(batch)
         return True
 
@@ -626,9 +632,7 @@ class EventConsumer:
         LAST_COMMIT.labels(service=self.service, consumer=self.name).set_to_current_time()
         if batch.applied_times:
             now = time.time()
-            age = EVENT_AGE.labels(service=self.service, consumer=self.name)
-            for at in batch.applied_times:
-                age.observe(max(0.0, now - at))
+            observe_many(EVENT_AGE.labels(service=self.service, consumer=self.name), [max(0.0, now - at) for at in batch.applied_times])
         if dead:
             DEAD_LETTERS.labels(service=self.service, consumer=self.name).inc(len(dead))
             for msg, reason in dead:
