@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("ti_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
@@ -28,3 +32,22 @@ EVENT_AGE = Histogram(
     ["service", "consumer"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.175, 0.25, 0.375, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 3600),
 )
+
+
+def observe_many(histogram: Any, amounts: Iterable[float]) -> None:
+    """Observe every amount of ``amounts`` on ``histogram`` (a labelled ``Histogram``), as many
+    ``observe`` calls would — the same buckets, counts and sum — with one increment per bucket touched
+    and one of the sum instead of two per amount."""
+    bounds: list[float] = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += 1  # the first bucket whose bound is >= amount (+Inf last)
+        total += amount
+    if not any(counts):
+        return
+    histogram._sum.inc(total)
+    buckets = histogram._buckets
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
