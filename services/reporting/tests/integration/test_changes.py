@@ -186,6 +186,54 @@ async def test_catch_up_windows_a_crash_a_restart_and_a_bounded_memory_give_the_
     assert positions == sorted(positions) and len({p[0] for p in positions if p}) == len(every)
 
 
+async def test_restarted_with_few_subjects_the_feed_reads_their_newest_changes_once_not_batch_by_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked_up: list[int] = []
+    loaded: list[int | None] = []
+    newest_changes, all_newest_changes = repository.newest_changes, repository.all_newest_changes
+
+    async def counted_newest(session: Any, keys: Any) -> Any:
+        looked_up.append(len(keys))
+        return await newest_changes(session, keys)
+
+    async def counted_all(session: Any, *, at_most: int) -> Any:
+        found = await all_newest_changes(session, at_most=at_most)
+        loaded.append(None if found is None else len(found))
+        return found
+
+    monkeypatch.setattr(repository, "newest_changes", counted_newest)
+    monkeypatch.setattr(repository, "all_newest_changes", counted_all)
+    events = stream(seed=7)
+    half = len(events) // 2
+    expected = applied(events)
+    url = await create_database("rep_feed")
+    prefix = new_topic_prefix()
+    await create_topics(prefix)
+    platform = platform_settings(topic_prefix=prefix)
+    settings = service_settings("reporting", url, platform)
+    try:
+        await publish_events(platform, events[:half])
+        async with running(create_app(settings)) as client:
+            await wait_settled(client, timeout_s=60)
+        assert loaded == [0]  # an empty feed: nothing to read, ever
+        app = create_app(settings)  # restarted: the feed's subjects are fewer than half of MAX_KNOWN
+        async with running(app) as client:
+            rep = Reporting(client, platform, app)
+            await rep.publish(events[half:])
+            every = await rep.pages(bearer(platform, "anct-admin", "admin"), limit=1000)
+    finally:
+        await drop_database(url)
+    first = applied(events[:half])
+    subjects = {(EVENT_TOPICS[e["type"]], e["subject"]) for e in first}
+    assert loaded == [0, len(subjects)] and looked_up == []
+    # the second half changes subjects of the first: their previous is the one read at the start
+    assert {(EVENT_TOPICS[e["type"]], e["subject"]) for e in expected[len(first):]} & subjects
+    assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
+    assert by_subject(every) == by_subject(expected)
+    assert_previous_and_changed(every, expected)
+
+
 async def test_the_feed_is_the_stream_as_applied_with_previous_states_and_read_rules() -> None:
     events = stream()
     expected = applied(events)

@@ -69,7 +69,8 @@ class ChangeFeed(EventHandler):
     consumer has applied: the feed keeps its own, ``applied_version`` is not written) and its data as
     JSON text (the next change's ``previous``) — for ``max_known`` subjects at most; the others are
     read from the feed, in the batch's transaction (so a catch-up window's own changes are found
-    there). A fetch of ``copy_at`` changes or more (catching up) is written by binary ``COPY``, a
+    there). On start, when the feed has changes of ``max_known / 2`` subjects at most, the newest of
+    each is read at once: then none is read batch by batch. A fetch of ``copy_at`` changes or more (catching up) is written by binary ``COPY``, a
     smaller one in one statement. What a transaction that did not commit put in memory is forgotten
     when the next one begins."""
 
@@ -96,8 +97,11 @@ class ChangeFeed(EventHandler):
                 self._known.clear()
                 self._complete = None
             self._session = session
-        if self._complete is None:
-            self._complete = not await repository.has_changes(session)
+        if self._complete is None:  # the newest change of every subject, when they are few enough (one query)
+            newest = await repository.all_newest_changes(session, at_most=self._max_known // 2)
+            if newest is not None:
+                self._known = newest
+            self._complete = newest is not None
 
     async def _recall(self, session: AsyncSession, keys: Collection[Key]) -> None:
         """Put in memory the newest change of those of ``keys`` that are not there (and have one)."""

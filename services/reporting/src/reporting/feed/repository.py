@@ -53,13 +53,24 @@ _INSERT_PG = (
 )
 
 
-#: the same as a part of a consumer's one statement (``{where}``: its guard)
-_INSERT_PART = _INSERT_PG.replace(" ORDER BY n", " WHERE {where} ORDER BY n")
+#: the same as a part of a consumer's one statement (``{where}``: its guard), lighter to send: the JSON
+#: columns as text arrays (cast by the server, not encoded one by one by the driver) and the time
+#: recorded as one value
+_PART_COLUMNS = CHANGE_COLUMNS[:-1]
+_INSERT_PART = (
+    f"INSERT INTO change_event ({', '.join(CHANGE_COLUMNS)}) SELECT "
+    + ", ".join(f"{name}::jsonb" if i in _JSON_AT else name for i, name in enumerate(_PART_COLUMNS))
+    + f", ${len(_PART_COLUMNS) + 1}::timestamptz FROM unnest("
+    + ", ".join(f"${i + 1}::{'text' if i in _JSON_AT else t}[]" for i, t in enumerate(_ARRAY_TYPES[:-1]))
+    + f") WITH ORDINALITY AS u({', '.join(_PART_COLUMNS)}, n) WHERE {{where}} ORDER BY n"
+)
 
 
 def insert_part(changes: Sequence[Change], where: str) -> tuple[list[str], list[Any]]:
-    """The changes as a part of a consumer's one statement (PostgreSQL), and its parameters."""
-    return [_INSERT_PART.format(where=where)], [list(column) for column in zip(*changes, strict=True)]
+    """The changes as a part of a consumer's one statement (PostgreSQL), and its parameters (the changes
+    of one batch share their ``recorded_at``: the first one's is written)."""
+    columns = [list(column) for column in zip(*changes, strict=True)]
+    return [_INSERT_PART.format(where=where)], [*columns[:-1], changes[0][-1]]
 
 
 async def newest_changes(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, tuple[int, str]]:
@@ -92,6 +103,42 @@ async def newest_changes(session: AsyncSession, keys: Sequence[Key]) -> dict[Key
             found[(topic, subject)] = (int(version), json_text(event["data"]))
     wanted = set(keys)
     return {k: v for k, v in found.items() if k in wanted}
+
+
+#: how many subjects have changes, up to ``$1`` (an index-only scan of ``ix_change_event_subject``)
+_SUBJECTS_PG = "SELECT count(*) FROM (SELECT DISTINCT topic, subject FROM change_event LIMIT $1) AS s"
+#: the newest change of each (topic, subject), read backwards along ``ix_change_event_subject``
+_ALL_NEWEST_PG = (
+    "SELECT DISTINCT ON (topic, subject) topic, subject, version, (event -> 'data')::text FROM change_event "
+    "ORDER BY topic DESC, subject DESC, seq DESC"
+)
+
+
+async def all_newest_changes(session: AsyncSession, *, at_most: int) -> dict[Key, tuple[int, str]] | None:
+    """The version and the data (JSON text) of the newest change of every (topic, subject) of the feed, or
+    None when more than ``at_most`` subjects have changes."""
+    found: dict[Key, tuple[int, str]] = {}
+    if dialect_of(session) == "postgresql":
+        driver = await driver_of(session)
+        try:
+            if await driver.fetchval(_SUBJECTS_PG, at_most + 1) > at_most:
+                return None
+            records = await driver.fetch(_ALL_NEWEST_PG)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+        for topic, subject, version, data in records:
+            found[(topic, subject)] = (int(version), data)
+    else:
+        newest = (
+            sa.select(sa.func.max(change_event.c.seq)).group_by(change_event.c.topic, change_event.c.subject).limit(at_most + 1)
+        )
+        rows = await session.execute(
+            sa.select(change_event.c.topic, change_event.c.subject, change_event.c.version, change_event.c.event)
+            .where(change_event.c.seq.in_(newest))
+        )
+        for topic, subject, version, event in rows:
+            found[(topic, subject)] = (int(version), json_text(event["data"]))
+    return found if len(found) <= at_most else None
 
 
 async def add_changes(session: AsyncSession, changes: Sequence[Change], *, copy: bool) -> None:
