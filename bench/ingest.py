@@ -198,10 +198,11 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=SCALES["small"].batch_size)
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout, measured before this one in each round")
     parser.add_argument("--runs", type=int, default=1, help="rounds (each: the baseline, then this checkout)")
+    parser.add_argument("--code", type=Path, default=None, help="measure this checkout's code instead of this one's")
     parser.add_argument("--py-spy", type=Path, default=None, help="record the service with py-spy into this folder")
     args = parser.parse_args()
     scale = Scale("ingest", args.grants, args.batch_size, 0, 0, 0, (), 0)
-    codes = ([("baseline", args.baseline.resolve())] if args.baseline else []) + [("this", None)]
+    codes = ([("baseline", args.baseline.resolve())] if args.baseline else []) + [("this", args.code.resolve() if args.code else None)]
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in codes}
     for n in range(args.runs):
         for label, tree in codes:

@@ -158,8 +158,8 @@ def _grant_record(g: Grant) -> tuple[Any, ...]:
         g.operator, g.operator_ref, g.programme, b.name, b.siret, b.rna, b.kind, g.territory_id, g.commune_insee,
         g.action_id, g.object, g.amount_eur, g.investment_eur, g.decision_date, g.jobs_forecast, g.jobs_conditional,
         _json_text(list(g.contributions)), g.value_chain, g.status, g.disbursed_eur,
-        _json_text([d.model_dump(mode="json") for d in g.disbursements]),
-        _json_text(g.scdl.model_dump(mode="json") if g.scdl is not None else None), g.version, g.updated_at, g.updated_at,
+        _json_text([d.model_dump(mode="json") for d in g.disbursements]) if g.disbursements else "[]",
+        _json_text(g.scdl.model_dump(mode="json")) if g.scdl is not None else "null", g.version, g.updated_at, g.updated_at,
     )
 _LEDGER_KEYS = [k for k in grant_ledger_entry.c.keys() if k != "id"]
 assert _LEDGER_KEYS == [

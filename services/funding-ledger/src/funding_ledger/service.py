@@ -480,12 +480,13 @@ def _decide_rows(
     decisions: list[Decision] = []
     report: list[dict[str, Any]] = []
     for item in items:
-        key, decision = item.key, None
-        if item.valid and key is not None and item.body is not None:
+        key, body, decision = item.key, item.body, None
+        if body is not None and key is not None and not item.parsed.errors:  # item.valid
             current = state.get(key)
             try:
-                check_not_before(effective_at, current.updated_at if current else None)
-                decision = decide_write(current, item.body, at=at, operator=key[0], operator_ref=key[1])
+                if current is not None:
+                    check_not_before(effective_at, current.updated_at)
+                decision = decide_write(current, body, at=at, operator=key[0], operator_ref=key[1])
             except DomainError as exc:
                 item.parsed.errors.extend(located([{"loc": exc.loc, "msg": exc.msg}], csv=csv))
             except Problem as exc:
@@ -493,7 +494,7 @@ def _decide_rows(
         if decision is None or key is None:
             report.append(row_report(item, "rejected", None))
             continue
-        if decision.changed:
+        if decision.change is not None:
             state[key] = decision.entity
             decisions.append(decision)
         report.append(row_report(item, decision.outcome, state[key].version))
