@@ -162,3 +162,16 @@ def test_resource_serializes_updated_at_in_utc_with_z() -> None:
 def test_resource_refuses_a_bad_id() -> None:
     with pytest.raises(ValidationError):
         Territory.model_validate({**TERRITORY_EXAMPLE, "id": "ti-84", "version": 1, "updated_at": "2024-03-01T09:00:00Z"})
+
+
+def test_a_lead_address_is_checked_as_pydantic_checks_it_each_time() -> None:
+    """The addresses checked are remembered: a valid one gives the same normalised address again, a
+    refused one is refused again (and so is one that differs only by a character)."""
+    lead = {"in_post": True, "cofinanced": False, "name": "A"}
+    for _ in range(2):
+        written = TerritoryFields.model_validate(body(project_lead={**lead, "email": "Chef.Projet@EXAMPLE.fr"}))
+        assert written.project_lead is not None and written.project_lead.email == "Chef.Projet@example.fr"
+        for address in ("chef@", "chef@@example.fr", "chef projet@example.fr"):
+            assert ("project_lead", "email") in error_locs(body(project_lead={**lead, "email": address}))
+    schema = TerritoryFields.model_json_schema()["$defs"]["ProjectLead"]["properties"]["email"]
+    assert {"type": "string", "format": "email"} in schema["anyOf"]
