@@ -26,7 +26,9 @@ import asyncio
 import json
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,14 +190,21 @@ async def run_once(
     }
 
 
-async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
+async def measure_writes(
+    platform: Platform, scale: Scale, *, services: tuple[str, ...] = SERVICES, env: dict[str, str] | None = None,
+    spy: Path | None = None,
+) -> dict[str, Any]:
+    """``services``: those measured (territory-registry always runs: the others' territories come from it);
+    ``env``: the services' environment (``PYTHONPATH`` of another checkout); ``spy``: a folder where
+    py-spy records each service's process during its sequential run."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it)")
-    settings = await platform.prepare(SERVICES)
+    started = tuple(dict.fromkeys(("territory-registry", *services)))
+    settings = await platform.prepare(started)
     bare_url = await create_database("bench_bare_write")
     try:
-        for name in SERVICES:
-            platform.start(name)
+        for name in started:
+            platform.start(name, env=env)
         platform.start(BARE, module_app="baseline_app:create_app", env={"BENCH_BASELINE_DATABASE_URL": bare_url})
         await platform.wait_ready()
         rng = random.Random(2026)
@@ -214,14 +223,20 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
         bare = platform.services[BARE]
         bare_database = bare_url.rsplit("/", 1)[1]
         await warm_up(platform, BARE, bare.url, territories, admin)
-        for name in (*SERVICES, BARE):
+        for name in (*services, BARE):
             service = platform.services[name]
             file = platform.run_dir / f"puts-{name}.tsv"
             file.write_text("\n".join(request_lines(name, territories, REQUESTS)) + "\n", encoding="utf-8")
             database = (platform.databases.get(name) or bare_url).rsplit("/", 1)[1]
             if name != BARE:
                 await warm_up(platform, name, service.url, territories, admin)
-            sequential = await run_once(platform, name, service.url, service.pids, database, file, admin, connections=1, seconds=seconds)
+            recorder = _record(service.proc.pid, spy, name) if spy is not None and name != BARE else None
+            try:
+                sequential = await run_once(platform, name, service.url, service.pids, database, file, admin, connections=1, seconds=seconds)
+            finally:
+                if recorder is not None:
+                    recorder.send_signal(signal.SIGINT)
+                    recorder.wait(30)
             # the concurrent run takes the lines after those the sequential run sent (and the one it may
             # have had in flight when it stopped); a territory's lines toggle it, so none is skipped there
             skip = sequential["requests"] + (1 if name == "territory-registry" else 10)
@@ -257,6 +272,16 @@ async def measure_writes(platform: Platform, scale: Scale) -> dict[str, Any]:
     finally:
         platform.stop(BARE)
         await drop_database(bare_url)
+
+
+def _record(pid: int, spy: Path, label: str) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (raw, 200 Hz) into ``spy/<label>.raw`` until interrupted."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(spy / f"{label}.raw"), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
 
 
 def summary_of(result: dict[str, Any]) -> dict[str, Any]:
@@ -305,10 +330,30 @@ def markdown_rows(result: dict[str, Any]) -> list[str]:
     return rows
 
 
-if __name__ == "__main__":  # one section alone: python bench/writes.py
+if __name__ == "__main__":  # one section alone: python bench/writes.py [--services …] [--code DIR] [--py-spy DIR]
+    import argparse
+    import os
     import tempfile
 
     from common import RssSampler, scale_from_env
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--services", default=",".join(SERVICES), help="the services measured, comma-separated (default: all four)")
+    parser.add_argument(
+        "--code", type=Path, default=None,
+        help="run the services with another checkout's code (its shared/src and services/*/src first on PYTHONPATH)",
+    )
+    parser.add_argument("--py-spy", type=Path, default=None, help="record each service's sequential run with py-spy (raw) into this folder")
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON too")
+    args = parser.parse_args()
+    chosen = tuple(s for s in args.services.split(",") if s)
+    unknown = set(chosen) - set(SERVICES)
+    if unknown:
+        raise SystemExit(f"unknown services: {', '.join(sorted(unknown))}")
+    code_env = None
+    if args.code is not None:
+        tree = args.code.resolve()
+        code_env = {"PYTHONPATH": os.pathsep.join(str(p) for p in [tree / "shared" / "src", *sorted((tree / "services").glob("*/src"))])}
 
     async def _main() -> None:
         with tempfile.TemporaryDirectory(prefix="ti-bench-") as tmp:
@@ -316,10 +361,12 @@ if __name__ == "__main__":  # one section alone: python bench/writes.py
             sampler.start()
             platform = Platform(run_dir=Path(tmp), sampler=sampler)
             try:
-                result = await measure_writes(platform, scale_from_env())
+                result = await measure_writes(platform, scale_from_env(), services=chosen, env=code_env, spy=args.py_spy)
             finally:
                 await platform.close()
-            print(json.dumps(result, indent=2))
+            result["code"] = str(args.code or ROOT)
+            if args.json:
+                print(json.dumps(result, indent=2))
             print("\n".join(markdown_rows(result)))
 
     asyncio.run(_main())
