@@ -175,6 +175,38 @@ async def test_a_notification_wakes_the_relay_of_another_process(env: tuple[Data
         await relay.stop()
 
 
+async def test_commits_close_together_share_a_notification(env: tuple[Database, str]) -> None:
+    """The first commit after a quiet spell notifies at once; those within the interval share one
+    more, sent after it (none is lost: the last commit is notified)."""
+    import asyncpg
+    from ti_shared.outbox import OUTBOX_CHANNEL, asyncpg_dsn
+
+    db, _prefix = env
+    received: list[float] = []
+    listener = await asyncpg.connect(asyncpg_dsn(db.url))
+    await listener.add_listener(OUTBOX_CHANNEL, lambda *_: received.append(time.monotonic()))
+    notifier = CommitNotifier(db.url, interval_s=0.3)
+    try:
+        started = time.monotonic()
+        for _ in range(20):  # 20 commits within 0.1 s
+            notifier.notify()
+            await asyncio.sleep(0.005)
+        while len(received) < 2 and time.monotonic() - started < 5:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # nothing more comes
+        assert len(received) == 2, received
+        assert received[0] - started < 0.2, "the first commit waited"
+        assert received[1] - received[0] >= 0.25, "the second notification came within the interval"
+        notifier.notify()  # after a quiet spell: at once
+        quiet = time.monotonic()
+        while len(received) < 3 and time.monotonic() - quiet < 5:
+            await asyncio.sleep(0.01)
+        assert len(received) == 3 and received[2] - quiet < 0.2
+    finally:
+        await notifier.close()
+        await listener.close()
+
+
 OLD_OUTBOX = """CREATE TABLE outbox_message (id {pk}, topic varchar(64) NOT NULL, message_key varchar(256) NOT NULL,
  event_id varchar(64) NOT NULL, event_type varchar(128) NOT NULL, payload text NOT NULL,
  created_at timestamp with time zone NOT NULL, sent_at timestamp with time zone)"""
