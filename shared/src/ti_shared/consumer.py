@@ -94,6 +94,20 @@ _DEAD_LETTERS_PART = (
 )
 #: a small batch goes in one statement up to this many messages (beyond, the transaction per batch)
 ONE_STATEMENT_AT_MOST = 500
+#: the parts' texts renumbered, by (text, offset): the same few parts at the same few offsets, batch after batch
+_SHIFTED: dict[tuple[str, int], str] = {}
+_SHIFTED_AT_MOST = 1_024
+
+
+def _shifted(text: str, offset: int) -> str:
+    """``text`` with its placeholders ``$n`` renumbered ``$(n + offset)`` (renumbered once per text and offset)."""
+    key = (text, offset)
+    found = _SHIFTED.get(key)
+    if found is None:
+        if len(_SHIFTED) >= _SHIFTED_AT_MOST:
+            _SHIFTED.clear()
+        found = _SHIFTED[key] = _shift(text, offset)
+    return found
 
 
 class NotInOneStatement(Exception):
@@ -119,7 +133,7 @@ class OneStatement:
     def guard(self, condition: str, args: Sequence[Any], refused: Callable[[], Exception]) -> None:
         if self.parts:
             raise RuntimeError("the guard goes before the parts")
-        self._guard = _shift(condition, len(self.args))
+        self._guard = _shifted(condition, len(self.args))
         self.args += args
         self.refused = refused
 
@@ -131,7 +145,7 @@ class OneStatement:
     def add(self, parts: Sequence[str], args: Sequence[Any]) -> None:
         """Parts sharing one numbering of their parameters, ``args``."""
         offset = len(self.args)
-        self.parts += [_shift(part, offset) for part in parts]
+        self.parts += [_shifted(part, offset) for part in parts]
         self.args += args
 
     def sql(self) -> str | None:
