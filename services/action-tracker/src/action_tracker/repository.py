@@ -38,6 +38,13 @@ _ROW_COLUMNS = [c.name for c in action.c]
 # the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
 _GET = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")))
 _GET_FOR_UPDATE = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")).with_for_update())
+# a write's one read: the action locked (its columns NULL when it never existed) and whether the replica
+# knows a territory
+_LOCKED = sa.select(action).where(action.c.action_id == sa.bindparam("action_id")).with_for_update().cte("locked")
+_KNOWN = sa.select(
+    sa.exists().where(territory_replica.c.territory_id == sa.bindparam("territory_id")).label("territory_known")
+).subquery("known")
+_GET_FOR_WRITE = Sql(sa.select(_KNOWN.c.territory_known, *_LOCKED.c).select_from(_KNOWN.outerjoin(_LOCKED, sa.true())))
 _INSERT = Sql(action.insert(), column_keys=_ROW_COLUMNS)
 _UPDATE = Sql(
     action.update().where(action.c.action_id == sa.bindparam("id"), action.c.version == sa.bindparam("replaced")),
@@ -109,6 +116,14 @@ class Repository(ti_shared.service.Repository):
         """The action ``action_id``, deleted or not; None when it never existed."""
         row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, action_id=action_id)
         return _action_of(row) if row is not None else None
+
+    async def get_action_for_write(self, action_id: str, territory_id: str) -> tuple[Action | None, bool]:
+        """The action ``action_id`` locked for a write (as ``get_action(for_update=True)``) and whether
+        the replica knows ``territory_id``: one statement (a write's lookup was a round trip of its own)."""
+        row = await _GET_FOR_WRITE.fetchrow(self.session, action_id=action_id, territory_id=territory_id)
+        if row is None:  # the statement answers one row whatever the action
+            raise RuntimeError("the locking read answered no row")
+        return (_action_of(row) if row["action_id"] is not None else None), bool(row["territory_known"])
 
     async def get_actions(self, action_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Action]:
         """The actions among ``action_ids`` that exist (deleted ones included), by id."""

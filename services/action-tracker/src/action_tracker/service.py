@@ -136,13 +136,13 @@ async def put_action(
         raise field_problem(["path", "action_id"], "is reserved: " + ", ".join(sorted(RESERVED_ACTION_IDS)))
     if body.id is not None and body.id != action_id:
         raise field_problem(["body", "id"], "must equal the action id of the path")
-    current = await uow.repo.get_action(action_id, for_update=True)
+    current, known = await uow.repo.get_action_for_write(action_id, body.territory_id)
     live_version = current.version if current is not None and not current.deleted else None
     check_if_match(if_match, live_version)
     if http.if_none_match(if_none_match, etag_of(live_version) if live_version is not None else None):
         raise Problem(412, "If-None-Match matches the action's current version")
     new = body.body().canonical()
-    await _authorize(uow.repo, principal, current, new)
+    await _authorize(uow.repo, principal, current, new, looked_up=(body.territory_id, known))
     decision = decide_write(current, new, action_id=action_id, at=effective_at or uow.now)
     return await _write(uow, principal, decision, current, comment=body.comment, effective_at=effective_at)
 
@@ -203,14 +203,26 @@ async def delete_action(
     return _result(decision.entity, event_ids=(event_id,))
 
 
-async def _authorize(repo: Repository, principal: Principal, current: Action | None, new: dict[str, Any]) -> None:
+async def _authorize(
+    repo: Repository,
+    principal: Principal,
+    current: Action | None,
+    new: dict[str, Any],
+    *,
+    looked_up: tuple[str, bool] | None = None,
+) -> None:
     """403 unless the token may write every territory the write touches; 422 when the action is
-    (re-)created in, or moved to, a territory the replica does not know."""
+    (re-)created in, or moved to, a territory the replica does not know (``looked_up``: a territory and
+    whether the replica knows it, read with the action)."""
     for territory in sorted(territories_touched(current.body if current else None, new)):
         principal.require_territory(territory)
     territory = str(new["territory_id"])
     if current is None or current.deleted or current.territory_id != territory:
-        if not await repo.known_territories({territory}):
+        if looked_up is not None and looked_up[0] == territory:
+            known = looked_up[1]
+        else:
+            known = bool(await repo.known_territories({territory}))
+        if not known:
             raise field_problem(["body", "territory_id"], f"unknown territory '{territory}' (not in the territory registry)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -350,3 +351,35 @@ async def test_vocabulary_and_openapi(service: Service) -> None:
         for method, operation in methods.items():
             assert operation.get("summary"), (method, path)
     assert "text/csv" in openapi["paths"]["/v1/actions/plan-imports"]["post"]["requestBody"]["content"]
+
+
+async def test_a_write_waits_for_the_action_locked_by_another_then_sees_its_version(service: Service) -> None:
+    """The write's one read locks the action: a writer of version 1 waits while another transaction
+    holds the row, then reads the version that one committed (412 for its If-Match), rather than
+    failing its guarded update (409); the territory is looked up in the same read."""
+    import asyncpg
+    from ti_shared.outbox import asyncpg_dsn
+
+    client, admin = service.client, service.admin()
+    action_id = unique_id("race")
+    assert (await client.put(f"/v1/actions/{action_id}", json=action_body(), headers=admin)).status_code == 201
+    other = await asyncpg.connect(asyncpg_dsn(service.database_url))
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT 1 FROM action WHERE action_id = $1 FOR UPDATE", action_id)
+        put = asyncio.create_task(
+            client.put(f"/v1/actions/{action_id}", json=action_body(title="Autre"), headers={**admin, "If-Match": 'W/"1"'})
+        )
+        await asyncio.sleep(0.5)
+        assert not put.done(), "the write did not wait for the lock"
+        await other.execute("UPDATE action SET version = 2 WHERE action_id = $1", action_id)
+        await transaction.commit()
+        answer = await asyncio.wait_for(put, 10)
+        assert answer.status_code == 412, answer.text
+    finally:
+        await other.close()
+    for target in (unique_id("new"), action_id):  # a new action, and one moved there
+        unknown = await client.put(f"/v1/actions/{target}", json=action_body("ti-9999"), headers=admin)
+        assert unknown.status_code == 422, unknown.text
+        assert unknown.json()["errors"][0]["loc"] == ["body", "territory_id"]

@@ -24,6 +24,9 @@ class FakeRepository(Repository):
     async def get_action(self, action_id: str, *, for_update: bool = False) -> Action | None:
         return self.actions.get(action_id)
 
+    async def get_action_for_write(self, action_id: str, territory_id: str) -> tuple[Action | None, bool]:
+        return self.actions.get(action_id), territory_id in self.territories
+
     async def get_actions(self, action_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Action]:
         return {i: self.actions[i] for i in sorted(set(action_ids)) if i in self.actions}
 
