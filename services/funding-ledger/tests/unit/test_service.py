@@ -453,3 +453,15 @@ def test_a_batch_holds_the_garbage_collector_off_until_the_last_one_ends() -> No
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_batch_that_fails_turns_the_garbage_collector_on_again() -> None:
+    assert gc.isenabled()
+    with pytest.raises(Problem), collector_paused():
+        raise Problem(422, "a refused batch")
+    assert gc.isenabled()
+    with collector_paused():  # one of two batches under way fails: still off until the other ends
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("a batch's write failed")
+        assert not gc.isenabled()
+    assert gc.isenabled()
