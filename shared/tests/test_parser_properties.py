@@ -10,12 +10,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from ti_shared import hostile
-from ti_shared.http import MAX_JSON_DEPTH, decode_cursor, encode_cursor, parse_json_body
+from ti_shared.http import MAX_JSON_DEPTH, _scan, _shallow, decode_cursor, encode_cursor, parse_json_body
 from ti_shared.problems import Problem
 from ti_shared.tabular import parse_french_decimal, read_table
 from ti_shared.types import (
@@ -194,6 +195,99 @@ def test_json_bodies_parse_or_are_a_422(body: bytes) -> None:
             stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
     assert depth <= MAX_JSON_DEPTH
 
+
+
+def _depth(doc: Any) -> int:
+    """The nesting of objects and arrays in ``doc``, walked value by value."""
+    depth, stack = 0, [(doc, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            depth = max(depth, level)
+            stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return depth
+
+
+def _strings(doc: Any) -> list[str]:
+    """Every string of ``doc``, keys included."""
+    if isinstance(doc, dict):
+        return [*doc, *(text for value in doc.values() for text in _strings(value))]
+    if isinstance(doc, list):
+        return [text for value in doc for text in _strings(value)]
+    return [doc] if isinstance(doc, str) else []
+
+
+#: strings of what the depth's pre-scan reads: brackets, quotes, backslashes, digits, and other text
+HOSTILE_TEXT = st.text(alphabet='[]{}"\\\\/0123456789 ,:aé\n\t\u2028', max_size=12)
+HOSTILE_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | HOSTILE_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+def _wrapped(doc: Any, levels: list[bool]) -> Any:
+    """``doc`` inside one array (True) or object (False) per level, outermost first."""
+    for in_list in reversed(levels):
+        doc = [doc] if in_list else {"[k{": doc}
+    return doc
+
+
+@FAST
+@given(
+    HOSTILE_JSON,
+    st.lists(st.booleans(), max_size=2 * MAX_JSON_DEPTH),
+    st.sampled_from(["orjson", "ascii", "unicode", "spaced"]),
+)
+def test_the_depth_of_a_json_body_is_told_as_by_walking_every_value(doc: Any, levels: list[bool], style: str) -> None:
+    """The pre-scan of the raw bytes proves a body shallow, else the parsed values are walked: the same
+    verdict as a walk of every value, whatever brackets, quotes and escapes the strings hold."""
+    value = _wrapped(doc, levels)
+    body = {
+        "orjson": lambda: orjson.dumps(value),
+        "ascii": lambda: json.dumps(value).encode(),
+        "unicode": lambda: json.dumps(value, ensure_ascii=False).encode(),
+        "spaced": lambda: json.dumps(value, indent=1, ensure_ascii=False).encode(),
+    }[style]()
+    assume(b"\\u0000" not in body and "\x00" not in body.decode())
+    depth = _depth(value)
+    shallow = _shallow(_scan(body))
+    assert not shallow or depth <= MAX_JSON_DEPTH
+    if depth <= MAX_JSON_DEPTH and not any(set(text) & set("[]{}") for text in _strings(value)):
+        assert shallow  # the walk is left for a string holding a bracket
+    try:
+        assert parse_json_body(body) == value
+    except Problem as exc:
+        assert exc.status == 422 and exc.detail == f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels"
+        assert depth > MAX_JSON_DEPTH
+    else:
+        assert depth <= MAX_JSON_DEPTH
+
+
+@pytest.mark.parametrize(
+    ("inner", "proved"),
+    [
+        (b"1", True),
+        (b'"]]]]"', False),  # brackets in a string: walked
+        (b'"\\\\"', True),  # an escaped backslash ends the string
+        (b'"\\"]]]]"', False),  # an escaped quote does not
+        (b'{"a": "\\\\\\"[[[[", "b": [[[["\\\\"]]]]}', False),
+    ],
+)
+@pytest.mark.parametrize("levels", [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH])
+def test_the_depth_at_the_limit_with_brackets_in_strings(inner: bytes, proved: bool, levels: int) -> None:
+    body = b"[" * levels + inner + b"]" * levels
+    depth = _depth(json.loads(body))
+    assert _shallow(_scan(body)) is (proved and depth <= MAX_JSON_DEPTH)
+    if depth <= MAX_JSON_DEPTH:
+        assert parse_json_body(body) == json.loads(body)
+    else:
+        with pytest.raises(Problem) as refused:
+            parse_json_body(body)
+        assert refused.value.status == 422
+    with pytest.raises(Problem) as deeper:
+        parse_json_body(b"[" * (MAX_JSON_DEPTH + 1) + inner + b"]" * (MAX_JSON_DEPTH + 1))
+    assert deeper.value.status == 422
 
 
 @FAST
