@@ -4,7 +4,7 @@ endpoint served the same way.
 
     source var/local.env && .venv/bin/python bench/measure_reporting_replay.py [--events 100000]
         [--actions 36000 --grants 3000 --sites 2000] [--reads 2000 --concurrency 32 --scope region:84]
-        [--baseline DIR [--rounds 2]] [--trace-memory FRAMES]
+        [--baseline DIR [--baseline DIR2…] [--rounds 2]] [--trace-memory FRAMES]
 
 The parent generates the stream (≈100,000 events with the defaults; ``--events N`` scales the
 programme to about N events), publishes it to fresh topics and creates a fresh PostgreSQL database;
@@ -15,7 +15,8 @@ and a separate load process measures requests/s and latency percentiles (``--rea
 ``--baseline DIR``: the same replay of the same topics first with the services' code of another
 checkout (``git archive main | tar -x -C DIR`` will do: its ``shared/src`` and ``services/*/src`` put
 first on the child's ``PYTHONPATH``), then with this one, each into a fresh database, ``--rounds``
-times alternately; a last line gives this code's figures over the baseline's. ``--trace-memory
+times alternately (several ``--baseline``: each in turn, then this one); a line per baseline gives
+this code's figures over its own (the lowest peak RSS, the highest events/s of the rounds). ``--trace-memory
 FRAMES``: the child traces its allocations (``tracemalloc``, that many frames, several times slower)
 and prints, at the largest traced size seen during the replay, the lines and tracebacks holding most.
 """
@@ -289,19 +290,19 @@ async def _parent(args: argparse.Namespace) -> int:
     del events
     print(json.dumps(await _bare(prefix, count)), file=sys.stderr)
     print("published; replaying in a child process", file=sys.stderr)
-    trees: list[Path | None] = [args.baseline.resolve(), None] if args.baseline is not None else [None]
-    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
-    for _ in range(args.rounds if args.baseline is not None else 1):
+    baselines = [tree.resolve() for tree in args.baseline]
+    trees: list[Path | None] = [*baselines, None]
+    runs: dict[str, list[dict[str, Any]]] = {str(tree or "this"): [] for tree in trees}
+    for _ in range(args.rounds if baselines else 1):
         for tree in trees:
-            runs["this" if tree is None else "baseline"].append(await _replay(args, prefix, count, tree))
-    if runs["baseline"]:
-        def best(label: str, key: str, pick: Any) -> Any:
-            return pick(r[key] for r in runs[label])
-
+            runs[str(tree or "this")].append(await _replay(args, prefix, count, tree))
+    for tree in baselines:
+        base, this = runs[str(tree)], runs["this"]
         print(json.dumps({
-            "rss_this_over_baseline": round(best("this", "peak_rss_mib", min) / best("baseline", "peak_rss_mib", min), 3),
+            "baseline": str(tree),
+            "rss_this_over_baseline": round(min(r["peak_rss_mib"] for r in this) / min(r["peak_rss_mib"] for r in base), 3),
             "events_per_s_this_over_baseline": round(
-                best("this", "events_per_s", max) / best("baseline", "events_per_s", max), 3),
+                max(r["events_per_s"] for r in this) / max(r["events_per_s"] for r in base), 3),
         }))
     return 0
 
@@ -317,7 +318,8 @@ def main() -> None:
     parser.add_argument("--scope", default="region:84")
     parser.add_argument("--child", nargs=3, metavar=("URL", "PREFIX", "EXPECTED"))
     parser.add_argument("--load", nargs=3, metavar=("URL", "REQUESTS", "CONCURRENCY"))
-    parser.add_argument("--baseline", type=Path, default=None, help="another checkout, replayed first")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="another checkout, replayed first (repeatable: each in turn, then this one)")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: baseline, this, so many times")
     parser.add_argument("--trace-memory", type=int, default=0, metavar="FRAMES",
                         help="trace the child's allocations with so many frames (0: not)")
