@@ -32,6 +32,7 @@ from ti_shared.types import (
     RegionCode,
     Siren,
     Siret,
+    date_verdict,
     parse_date,
     parse_instant,
 )
@@ -289,6 +290,29 @@ def test_the_depth_at_the_limit_with_brackets_in_strings(inner: bytes, proved: b
         parse_json_body(b"[" * (MAX_JSON_DEPTH + 1) + inner + b"]" * (MAX_JSON_DEPTH + 1))
     assert deeper.value.status == 422
 
+
+@FAST
+@given(
+    st.text(alphabet="0123456789- T:Z", min_size=8, max_size=12)
+    | st.dates().map(date.isoformat)
+    | st.dates(min_value=date(1899, 12, 25), max_value=date(1900, 1, 5)).map(date.isoformat)
+    | st.dates(min_value=date(2199, 12, 25), max_value=date(2200, 1, 5)).map(date.isoformat)
+    | st.text(max_size=12)
+)
+def test_a_dates_verdict_kept_is_the_one_parse_date_gives(text: str) -> None:
+    """IsoDate keeps the verdicts of ten-character texts: each is what the uncached parse gives, first
+    asked or again."""
+    try:
+        expected: date | str = parse_date(text)
+    except ValueError as exc:
+        expected = str(exc)
+    adapter = TypeAdapter(IsoDate)
+    for _ in range(2):
+        assert date_verdict(text) == expected
+        try:
+            assert adapter.validate_python(text) == expected
+        except ValidationError as exc:
+            assert isinstance(expected, str) and expected in exc.errors()[0]["msg"]
 
 @FAST
 @given(st.integers(min_value=-(10**40), max_value=10**40), st.text(alphabet="0123456789 x", max_size=30))

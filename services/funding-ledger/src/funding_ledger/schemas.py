@@ -35,6 +35,8 @@ RowOutcome = Literal["created", "updated", "unchanged", "rejected"]
 EntryKind = Literal["commitment", "amendment", "cancellation", "disbursement"]
 
 OBJECTIVES: tuple[str, ...] = Objective.__args__  # type: ignore[attr-defined]
+#: an objective's place in :data:`OBJECTIVES`, the order a grant's contributions are kept in
+_OBJECTIVE_RANK = {objective: rank for rank, objective in enumerate(OBJECTIVES)}
 VALUE_CHAINS: tuple[str, ...] = ValueChain.__args__  # type: ignore[attr-defined]
 BENEFICIARY_KINDS: tuple[str, ...] = BeneficiaryKind.__args__  # type: ignore[attr-defined]
 
@@ -182,7 +184,7 @@ class GrantBody(BaseModel):
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("must not repeat an objective")
-        return sorted(value, key=OBJECTIVES.index)
+        return sorted(value, key=_OBJECTIVE_RANK.__getitem__)
 
 
 class Disbursement(BaseModel):
