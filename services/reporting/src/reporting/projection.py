@@ -19,7 +19,8 @@ that the consumer base applies in one transaction while it is behind):
    is undone in memory when the next one begins.
 
 The memory holds, per generation, the states of every entity seen (all of them after a replay from
-an empty generation: no state is ever read again), the territory → region map, the aggregates of
+an empty generation, or after a start when they are ``LOAD_ALL_AT_MOST`` at most: no state is ever read
+again), the territory → region map, the aggregates of
 every scope and the last documents. A window over an empty generation needs no deltas at all: its
 aggregates are computed from scratch over the states, and its states inserted in one statement.
 """
@@ -83,6 +84,9 @@ WINDOW_S = 60.0
 COPY_AT = 500
 #: states kept in memory at most (beyond, only the territories are kept and the others read again)
 MAX_STATES = 600_000
+#: on start, a generation with this many states at most (besides its territories) has them all read at
+#: once; beyond, they are read when events concern them
+LOAD_ALL_AT_MOST = MAX_STATES // 2
 
 #: a small batch's one statement writes only while its generation is live (the row is locked in share
 #: mode: a swap made meanwhile by another process waits for it, or it sees the swap and writes nothing)
@@ -494,8 +498,8 @@ class ReportingProjection(EventHandler):
 
 
 async def _load(session: AsyncSession, generation: int) -> _Memory:
-    """What the tables hold of a generation: its territories, aggregates and document digests (the other
-    states are read when events concern them)."""
+    """What the tables hold of a generation: its territories, aggregates and document digests, and its
+    other states when they are ``LOAD_ALL_AT_MOST`` at most (else they are read when events concern them)."""
     memory = _Memory(generation, sources=await sources.load_sources(session, generation))
     if not await rows.has_states(session, generation):
         return memory
@@ -503,6 +507,10 @@ async def _load(session: AsyncSession, generation: int) -> _Memory:
     territories = await rows.load_all_states(session, generation, "territory")
     memory.remember("territory", {t.id: t for t in territories})
     memory.regions.update((t.id, t.region_code) for t in territories if isinstance(t, TerritoryRow))
+    if await rows.count_states(session, generation, DEPENDENT_ENTITIES, at_most=LOAD_ALL_AT_MOST) <= LOAD_ALL_AT_MOST:
+        for entity in DEPENDENT_ENTITIES:  # few enough: every state at once, none read batch by batch
+            memory.remember(entity, {r.id: r for r in await rows.load_all_states(session, generation, entity)})
+        memory.complete = True
     counters, refs = await figures.load_aggregates(session, generation)
     aggregates = memory.aggregates
     for (scope, name), value in counters.items():
@@ -511,7 +519,11 @@ async def _load(session: AsyncSession, generation: int) -> _Memory:
     for (scope, kind, ref), n in refs.items():
         if n > 0:
             aggregates.refs.setdefault(scope, {}).setdefault(kind, {})[ref] = n
-    for site in await rows.load_labelled_sites(session, generation):
+    labelled = (
+        [s for s in memory.states["site"].values() if s.status == "labelled"]  # type: ignore[union-attr]
+        if memory.complete else await rows.load_labelled_sites(session, generation)
+    )
+    for site in labelled:
         area = site.area_cents  # type: ignore[union-attr]
         for scope in placement(site.region_code, site.territory_id, memory.regions):  # type: ignore[union-attr]
             aggregates.areas.setdefault(scope, []).append(area)

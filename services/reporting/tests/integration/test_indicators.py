@@ -253,6 +253,51 @@ async def test_crash_before_commit_and_abrupt_stop_then_restart_give_the_same_fi
     assert_matches(got, events)
 
 
+async def test_restarted_with_few_states_live_batches_read_no_state_and_give_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay, a restart (the generation's states, few, all read at start), then small live batches
+    each in one statement: none reads a state row, and the figures are the reference's."""
+    from reporting.repository import rows
+    from ti_shared.bus import make_publisher
+
+    read: list[int] = []
+    in_statement: list[int] = []
+    load_states, apply_in_statement = rows.load_states, ReportingProjection.apply_in_statement
+
+    async def spied_load_states(session: Any, generation: int, entity: Any, ids: Any) -> Any:
+        ids = list(ids)
+        read.append(len(ids))
+        return await load_states(session, generation, entity, ids)
+
+    async def spied_in_statement(self: Any, session: Any, deliveries: Any, statement: Any) -> None:
+        in_statement.append(len(deliveries))
+        await apply_in_statement(self, session, deliveries, statement)
+
+    events = generate_stream(17, territories=8, actions=80, grants=30, sites=8, duplicate_rate=0.1, stale_rate=0.1, shuffle=True)
+    half = len(events) // 2
+    async with reporting_platform() as (url, platform):
+        settings = service_settings("reporting", url, platform)
+        await publish_events(platform, events[:half])
+        async with running(create_app(settings)) as client:
+            await wait_settled(client, 60)
+        monkeypatch.setattr(rows, "load_states", spied_load_states)
+        monkeypatch.setattr(ReportingProjection, "apply_in_statement", spied_in_statement)
+        async with running(create_app(settings)) as client:
+            await wait_settled(client, 60)
+            publisher = make_publisher(platform, "ti-test")
+            await publisher.start()
+            try:
+                for i in range(half, len(events), 5):
+                    await publish_events(platform, events[i : i + 5], publisher=publisher)
+                    await asyncio.sleep(0.01)
+            finally:
+                await publisher.stop()
+            await wait_settled(client, 60)
+            got = await fetch_all(client, all_scopes(events))
+    assert len(in_statement) > 10  # live batches (the consumer base hands over only the newer versions)
+    assert read == []
+    assert_matches(got, events)
+
+
 async def test_as_of_a_date_gives_the_figures_of_the_events_until_the_end_of_that_day() -> None:
     events = generate_stream(14, territories=30, actions=400, grants=100, sites=30)
     cut = datetime(2024, 7, 1, tzinfo=ZoneInfo("Europe/Paris"))

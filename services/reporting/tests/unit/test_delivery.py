@@ -106,3 +106,46 @@ async def test_any_interleaving_duplication_batching_or_crash_gives_the_indicato
 
 
 CLEAN: dict[int, dict[str, Any]] = {}
+
+
+@pytest.mark.parametrize("load_all_at_most", [None, 5])
+async def test_a_restart_reads_every_state_at_once_when_few_enough_and_gives_the_figures_of_one_clean_pass(
+    empty_database: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_all_at_most: int | None,
+) -> None:
+    """Restarted on a generation with few states, the handler reads them all at start: the batches
+    after read none (no ``load_states``); above the bound (here 5) it reads them batch by batch as
+    before. Either way the documents are those of one clean pass."""
+    from reporting import projection
+    from reporting.repository import rows
+
+    if load_all_at_most is not None:
+        monkeypatch.setattr(projection, "LOAD_ALL_AT_MOST", load_all_at_most)
+    events = STREAMS[51]
+    clean_db, restarted_db = tmp_path / "clean.db", tmp_path / "restarted.db"
+    shutil.copy(empty_database, clean_db)
+    shutil.copy(empty_database, restarted_db)
+    clean = await deliver(clean_db, events, batch=10_000, window=0, crash_at=None)
+    await deliver(restarted_db, events[: len(events) // 2], batch=40, window=0, crash_at=None)
+    read: list[int] = []
+    load_states, load_all_states = rows.load_states, rows.load_all_states
+    loaded_all: list[str] = []
+
+    async def spied_load_states(session: Any, generation: int, entity: Any, ids: Any) -> Any:
+        ids = list(ids)
+        read.append(len(ids))
+        return await load_states(session, generation, entity, ids)
+
+    async def spied_load_all_states(session: Any, generation: int, entity: Any) -> Any:
+        loaded_all.append(entity)
+        return await load_all_states(session, generation, entity)
+
+    monkeypatch.setattr(rows, "load_states", spied_load_states)
+    monkeypatch.setattr(rows, "load_all_states", spied_load_all_states)
+    got = await deliver(restarted_db, events, batch=7, window=0, crash_at=3)  # resumes at the first half's end
+    assert got == clean
+    if load_all_at_most is None:
+        assert read == []
+        assert sorted(loaded_all) == sorted(["territory", "action", "grant", "site"])  # once each, at start
+    else:
+        assert read and sum(read) > 0
+        assert loaded_all == ["territory"]

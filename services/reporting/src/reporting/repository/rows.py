@@ -93,10 +93,37 @@ async def load_states(session: AsyncSession, generation: int, entity: Entity, id
     return out
 
 
+_ALL = {
+    entity: f"SELECT {', '.join(COLUMNS[entity])} FROM {state.name} WHERE generation = $1"
+    for entity in ENTITIES for state in ENTITY_TABLES[entity][:1]
+}
+
+
 async def load_all_states(session: AsyncSession, generation: int, entity: Entity) -> list[Row]:
+    """Every current state of an entity kind (on PostgreSQL sent as is: the records go straight to rows)."""
     state, _ = ENTITY_TABLES[entity]
+    if dialect_of(session) == "postgresql":
+        driver = await driver_connection(session)
+        try:
+            records = await driver.fetch(_ALL[entity], generation)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(f"the database connection failed: {exc!r}") from exc
+        return [row_of(entity, r) for r in records]
     result = await session.execute(sa.select(state).where(state.c.generation == generation))
     return [row_of(entity, r) for r in result]
+
+
+async def count_states(session: AsyncSession, generation: int, entities: Iterable[Entity], *, at_most: int) -> int:
+    """How many current states the given entity kinds have, counted up to ``at_most + 1`` at most (each
+    count a scan of the primary key's index, stopped at the bound)."""
+    total = 0
+    for entity in entities:
+        state, _ = ENTITY_TABLES[entity]
+        some = sa.select(state.c.id).where(state.c.generation == generation).limit(at_most + 1 - total).subquery()
+        total += int((await session.execute(sa.select(sa.func.count()).select_from(some))).scalar_one())
+        if total > at_most:
+            break
+    return total
 
 
 async def load_labelled_sites(session: AsyncSession, generation: int) -> list[Row]:
