@@ -65,6 +65,13 @@ _ROW_COLUMNS = [c.name for c in site.c]
 # the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
 _GET = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")))
 _GET_FOR_UPDATE = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")).with_for_update())
+# a write's one read: the site locked (its columns NULL when it never existed) and whether the replica
+# knows a territory
+_LOCKED = sa.select(site).where(site.c.site_id == sa.bindparam("site_id")).with_for_update().cte("locked")
+_KNOWN = sa.select(
+    sa.exists().where(territory_replica.c.territory_id == sa.bindparam("territory_id")).label("territory_known")
+).subquery("known")
+_GET_FOR_WRITE = Sql(sa.select(_KNOWN.c.territory_known, *_LOCKED.c).select_from(_KNOWN.outerjoin(_LOCKED, sa.true())))
 _INSERT = Sql(site.insert(), column_keys=_ROW_COLUMNS)
 _UPDATE = Sql(
     site.update().where(site.c.site_id == sa.bindparam("id"), site.c.version == sa.bindparam("replaced")),
@@ -89,6 +96,16 @@ class Repository(ti_shared.service.Repository):
     async def get_site(self, site_id: str, *, for_update: bool = False) -> SiteResource | None:
         row = await (_GET_FOR_UPDATE if for_update else _GET).fetchrow(self.session, site_id=site_id)
         return _resource(row) if row is not None else None
+
+    async def get_site_for_write(self, site_id: str, territory_id: str | None) -> tuple[SiteResource | None, bool]:
+        """The site ``site_id`` locked for a write (as ``get_site(for_update=True)``) and whether the
+        replica knows ``territory_id`` (False for None): one statement (a write's lookup was a round
+        trip of its own)."""
+        row = await _GET_FOR_WRITE.fetchrow(self.session, site_id=site_id, territory_id=territory_id or "")
+        if row is None:  # the statement answers one row whatever the site
+            raise RuntimeError("the locking read answered no row")
+        known = territory_id is not None and bool(row["territory_known"])
+        return (_resource(row) if row["site_id"] is not None else None), known
 
     async def list_sites(self, where: SiteFilter, *, after: str | None, limit: int) -> list[SiteResource]:
         """Sites matching ``where``, ordered by id, after the id ``after``; at most ``limit``."""

@@ -81,15 +81,15 @@ async def put_site(
     """Create a site or replace its state; the same state changes nothing (same version, no event)."""
     if site_id in RESERVED_SITE_IDS:
         raise field_problem(["path", "site_id"], f"'{site_id}' is reserved (it names an endpoint under /v1/sites)")
-    current = await uow.repo.get_site(site_id, for_update=True)
+    current, known = await uow.repo.get_site_for_write(site_id, body.territory_id)
     check_if_match(if_match, current.version if current else None)
     decision = decide_write(current, body, site_id=site_id, at=effective_at or uow.now)
     resource = decision.entity
     if not decision.changed:
         return WriteResult(resource, changed=False, version=resource.version)
     check_not_before(effective_at, current.updated_at if current else None)
-    territory = territory_to_check(current, body)
-    if territory is not None and territory not in await uow.repo.known_territories({territory}):
+    territory = territory_to_check(current, body)  # the body's, when it must be checked: looked up with the site
+    if territory is not None and not known:
         raise field_problem(["body", "territory_id"], _unknown_territory(territory))
     event_id = await write_change(uow, decision, actor=principal.sub)
     return WriteResult(resource, created=decision.change == "labelled", version=resource.version, event_ids=(event_id,))

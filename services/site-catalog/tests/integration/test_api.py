@@ -228,3 +228,38 @@ async def test_openapi_documents_the_endpoints(service: Any) -> None:
     assert {"201", "401", "403", "412", "422"} <= set(put["responses"])
     assert put["requestBody"]["content"]["application/json"]["examples"]
     assert "text/csv" in paths["/v1/sites/imports"]["post"]["requestBody"]["content"]
+
+
+async def test_a_write_waits_for_the_site_locked_by_another_then_sees_its_version(service: Any) -> None:
+    """The write's one read locks the site: a writer of version 1 waits while another transaction holds
+    the row, then reads the version that one committed (412 for its If-Match), rather than failing its
+    guarded update (409); the territory is looked up in the same read."""
+    import asyncio
+
+    import asyncpg
+    from ti_shared.outbox import asyncpg_dsn
+
+    client, writer = service.client, service.writer()
+    await service.feed_territories(("ti-9303", "93"))
+    site_id = "13004_SITE-ECO_00077"
+    assert (await client.put(f"/v1/sites/{site_id}", json=site(territory_id="ti-9303"), headers=writer)).status_code == 201
+    other = await asyncpg.connect(asyncpg_dsn(service.database_url))
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT 1 FROM site WHERE site_id = $1 FOR UPDATE", site_id)
+        put = asyncio.create_task(
+            client.put(f"/v1/sites/{site_id}", json=site(territory_id="ti-9303", area_ha="30"), headers={**writer, "If-Match": 'W/"1"'})
+        )
+        await asyncio.sleep(0.5)
+        assert not put.done(), "the write did not wait for the lock"
+        await other.execute("UPDATE site SET version = 2 WHERE site_id = $1", site_id)
+        await transaction.commit()
+        answer = await asyncio.wait_for(put, 10)
+        assert answer.status_code == 412, answer.text
+    finally:
+        await other.close()
+    for target in ("13004_SITE-ECO_00078", site_id):  # a new site, and one moved there
+        unknown = await client.put(f"/v1/sites/{target}", json=site(territory_id="ti-9999"), headers=writer)
+        assert unknown.status_code == 422, unknown.text
+        assert unknown.json()["errors"][0]["loc"] == ["body", "territory_id"]

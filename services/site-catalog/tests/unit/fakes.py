@@ -28,6 +28,9 @@ class FakeRepository(Repository):
     async def get_site(self, site_id: str, *, for_update: bool = False) -> SiteResource | None:
         return self.sites.get(site_id)
 
+    async def get_site_for_write(self, site_id: str, territory_id: str | None) -> tuple[SiteResource | None, bool]:
+        return self.sites.get(site_id), territory_id is not None and territory_id in self.territories
+
     async def list_sites(self, where: SiteFilter, *, after: str | None, limit: int) -> list[SiteResource]:
         found = [
             s
