@@ -477,8 +477,15 @@ def _shares(prefix: str, keys: Sequence[str], total: str) -> Callable[[Figures, 
     return lambda f, _p: {k: share(f.c(prefix + k), f.c(total)) for k in keys}
 
 
+#: the counter of each (region, status), named once
+_REGION_STATUS_NAMES = tuple(
+    (r, tuple((s, f"actions.by_region_status.{r}.{s}") for s in ACTION_STATUSES)) for r in REGIONS
+)
+
+
 def _by_region_status(f: Figures, _p: Sequence[str]) -> Any:
-    return {r: {s: f.c(f"actions.by_region_status.{r}.{s}") for s in ACTION_STATUSES} for r in REGIONS}
+    get = f.counters.get
+    return {r: {s: get(name, 0) for s, name in names} for r, names in _REGION_STATUS_NAMES}
 
 
 def _by_programme(f: Figures, programmes: Sequence[str]) -> Any:
@@ -588,13 +595,27 @@ def empty_document(scope: str) -> dict[str, Any]:
     return assemble(scope, _EMPTY, DEFAULT_PROGRAMMES)
 
 
-_READERS: dict[str, tuple[Indicator, ...]] = {}
+#: the codes of the indicators reading a counter, a reference kind (the same few names batch after batch)
+_READERS: dict[str, frozenset[str]] = {}
+_REF_READERS: dict[str, frozenset[str]] = {}
+_READERS_KEPT = 4_096
 
 
-def _readers_of_counter(name: str) -> tuple[Indicator, ...]:
+def _readers_of_counter(name: str) -> frozenset[str]:
     found = _READERS.get(name)
     if found is None:
-        found = _READERS[name] = tuple(i for i in INDICATORS if i.reads_counter(name))
+        found = frozenset(i.code for i in INDICATORS if i.reads_counter(name))
+        if len(_READERS) < _READERS_KEPT:
+            _READERS[name] = found
+    return found
+
+
+def _readers_of_ref(kind: str) -> frozenset[str]:
+    found = _REF_READERS.get(kind)
+    if found is None:
+        found = frozenset(i.code for i in INDICATORS if i.reads_ref(kind))
+        if len(_REF_READERS) < _READERS_KEPT:
+            _REF_READERS[kind] = found
     return found
 
 
@@ -613,9 +634,9 @@ def patch(
     stale: set[str] = set()
     counters, refs = list(counters), set(refs)
     for name in counters:
-        stale.update(i.code for i in _readers_of_counter(name))
+        stale |= _readers_of_counter(name)
     for kind in refs:
-        stale.update(i.code for i in INDICATORS if i.reads_ref(kind))
+        stale |= _readers_of_ref(kind)
     if areas:
         stale.update(i.code for i in INDICATORS if i.areas)
     if programmes_changed:
@@ -639,14 +660,15 @@ def patch(
 def _programmes_read(indicator: Indicator, counters: Sequence[str], refs: Iterable[str], programmes: Sequence[str]) -> set[str] | None:
     """The programmes whose entry of a map by programme the changed inputs touch (None: not known)."""
     keys: set[str] = set()
+    code = indicator.code
     for name in counters:
-        if indicator.reads_counter(name):
+        if code in _readers_of_counter(name):
             found = next((p for p in programmes if name.startswith("grants.by_programme." + p + ".")), None)
             if found is None:
                 return None
             keys.add(found)
     for kind in refs:
-        if indicator.reads_ref(kind):
+        if code in _readers_of_ref(kind):
             found = next((p for p in programmes if kind in ("grant_territory:" + p, "grant_departement:" + p)), None)
             if found is None:
                 return None

@@ -443,11 +443,15 @@ class ReportingProjection(EventHandler):
                     counters=touched.counters.get(scope, ()), refs=touched.refs.get(scope, ()),
                     areas=scope in touched.areas,
                 )
+                if indicators is current.indicators:  # no indicator read what changed: the same text
+                    window.documents[scope] = current
+                    continue
             body = orjson.dumps(indicators)
             digest = digest_of_document(body)
             window.documents[scope] = _Document(indicators, digest)
             if memory.digests.get(scope) != digest:
                 writes.documents[scope] = body
+                writes.digests[scope] = digest
                 window.written[scope] = (digest, body)
 
     async def _write(self, session: AsyncSession, window: _Window, writes: BatchWrites) -> None:

@@ -12,6 +12,7 @@ statement each.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,8 @@ class BatchWrites:
     counters: dict[CounterKey, int | None] = field(default_factory=dict)
     refs: dict[RefKey, int] = field(default_factory=dict)
     documents: dict[str, bytes] = field(default_factory=dict)
+    #: the digests of (some of) ``documents``, when known (the others are computed)
+    digests: dict[str, str] = field(default_factory=dict)
     at: datetime | None = None
     #: the new tallies of the sources the batch applied events of (``reporting.freshness``)
     sources: dict[SourceKey, Tally] = field(default_factory=dict)
@@ -108,26 +111,43 @@ class _Args:
         return f"${len(self.values)}::{pg_type}"
 
 
+#: the positions of each entity's list columns (sent as JSON text)
+_LISTS_AT: dict[Entity, frozenset[int]] = {
+    entity: frozenset(i for i, name in enumerate(COLUMNS[entity]) if name in LIST_COLUMNS) for entity in ENTITIES
+}
+#: the text of a rows part, by (table, first parameter's number, guard): the same few batch after batch
+_ROWS_TEXT: dict[tuple[str, int, str], str] = {}
+
+
+def _rows_text(table: sa.Table, entity: Entity, first: int, conflict: str, where: str) -> str:
+    key = (table.name, first, where)
+    text = _ROWS_TEXT.get(key)
+    if text is None:
+        names = COLUMNS[entity]
+        selected = [
+            f'ARRAY(SELECT jsonb_array_elements_text(u."{name}"::jsonb))' if name in LIST_COLUMNS else f'u."{name}"'
+            for name in names
+        ]
+        arrays = [f"${first + i}::{_pg_type(table.c[name])}[]" for i, name in enumerate(names)]
+        quoted = ", ".join(f'"{n}"' for n in names)
+        text = (
+            f"INSERT INTO {table.name} ({quoted}) SELECT {', '.join(selected)} "
+            f"FROM unnest({', '.join(arrays)}) AS u({quoted}) WHERE {where} {conflict}"
+        )
+        if len(_ROWS_TEXT) < 1_024:
+            _ROWS_TEXT[key] = text
+    return text
+
+
 def _rows_part(table: sa.Table, entity: Entity, records: Sequence[Record], args: _Args, conflict: str, where: str) -> str:
-    names = COLUMNS[entity]
-    columns = list(zip(*records, strict=True))
-    arrays, selected = [], []
-    for i, name in enumerate(names):
-        column = table.c[name]
-        values: Any = columns[i]
-        if name in LIST_COLUMNS:
-            values = [orjson.dumps(list(v)).decode() for v in values]
-            selected.append(f'ARRAY(SELECT jsonb_array_elements_text(u."{name}"::jsonb))')
-        else:
-            selected.append(f'u."{name}"')
-        arrays.append(args.add(list(values), _pg_type(column) + "[]"))
-    quoted = ", ".join(f'"{n}"' for n in names)
-    return (
-        f"INSERT INTO {table.name} ({quoted}) SELECT {', '.join(selected)} "
-        f"FROM unnest({', '.join(arrays)}) AS u({quoted}) WHERE {where} {conflict}"
-    )
+    lists = _LISTS_AT[entity]
+    first = len(args.values) + 1
+    for i, values in enumerate(zip(*records, strict=True)):
+        args.values.append([orjson.dumps(v).decode() for v in values] if i in lists else list(values))
+    return _rows_text(table, entity, first, conflict, where)
 
 
+@functools.cache
 def _state_conflict(table: sa.Table, entity: Entity) -> str:
     updated = ", ".join(f'"{n}" = excluded."{n}"' for n in COLUMNS[entity][2:])
     return f"ON CONFLICT (generation, id) DO UPDATE SET {updated} WHERE {table.name}.version < excluded.version"
@@ -194,13 +214,13 @@ def statement_parts(writes: BatchWrites, where: str = "TRUE") -> tuple[list[str]
             )
         )
     if writes.documents:
-        scopes = sorted(writes.documents)
+        scopes, digests = sorted(writes.documents), writes.digests
         parts.append(
             "INSERT INTO indicator_scope (generation, scope, digest, computed_at, document) SELECT {g}, s, d, {at}, t "
             "FROM unnest({s}, {d}, {t}) AS u(s, d, t) WHERE {where} ON CONFLICT (generation, scope) DO UPDATE "
             "SET digest = excluded.digest, computed_at = excluded.computed_at, document = excluded.document".format(where=where,
                 g=args.add(generation, "integer"), at=args.add(writes.at, "timestamptz"),
-                s=args.add(scopes, "text[]"), d=args.add([digest_of_document(writes.documents[s]) for s in scopes], "text[]"),
+                s=args.add(scopes, "text[]"), d=args.add([digests.get(s) or digest_of_document(writes.documents[s]) for s in scopes], "text[]"),
                 t=args.add([writes.documents[s].decode() for s in scopes], "text[]"),
             )
         )
