@@ -121,7 +121,15 @@ class Recording(EventHandler):
         return not self.applied
 
 
-async def test_two_consumers_on_one_shared_source_apply_what_each_would_alone(tmp_path: Path) -> None:
+async def test_two_consumers_on_one_shared_source_apply_what_each_would_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    decode = shared_source.decode_envelope
+
+    def counted(value: bytes) -> Any:
+        decoded.append(1)
+        return decode(value)
+
+    monkeypatch.setattr(shared_source, "decode_envelope", counted)
     events = [territory_event(f"T{i % 9}", "84", version=1 + i // 9) for i in range(45)]
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
     async with db.engine.begin() as conn:
@@ -136,11 +144,15 @@ async def test_two_consumers_on_one_shared_source_apply_what_each_would_alone(tm
         ]
         while await alone.run_once(0):
             pass
+        for c in consumers:
+            await c.ensure_started()
         while sum([await c.run_once(0) for c in consumers]):
             pass
         for c in consumers:
             assert c.handler.applied == alone.handler.applied  # type: ignore[attr-defined]
             assert c.applied_count == 45 and await c.lag() == 0
+        assert len(decoded) == 45 and shared._kept == {}  # each envelope decoded once for both, none kept after
+        for c in consumers:
             await c.stop()
         await alone.stop()
     finally:
@@ -171,3 +183,75 @@ async def test_a_fetch_cut_short_by_a_stopping_consumer_still_hands_its_messages
     await stopping.stop()
     assert offsets(await other.fetch(10, 0)) == offsets(inner.messages)
     assert inner.fetches == 1
+
+
+async def test_the_envelopes_kept_are_only_those_a_view_still_holds() -> None:
+    inner = source_of(60)
+    shared = SharedSource(inner, hold=10)
+    fast, slow = shared.view(), shared.view()
+    await fast.start([TOPIC_TERRITORIES], {})
+    await slow.start([TOPIC_TERRITORIES], {})
+    got = await fast.fetch(12, 0)
+    for m in got:
+        fast.decode(m)
+    # decoded by fast, still held (unread) by slow: kept, and no more than that
+    assert len(shared._kept) == len(slow.buffer) == 12
+    taken = await slow.fetch(5, 0)
+    for m in taken[:3]:
+        slow.decode(m)
+    assert len(shared._kept) == 12 - 3  # two taken, not decoded yet (slow's consumer may still read them)
+    await slow.fetch(5, 0)  # slow moved on without decoding them: let go
+    assert len(shared._kept) == 12 - 5
+    # both read everything: nothing is kept
+    while True:
+        a, b = await fast.fetch(7, 0), await slow.fetch(9, 0)
+        if not a and not b:
+            break
+        for m in a:
+            fast.decode(m)
+        for m in b:
+            slow.decode(m)
+        assert len(shared._kept) <= len(fast.buffer) + len(slow.buffer) + 7 + 9
+    assert shared._kept == {}
+    # slow reads everything again (a rebuild): handed to it alone, nothing is kept
+    await slow.seek({})
+    again = await drain(slow)
+    assert offsets(again) == offsets(inner.messages)
+    for m in again:
+        slow.decode(m)
+    assert shared._kept == {}
+    # a view that seeks or stops lets go of what it held
+    await fast.seek({})
+    await slow.seek({})
+    await fast.fetch(20, 0)
+    assert len(shared._kept) == 20
+    await slow.seek({(m.topic, m.partition): m.offset + 1 for m in inner.messages})
+    assert len(shared._kept) == 20  # fast's last take, not decoded yet
+    await fast.fetch(100, 0)
+    assert len(shared._kept) == 0  # handed to fast alone
+    await slow.stop()
+    await fast.stop()
+    assert shared._kept == {}
+
+
+async def test_a_view_far_behind_decodes_itself_what_is_beyond_the_envelopes_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[bytes] = []
+    decode = shared_source.decode_envelope
+
+    def counted(value: bytes) -> Any:
+        decoded.append(value)
+        return decode(value)
+
+    monkeypatch.setattr(shared_source, "decode_envelope", counted)
+    inner = source_of(20)
+    shared = SharedSource(inner, hold=100, keep=5)
+    fast, slow = shared.view(), shared.view()
+    await fast.start([TOPIC_TERRITORIES], {})
+    await slow.start([TOPIC_TERRITORIES], {})
+    ahead = [fast.decode(m) for m in await fast.fetch(20, 0)]
+    assert len(decoded) == 20 and sum(e[0] is not None for e in shared._kept.values()) == 5
+    behind = [slow.decode(m) for m in await slow.fetch(20, 0)]
+    assert [(e.id, e.subject, e.data) for e in behind] == [(e.id, e.subject, e.data) for e in ahead]
+    assert all(b is a for a, b in zip(behind[:5], ahead[:5], strict=True))
+    assert len(decoded) == 20 + 15  # the first five read from what was kept, the others decoded again
+    assert shared._kept == {} and shared._envelopes == 0

@@ -9,22 +9,30 @@ it makes it read again from there (the other views drop what they were handed al
 a view with nothing left to read fetches for every view; a view holding ``hold`` messages not read
 yet makes the others' fetches wait for it (a bound on the memory, whatever the consumers' speeds).
 The views are handed the same message and envelope objects: their consumers read them, never change them.
+
+A message handed to several views has its envelope kept, once decoded, only until each of them has
+decoded it or let it go (moved on to its next fetch, sought elsewhere or stopped), and ``keep``
+envelopes at most: those decoded first, which the views behind read next (a view far behind decodes
+the others itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ti_shared.bus import IncomingMessage, Source, TopicPartition
 from ti_shared.events import Envelope, decode_envelope
 
 #: messages one view may hold unread before the others' fetches wait
 HOLD = 20_000
-#: decoded envelopes kept for the views that have not read their message yet
-_DECODED = 2 * HOLD
+#: decoded envelopes kept for the views behind, at most
+KEEP = 5_000
+
+Key = tuple[str, int, int]
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:
@@ -42,6 +50,8 @@ class _View:
         #: the offset of the next message it is to be handed, per partition (absent: from the beginning)
         self.wanted: dict[TopicPartition, int] = {}
         self.buffer: deque[IncomingMessage] = deque()
+        #: the messages of its last take that are shared with other views and that it has not decoded yet
+        self.unread: set[Key] = set()
 
     async def start(self, topics: Sequence[str], positions: dict[TopicPartition, int]) -> None:
         await self._shared._start(self, topics, positions)
@@ -60,22 +70,35 @@ class _View:
 
     def decode(self, message: IncomingMessage) -> Envelope:
         """The message's envelope, decoded once for every view (raises as ``decode_envelope``)."""
-        return self._shared._decode(message)
+        return self._shared._decode(self, message)
 
     def take(self, n: int) -> list[IncomingMessage]:
+        """The next ``n`` messages at most (those of its last take it did not decode are let go)."""
         buffer = self.buffer
         out = [buffer.popleft() for _ in range(min(n, len(buffer)))]
+        shared = self._shared
+        shared._release(self.unread)
+        kept = shared._kept
+        self.unread = {k for m in out if (k := (m.topic, m.partition, m.offset)) in kept}
         if out:
-            self._shared._drained.set()
+            shared._drained.set()
         return out
+
+    def drop(self) -> None:
+        """Let go of everything it holds (its position moved, or it stopped)."""
+        shared = self._shared
+        shared._release(self.unread)
+        shared._release([(m.topic, m.partition, m.offset) for m in self.buffer])
+        self.unread, self.buffer = set(), deque()
 
 
 class SharedSource:
     """``inner`` read once for every view (see the module's docstring)."""
 
-    def __init__(self, inner: Source, *, hold: int = HOLD) -> None:
+    def __init__(self, inner: Source, *, hold: int = HOLD, keep: int = KEEP) -> None:
         self._inner = inner
         self._hold = hold
+        self._keep = keep
         self._views: list[_View] = []
         self._topics: list[str] | None = None
         self._running = False
@@ -83,8 +106,11 @@ class SharedSource:
         self._read: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._drained = asyncio.Event()
-        #: (topic, partition, offset) → the envelope, and how many other views are still to read it
-        self._decoded: OrderedDict[tuple[str, int, int], tuple[Envelope, int]] = OrderedDict()
+        #: (topic, partition, offset) of a message handed to several views → its envelope once decoded
+        #: (None before), and how many views hold it still (in their buffer or their last take, not decoded)
+        self._kept: dict[Key, list[Any]] = {}
+        #: how many of them have their envelope
+        self._envelopes = 0
 
     def view(self) -> _View:
         view = _View(self)
@@ -102,12 +128,14 @@ class SharedSource:
             if self._topics is not None and list(topics) != self._topics:
                 raise ValueError("the views of a shared source read the same topics")
             self._topics = list(topics)
-            view.started, view.wanted, view.buffer = True, dict(positions), deque()
+            view.drop()
+            view.started, view.wanted = True, dict(positions)
             await self._reposition()
 
     async def _seek(self, view: _View, positions: dict[TopicPartition, int]) -> None:
         async with self._lock:
-            view.wanted, view.buffer = dict(positions), deque()
+            view.drop()
+            view.wanted = dict(positions)
             self._drained.set()
             await self._reposition()
 
@@ -126,11 +154,13 @@ class SharedSource:
 
     async def _stop(self, view: _View) -> None:
         async with self._lock:
-            view.started, view.buffer = False, deque()
+            view.drop()
+            view.started = False
             self._drained.set()
             if self._running and not any(v.started for v in self._views):
                 self._running = False
-                self._decoded.clear()
+                self._kept.clear()
+                self._envelopes = 0
                 await self._inner.stop()
 
     async def _fetch(self, view: _View, max_records: int, timeout_s: float) -> list[IncomingMessage]:
@@ -160,32 +190,53 @@ class SharedSource:
 
     def _hand_out(self, messages: list[IncomingMessage]) -> None:
         views = [v for v in self._views if v.started]
+        kept = self._kept
         for msg in messages:
             tp = (msg.topic, msg.partition)
-            self._read[tp] = msg.offset + 1
+            offset = msg.offset
+            self._read[tp] = offset + 1
+            handed = 0
             for v in views:
-                if msg.offset >= v.wanted.get(tp, -1):
-                    v.wanted[tp] = msg.offset + 1
+                if offset >= v.wanted.get(tp, -1):
+                    v.wanted[tp] = offset + 1
                     v.buffer.append(msg)
+                    handed += 1
+            key = (msg.topic, msg.partition, offset)
+            entry = kept.get(key)
+            if entry is not None:  # read again while a view still holds it
+                entry[1] += handed
+            elif handed > 1:
+                kept[key] = [None, handed]
+
+    def _release(self, keys: Iterable[Key]) -> None:
+        """One view lets go of these messages: the envelope of one no view holds any longer is forgotten."""
+        kept = self._kept
+        for key in keys:
+            entry = kept.get(key)
+            if entry is not None:
+                if entry[1] <= 1:
+                    del kept[key]
+                    if entry[0] is not None:
+                        self._envelopes -= 1
+                else:
+                    entry[1] -= 1
 
     async def _lag(self, view: _View) -> int:
         ahead = sum(max(0, offset - self._read.get(tp, 0)) for tp, offset in view.wanted.items())
         return max(0, await self._inner.lag() + len(view.buffer) - ahead)
 
-    def _decode(self, message: IncomingMessage) -> Envelope:
+    def _decode(self, view: _View, message: IncomingMessage) -> Envelope:
         key = (message.topic, message.partition, message.offset)
-        found = self._decoded.get(key)
-        if found is not None:
-            event, others = found
-            if others <= 1:  # the last view to read it: forgotten
-                del self._decoded[key]
-            else:
-                self._decoded[key] = (event, others - 1)
-            return event
-        event = decode_envelope(message.value)
-        others = sum(1 for v in self._views if v.started) - 1
-        if others > 0:
-            self._decoded[key] = (event, others)
-            if len(self._decoded) > _DECODED:
-                self._decoded.popitem(last=False)
+        entry = self._kept.get(key)
+        if entry is None:  # handed to this view only, or let go by the others already
+            return decode_envelope(message.value)
+        event: Envelope | None = entry[0]
+        if event is None:
+            event = decode_envelope(message.value)
+            if entry[1] > (key in view.unread) and self._envelopes < self._keep:  # another view holds it still
+                entry[0] = event
+                self._envelopes += 1
+        if key in view.unread:
+            view.unread.discard(key)
+            self._release((key,))
         return event
