@@ -86,9 +86,22 @@ start_relay() {  # name
   local name="$1"
   if relay_running "$name"; then return 0; fi
   mkdir -p "$RUN_DIR" "$LOG_DIR"
+  rm -f "$(relay_pid_file "$name")"
   # shellcheck disable=SC2016  # $$ is the inner shell's
   TI_BUS=kafka TI_RELAY=process setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(relay_pid_file "$name")" \
     "$TI_CLI" relay "$name" >>"$(relay_log_file "$name")" 2>&1 </dev/null &
+  await_pid_file "$(relay_pid_file "$name")"
+}
+
+# The background process writes its pid file itself: until it has, it is starting, not gone (a
+# stale file of an earlier run is removed before the start, so never read as the new process's).
+await_pid_file() {  # pidfile
+  local _
+  for _ in $(seq 1 100); do
+    [ -s "$1" ] && return 0
+    sleep 0.1
+  done
+  return 0  # wait_ready then reports the process as gone
 }
 
 start_one() {  # name module port
@@ -102,6 +115,7 @@ start_one() {  # name module port
   local db_var; db_var="TI_$(env_name "$name")_DATABASE_URL"
   [ -n "${!db_var:-}" ] || log "$db_var is not set: $name would use SQLite under var/ (run deploy/local/up.sh first)"
   mkdir -p "$RUN_DIR" "$LOG_DIR"
+  rm -f "$(pid_file "$name")"
   log "starting $name on $TI_HOST:$port"
   # setsid: own session, so that the caller's signals do not reach it; the inner shell writes its
   # pid then exec's uvicorn, so the pid file holds uvicorn's pid.
@@ -111,6 +125,7 @@ start_one() {  # name module port
     "$UVICORN" --factory "$module.main:create_app" --host "$TI_HOST" --port "$port" \
     --no-access-log --timeout-graceful-shutdown 5 \
     >>"$(log_file "$name")" 2>&1 </dev/null &
+  await_pid_file "$(pid_file "$name")"
 }
 
 wait_ready() {  # name module port deadline_s
