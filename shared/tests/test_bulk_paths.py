@@ -122,3 +122,15 @@ async def test_insert_rows_copies_on_postgresql() -> None:
         await _round_trip(url)
     finally:
         await drop_database(url)
+
+
+def test_a_siret_or_siren_of_another_length_is_refused_without_being_kept() -> None:
+    from ti_shared.types import _siren_verdict, _siret_verdict
+
+    before = (_siret_verdict.cache_info().currsize, _siren_verdict.cache_info().currsize)
+    assert siret_problem("7" * 100_000) == "must be 14 digits"
+    assert siret_problem("") == "must be 14 digits"
+    assert siren_problem("7" * 100_000) == "must be 9 digits"
+    # nothing kept: the caches' memory stays bounded whatever the length of what is sent
+    assert (_siret_verdict.cache_info().currsize, _siren_verdict.cache_info().currsize) == before
+    assert siret_problem("1234567890123A") == "must be 14 digits"  # fourteen characters, not digits

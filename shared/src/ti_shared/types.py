@@ -152,8 +152,15 @@ _NINE_DIGITS = re.compile(r"[0-9]{9}")
 _FOURTEEN_DIGITS = re.compile(r"[0-9]{14}")
 
 
-@lru_cache(maxsize=65536)
 def siren_problem(value: str) -> str | None:
+    """Why ``value`` is not a SIREN, else None; kept for nine characters only (as a SIRET's)."""
+    if len(value) != 9:
+        return "must be 9 digits"
+    return _siren_verdict(value)
+
+
+@lru_cache(maxsize=65536)
+def _siren_verdict(value: str) -> str | None:
     if not _NINE_DIGITS.fullmatch(value):
         return "must be 9 digits"
     if not _luhn_ok(value):
@@ -161,9 +168,18 @@ def siren_problem(value: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=65536)
 def siret_problem(value: str) -> str | None:
-    """Why ``value`` is not a SIRET (the rules of ``stdnum.fr.siret``, La Poste's included), else None."""
+    """Why ``value`` is not a SIRET (the rules of ``stdnum.fr.siret``, La Poste's included), else None.
+
+    The verdicts of fourteen characters are kept (a batch names the same establishments again and
+    again); a value of any other length is refused without being kept (the cache's memory bounded)."""
+    if len(value) != 14:
+        return "must be 14 digits"
+    return _siret_verdict(value)
+
+
+@lru_cache(maxsize=65536)
+def _siret_verdict(value: str) -> str | None:
     if not _FOURTEEN_DIGITS.fullmatch(value):
         return "must be 14 digits"
     if value.startswith("356000000") and value != "35600000000048":
