@@ -601,22 +601,22 @@ _REF_READERS: dict[str, frozenset[str]] = {}
 _READERS_KEPT = 4_096
 
 
-def _readers_of_counter(name: str) -> frozenset[str]:
-    found = _READERS.get(name)
+def _readers(kept: dict[str, frozenset[str]], name: str, reads: Callable[[Any, str], bool]) -> frozenset[str]:
+    """The indicators that read ``name`` (``reads(indicator, name)``), kept in ``kept`` up to a bound."""
+    found = kept.get(name)
     if found is None:
-        found = frozenset(i.code for i in INDICATORS if i.reads_counter(name))
-        if len(_READERS) < _READERS_KEPT:
-            _READERS[name] = found
+        found = frozenset(i.code for i in INDICATORS if reads(i, name))
+        if len(kept) < _READERS_KEPT:
+            kept[name] = found
     return found
+
+
+def _readers_of_counter(name: str) -> frozenset[str]:
+    return _readers(_READERS, name, lambda indicator, n: indicator.reads_counter(n))
 
 
 def _readers_of_ref(kind: str) -> frozenset[str]:
-    found = _REF_READERS.get(kind)
-    if found is None:
-        found = frozenset(i.code for i in INDICATORS if i.reads_ref(kind))
-        if len(_REF_READERS) < _READERS_KEPT:
-            _REF_READERS[kind] = found
-    return found
+    return _readers(_REF_READERS, kind, lambda indicator, k: indicator.reads_ref(k))
 
 
 def patch(
