@@ -25,6 +25,17 @@ _UPSERT_PART = (
 )
 
 
+def locked_with_territory_known(table: sa.Table, key: str) -> Sql:
+    """A write's one read: the row of ``table`` whose ``key`` is the parameter ``key``, locked (its
+    columns NULL when it never existed), and ``territory_known``, whether the replica knows the
+    territory of the parameter ``territory_id``; always one row (a lookup was a round trip of its own)."""
+    locked = sa.select(table).where(table.c[key] == sa.bindparam(key)).with_for_update().cte("locked")
+    known = sa.select(
+        sa.exists().where(territory_replica.c.territory_id == sa.bindparam("territory_id")).label("territory_known")
+    ).subquery("known")
+    return Sql(sa.select(known.c.territory_known, *locked.c).select_from(known.outerjoin(locked, sa.true())))
+
+
 class TerritoryReplicaHandler(EventHandler):
     """Keeps ``territory_replica`` equal to the latest state of every territory."""
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import ti_shared.service
 from ti_shared.app import concurrent_write
 from ti_shared.db import dialect_of, territory_replica
-from ti_shared.replica import known_territories
+from ti_shared.replica import known_territories, locked_with_territory_known
 from ti_shared.statements import Sql
 from ti_shared.types import format_decimal
 
@@ -38,13 +38,7 @@ _ROW_COLUMNS = [c.name for c in action.c]
 # the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
 _GET = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")))
 _GET_FOR_UPDATE = Sql(sa.select(action).where(action.c.action_id == sa.bindparam("action_id")).with_for_update())
-# a write's one read: the action locked (its columns NULL when it never existed) and whether the replica
-# knows a territory
-_LOCKED = sa.select(action).where(action.c.action_id == sa.bindparam("action_id")).with_for_update().cte("locked")
-_KNOWN = sa.select(
-    sa.exists().where(territory_replica.c.territory_id == sa.bindparam("territory_id")).label("territory_known")
-).subquery("known")
-_GET_FOR_WRITE = Sql(sa.select(_KNOWN.c.territory_known, *_LOCKED.c).select_from(_KNOWN.outerjoin(_LOCKED, sa.true())))
+_GET_FOR_WRITE = locked_with_territory_known(action, "action_id")
 _INSERT = Sql(action.insert(), column_keys=_ROW_COLUMNS)
 _UPDATE = Sql(
     action.update().where(action.c.action_id == sa.bindparam("id"), action.c.version == sa.bindparam("replaced")),

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import ti_shared.service
 from ti_shared.app import concurrent_write
 from ti_shared.db import territory_replica
-from ti_shared.replica import known_territories
+from ti_shared.replica import known_territories, locked_with_territory_known
 from ti_shared.statements import Sql
 
 from site_catalog.domain import Decision
@@ -65,13 +65,7 @@ _ROW_COLUMNS = [c.name for c in site.c]
 # the write path's statements (prepared on PostgreSQL's driver; a PUT's writes go as one statement)
 _GET = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")))
 _GET_FOR_UPDATE = Sql(sa.select(site).where(site.c.site_id == sa.bindparam("site_id")).with_for_update())
-# a write's one read: the site locked (its columns NULL when it never existed) and whether the replica
-# knows a territory
-_LOCKED = sa.select(site).where(site.c.site_id == sa.bindparam("site_id")).with_for_update().cte("locked")
-_KNOWN = sa.select(
-    sa.exists().where(territory_replica.c.territory_id == sa.bindparam("territory_id")).label("territory_known")
-).subquery("known")
-_GET_FOR_WRITE = Sql(sa.select(_KNOWN.c.territory_known, *_LOCKED.c).select_from(_KNOWN.outerjoin(_LOCKED, sa.true())))
+_GET_FOR_WRITE = locked_with_territory_known(site, "site_id")
 _INSERT = Sql(site.insert(), column_keys=_ROW_COLUMNS)
 _UPDATE = Sql(
     site.update().where(site.c.site_id == sa.bindparam("id"), site.c.version == sa.bindparam("replaced")),
