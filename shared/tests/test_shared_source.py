@@ -255,3 +255,61 @@ async def test_a_view_far_behind_decodes_itself_what_is_beyond_the_envelopes_kep
     assert all(b is a for a, b in zip(behind[:5], ahead[:5], strict=True))
     assert len(decoded) == 20 + 15  # the first five read from what was kept, the others decoded again
     assert shared._kept == {} and shared._envelopes == 0
+
+
+async def test_the_views_one_fetch_woke_meet_and_the_last_ready_is_given_every_item() -> None:
+    inner = source_of(6)
+    shared = SharedSource(inner)
+    a, b = shared.view(), shared.view()
+    await a.start([TOPIC_TERRITORIES], {})
+    await b.start([TOPIC_TERRITORIES], {})
+    got_a, got_b = await asyncio.gather(a.fetch(2, 0), b.fetch(2, 0))  # both waiting: woken by one inner fetch
+    assert offsets(got_a) == offsets(got_b) and inner.fetches == 1
+    meeting = a.meeting
+    assert meeting is not None and b.meeting is meeting and meeting.expected == 2
+
+    waiting = asyncio.ensure_future(meeting.join(a, "A"))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # b is expected still
+    assert await meeting.join(b, "B") == ["A", "B"]  # the last ready deals with both
+    meeting.done("A")
+    assert await waiting is None
+
+    # b has messages left: its fetch takes them without waiting, and meets no one
+    assert offsets(await b.fetch(10, 0)) == offsets(inner.messages[2:6]) and b.meeting is None
+
+
+async def test_a_view_that_leaves_or_stops_waiting_never_holds_the_others() -> None:
+    inner = source_of(8)
+    shared = SharedSource(inner)
+    a, b = shared.view(), shared.view()
+    await a.start([TOPIC_TERRITORIES], {})
+    await b.start([TOPIC_TERRITORIES], {})
+
+    await asyncio.gather(a.fetch(2, 0), b.fetch(2, 0))
+    meeting = a.meeting
+    assert meeting is not None
+    waiting = asyncio.ensure_future(meeting.join(a, "A"))
+    await asyncio.sleep(0)
+    b.leave_meeting()  # b writes alone: a is given its own item at once
+    assert await waiting == ["A"]
+
+    await asyncio.gather(a.fetch(2, 0), b.fetch(2, 0))
+    meeting = a.meeting
+    assert meeting is not None
+    waiting = asyncio.ensure_future(meeting.join(a, "A"))
+    await asyncio.sleep(0)
+    waiting.cancel()  # a's consumer stops while it waits: its item is taken out
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await meeting.join(b, "B") == ["B"]
+
+    await asyncio.gather(a.fetch(2, 0), b.fetch(2, 0))
+    meeting = b.meeting
+    assert meeting is not None
+    waiting = asyncio.ensure_future(meeting.join(b, "B"))
+    await asyncio.sleep(0)
+    await a.fetch(2, 0)  # a fetches again without writing: it has left
+    assert await waiting == ["B"]
+    await a.stop()
+    await b.stop()

@@ -379,8 +379,11 @@ class ReportingProjection(EventHandler):
             (was, memory.states[entity][subject])
             for entity, changed in window.before.items() for subject, was in changed.items()
         ]
-        before = window.regions_before if window.regions_before is not None else memory.regions
-        dependents = await self._dependents(session, window, moved_territories(before, memory.regions))
+        if window.regions_before is None:  # no territory changed: none moved
+            before, moved = memory.regions, set()
+        else:
+            before, moved = window.regions_before, moved_territories(window.regions_before, memory.regions)
+        dependents = await self._dependents(session, window, moved)
         deltas = deltas_of(changes, before, memory.regions, dependents)
         programmes = memory.aggregates.programmes()
         touched = memory.aggregates.apply(deltas)
