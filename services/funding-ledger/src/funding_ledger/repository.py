@@ -13,7 +13,8 @@ import orjson
 import sqlalchemy as sa
 from ti_shared import replica
 from ti_shared.app import concurrent_write
-from ti_shared.db import copy_records, dialect_of, in_values, insert_rows, lookup_chunks, territory_replica
+from ti_shared.copytext import InstantTexts, copy_text, lines_buffer
+from ti_shared.db import dialect_of, in_values, insert_rows, lookup_chunks, territory_replica
 from ti_shared.service import Repository as BaseRepository
 from ti_shared.statements import Sql
 
@@ -136,7 +137,7 @@ def grant_values(g: Grant, **extra: Any) -> dict[str, Any]:
 
 
 _UPDATE_KEYS = [k for k in grant.c.keys() if k not in ("operator", "operator_ref", "created_at")]
-#: the columns of :func:`_grant_record`, in its order
+#: the columns of :func:`_grant_line`, in its order
 _RECORD_COLUMNS = (
     "operator", "operator_ref", "programme", "beneficiary_name", "beneficiary_siret", "beneficiary_rna", "beneficiary_kind",
     "territory_id", "commune_insee", "action_id", "object", "amount_eur", "investment_eur", "decision_date",
@@ -150,22 +151,27 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _grant_record(g: Grant) -> tuple[Any, ...]:
-    """The ``grant`` row of a new grant as a ``COPY`` record (:data:`_RECORD_COLUMNS`), straight from the
-    model: the values :func:`grant_values` gives, its ``created_at`` its ``updated_at``."""
+def _grant_line(g: Grant, instant: InstantTexts) -> tuple[str | None, ...]:
+    """The ``grant`` row of a new grant as the values of a text ``COPY`` line (:data:`_RECORD_COLUMNS`),
+    straight from the model: the values :func:`grant_values` gives, as PostgreSQL reads their text, its
+    ``created_at`` its ``updated_at``."""
     b = g.beneficiary
+    inv, jobs, conditional, at = g.investment_eur, g.jobs_forecast, g.jobs_conditional, instant(g.updated_at)
     return (
         g.operator, g.operator_ref, g.programme, b.name, b.siret, b.rna, b.kind, g.territory_id, g.commune_insee,
-        g.action_id, g.object, g.amount_eur, g.investment_eur, g.decision_date, g.jobs_forecast, g.jobs_conditional,
-        _json_text(list(g.contributions)), g.value_chain, g.status, g.disbursed_eur,
+        g.action_id, g.object, str(g.amount_eur), None if inv is None else str(inv), g.decision_date.isoformat(),
+        None if jobs is None else str(jobs), None if conditional is None else str(conditional),
+        _json_text(list(g.contributions)), g.value_chain, g.status, str(g.disbursed_eur),
         _json_text([d.model_dump(mode="json") for d in g.disbursements]) if g.disbursements else "[]",
-        _json_text(g.scdl.model_dump(mode="json")) if g.scdl is not None else "null", g.version, g.updated_at, g.updated_at,
+        _json_text(g.scdl.model_dump(mode="json")) if g.scdl is not None else "null", str(g.version), at, at,
     )
+
+
 _LEDGER_KEYS = [k for k in grant_ledger_entry.c.keys() if k != "id"]
 assert _LEDGER_KEYS == [
     "operator", "operator_ref", "seq", "kind", "amount_delta_eur", "investment_delta_eur", "disbursement_ref", "paid_on",
     "grant_version", "recorded_at", "actor",
-], "the columns of grant_ledger_entry are not those of _ledger_records"
+], "the columns of grant_ledger_entry are not those of _ledger_lines"
 #: a write of one grant writes its ledger entries with the rest of its transaction's statements up to
 #: this many (more: ``COPY``)
 FEW_ENTRIES = 8
@@ -228,11 +234,13 @@ def _ledger_row(g: Grant, seq: int, e: EntryPlan, actor: str) -> dict[str, Any]:
     }
 
 
-def _ledger_records(decisions: Iterable[Decision], actor: str) -> list[tuple[Any, ...]]:
-    """The ledger rows of ``decisions`` as ``COPY`` records (:data:`_LEDGER_KEYS`), the values of :func:`_ledger_row`."""
+def _ledger_lines(decisions: Iterable[Decision], actor: str) -> list[tuple[str | None, ...]]:
+    """The ledger rows of ``decisions`` as the values of text ``COPY`` lines (:data:`_LEDGER_KEYS`), the
+    values of :func:`_ledger_row`."""
+    instant = InstantTexts()
     return [
-        (g.operator, g.operator_ref, seq, e.kind, e.amount_delta_eur, e.investment_delta_eur, e.disbursement_ref, e.paid_on,
-         g.version, g.updated_at, actor)
+        (g.operator, g.operator_ref, str(seq), e.kind, str(e.amount_delta_eur), str(e.investment_delta_eur), e.disbursement_ref,
+         None if e.paid_on is None else e.paid_on.isoformat(), str(g.version), instant(g.updated_at), actor)
         for d in decisions
         for g in (d.entity,)
         for seq, e in enumerate(d.entries)
@@ -376,7 +384,8 @@ class Repository(BaseRepository):
             await _INSERT.defer(self.session, expect=1, **grant_values(grants[0], created_at=grants[0].updated_at))
             return
         if dialect_of(self.session) == "postgresql":
-            await copy_records(self.session, grant, _RECORD_COLUMNS, [_grant_record(g) for g in grants])
+            instant = InstantTexts()
+            await copy_text(self.session, grant, _RECORD_COLUMNS, lines_buffer([_grant_line(g, instant) for g in grants]))
             return
         await insert_rows(self.session, grant, [grant_values(g, created_at=g.updated_at) for g in grants], chunk=CHUNK)
 
@@ -431,7 +440,7 @@ class Repository(BaseRepository):
                     await _ADD_ENTRY.defer(self.session, expect=1, **_ledger_row(d.entity, seq, e, actor))
             return
         if dialect_of(self.session) == "postgresql":
-            await copy_records(self.session, grant_ledger_entry, _LEDGER_KEYS, _ledger_records(decisions, actor))
+            await copy_text(self.session, grant_ledger_entry, _LEDGER_KEYS, lines_buffer(_ledger_lines(decisions, actor)))
             return
         rows = [_ledger_row(d.entity, seq, e, actor) for d in decisions for seq, e in enumerate(d.entries)]
         await insert_rows(self.session, grant_ledger_entry, rows, chunk=CHUNK)
