@@ -4,15 +4,18 @@ savepoint or commit, dropped by a rollback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from ti_shared.db import Database, Instant
-from ti_shared.statements import Sql, StaleWrite, driver_of, flush
+from ti_shared.outbox import asyncpg_dsn
+from ti_shared.statements import DriverSession, Sql, StaleWrite, driver_of, flush
 from ti_shared.testing import create_database, drop_database
 
 metadata = sa.MetaData()
@@ -163,3 +166,88 @@ async def test_inserts_on_one_table_share_a_flush_and_a_duplicate_among_them_is_
             await session.commit()
         await session.rollback()
     assert await count(db, item) == 1
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[Database]:
+    url = await create_database("statements_driver")
+    database = Database(url, pool_size=2, max_overflow=0)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        await drop_database(url)
+
+
+async def test_a_driver_session_commits_its_reads_and_queued_writes_in_one_transaction(pg: Database) -> None:
+    session = DriverSession(pg.engine)
+    try:
+        await INSERT.defer(session, expect=1, id="a", version=1, tags=["x"], at=AT, area=Decimal("1.50"))  # type: ignore[arg-type]
+        await LOG.defer(session, expect=1, id="a", version=1)  # type: ignore[arg-type]
+        assert await count(pg, item) == 0  # queued, not sent
+        row = await GET.fetchrow(session, item_id="a")  # type: ignore[arg-type]
+        assert row == {"id": "a", "version": 1, "tags": ["x"], "at": AT, "area": Decimal("1.50")}
+        assert await count(pg, item) == 0  # sent in its transaction, not committed
+        await BUMP.defer(session, expect=1, item_id="a", replaced=1, version=2)  # type: ignore[arg-type]
+        await session.commit()
+    finally:
+        await session.close()
+    async with pg.session() as s:
+        assert (await GET.fetchrow(s, item_id="a") or {})["version"] == 2
+    assert await count(pg, log) == 1
+
+
+async def test_a_driver_session_closed_uncommitted_leaves_nothing_and_its_connection_is_reused(pg: Database) -> None:
+    for _ in range(3):  # the pool has two connections: each close gives its connection back
+        session = DriverSession(pg.engine)
+        await INSERT.execute(session, id="a", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
+        await session.close()  # rolled back
+    assert await count(pg, item) == 0
+    again = DriverSession(pg.engine)
+    try:
+        await INSERT.defer(again, expect=1, id="a", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
+        await again.commit()
+    finally:
+        await again.close()
+    assert await count(pg, item) == 1
+
+
+async def test_a_driver_session_raises_an_integrity_error_on_a_duplicate_and_refuses_other_statements(pg: Database) -> None:
+    async with pg.session() as s:
+        await INSERT.execute(s, id="a", version=1, tags=[], at=AT, area=None)
+        await s.commit()
+    session = DriverSession(pg.engine)
+    try:
+        await INSERT.defer(session, expect=1, id="a", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
+        with pytest.raises(sa.exc.IntegrityError):
+            await session.commit()
+        with pytest.raises(RuntimeError, match="execute"):
+            await session.execute(sa.select(item))
+    finally:
+        await session.close()
+    assert await count(pg, item) == 1
+
+
+async def test_a_driver_session_on_a_connection_the_server_closed_gets_a_new_one(pg: Database) -> None:
+    first = DriverSession(pg.engine)
+    driver = await first.begun()
+    pid = await driver.fetchval("SELECT pg_backend_pid()")
+    await first.close()
+    admin = await asyncpg.connect(asyncpg_dsn(pg.url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    for _ in range(50):  # the driver learns of the close when the server's goodbye arrives
+        if driver.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    second = DriverSession(pg.engine)
+    try:
+        await INSERT.defer(second, expect=1, id="b", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
+        await second.commit()
+    finally:
+        await second.close()
+    assert await count(pg, item) == 1

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -39,6 +39,7 @@ from ti_shared.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_hand
 from ti_shared.ratelimit import RateLimitMiddleware, WriteRateLimiter
 from ti_shared.settings import ServiceSettings, load_settings
 from ti_shared.shared_source import SharedSource
+from ti_shared.statements import DriverSession
 
 log = get_logger(__name__)
 
@@ -211,6 +212,24 @@ class UnitOfWork(Generic[R]):
 
 async def unit_of_work(ctx: ContextDep) -> AsyncIterator[UnitOfWork[Any]]:
     async with ctx.db.session() as session:
+        factory = ctx.spec.repository
+        try:
+            yield UnitOfWork(ctx, session, factory(session) if factory is not None else None)
+        except sa.exc.IntegrityError as exc:
+            if is_concurrent_write(exc):
+                raise concurrent_write() from exc
+            raise
+
+
+async def driver_unit_of_work(ctx: ContextDep) -> AsyncIterator[UnitOfWork[Any]]:
+    """:func:`unit_of_work` for a route whose every statement is a prepared :class:`~ti_shared.statements.Sql`
+    (the PUTs): on PostgreSQL its transaction runs straight on a pooled asyncpg connection
+    (:class:`~ti_shared.statements.DriverSession`, no SQLAlchemy session); on SQLite, a session as usual."""
+    driver = None if ctx.db.is_sqlite else DriverSession(ctx.db.engine)
+    async with contextlib.AsyncExitStack() as stack:
+        session = cast(AsyncSession, driver) if driver is not None else await stack.enter_async_context(ctx.db.session())
+        if driver is not None:
+            stack.push_async_callback(driver.close)
         factory = ctx.spec.repository
         try:
             yield UnitOfWork(ctx, session, factory(session) if factory is not None else None)

@@ -183,9 +183,9 @@ def _verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-async def optional_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal | None:
+def _principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
+    """The principal of the request's bearer token (None without one), verified once per request (the
+    rate limiter's verification reused) and per token until it expires (:class:`TokenVerifier`)."""
     if credentials is None:
         if request.headers.get("authorization"):
             raise unauthorized("The Authorization header must be 'Bearer <token>'")
@@ -199,7 +199,18 @@ async def optional_principal(
     return principal
 
 
-async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+async def optional_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    return _principal_of(request, credentials)
+
+
+async def require_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The principal of a required token: one dependency over the bearer scheme (each level of
+    dependencies is solved on every request)."""
+    principal = _principal_of(request, credentials)
     if principal is None:
         raise unauthorized("A bearer token is required")
     return principal
@@ -210,11 +221,16 @@ OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def scoped(scope: str) -> Any:
-    """A dependency giving the principal after checking it holds ``scope`` (or ``admin``)."""
+    """A dependency giving the principal after checking it holds ``scope`` (or ``admin``): one level over
+    the bearer scheme, as :func:`require_principal` (which ``ti_shared.openapi`` tells by ``ti_auth``)."""
 
-    async def _dep(principal: PrincipalDep) -> Principal:
+    async def _dep(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        principal = _principal_of(request, credentials)
+        if principal is None:
+            raise unauthorized("A bearer token is required")
         principal.require_scope(scope)
         return principal
 
     _dep.ti_scope = scope  # type: ignore[attr-defined]  # read by ti_shared.openapi (the operation's description)
+    _dep.ti_auth = "required"  # type: ignore[attr-defined]  # a required token (ti_shared.openapi: 401, 403)
     return Depends(_dep)

@@ -133,14 +133,14 @@ def _calls(dependant: Dependant) -> Iterator[Dependant]:
 
 
 def route_facts(route: Any) -> RouteFacts:
-    from ti_shared.app import get_context, unit_of_work
+    from ti_shared.app import driver_unit_of_work, get_context, unit_of_work
     from ti_shared.http import MEDIA_TYPES_KEY
 
     facts = RouteFacts()
     dependant: Dependant = route.dependant
     deps = list(_calls(dependant))
     calls = {d.call for d in deps}
-    if require_principal in calls:
+    if require_principal in calls or any(getattr(c, "ti_auth", None) == "required" for c in calls):
         facts.auth = "required"
     elif optional_principal in calls:
         facts.auth = "optional"
@@ -150,7 +150,7 @@ def route_facts(route: Any) -> RouteFacts:
         facts.headers.update(str(p.alias).lower() for p in d.header_params)
         facts.path_params += [p.alias for p in d.path_params if p.alias not in facts.path_params]
     facts.database = get_context in calls
-    facts.unit_of_work = unit_of_work in calls
+    facts.unit_of_work = unit_of_work in calls or driver_unit_of_work in calls
     return facts
 
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_, greenlet_spawn
 
 _PENDING = "ti_pending"
 _DRIVER = "ti_driver"
@@ -211,9 +211,92 @@ def _shift(text: str, offset: int) -> str:
     return _PLACEHOLDER.sub(renumber, text)
 
 
+class DriverSession:
+    """A write's transaction straight on a pooled asyncpg connection, for the routes whose every statement
+    is an :class:`Sql` (a PUT): no SQLAlchemy session, connection or transaction objects around it, and no
+    greenlet per statement or commit. It stands where a repository takes an ``AsyncSession`` for what
+    :class:`Sql` uses (``info``, ``get_bind()``, the transaction's state, ``commit``, ``rollback``); any
+    other statement is refused, naming itself (such a route takes :func:`ti_shared.app.unit_of_work`).
+
+    The connection is checked out of the engine's pool at the first statement (a connection its driver
+    knows closed, after a server restart, is replaced there), ``BEGIN`` sent with it; :meth:`close`
+    rolls back what was not committed and returns the connection (invalidated when it broke)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sync_engine = engine.sync_engine
+        self.info: dict[str, Any] = {}
+        self._fairy: Any = None
+        self._driver: Any = None
+
+    def get_bind(self) -> sa.Engine:
+        return self._sync_engine
+
+    def in_transaction(self) -> bool:
+        return True  # begun with the first statement (a queued write waits for it)
+
+    def in_nested_transaction(self) -> bool:
+        return False
+
+    async def begun(self) -> Any:
+        """The driver connection, its transaction begun."""
+        if self._driver is None:
+            self._fairy = await self._engine.raw_connection()
+            driver = self._fairy.driver_connection
+            await driver.execute("BEGIN")
+            self._driver = driver
+        return self._driver
+
+    async def commit(self) -> None:
+        """Send the queued writes, then ``COMMIT`` (nothing to do when no statement ran)."""
+        pending: list[_Deferred] | None = self.info.pop(_PENDING, None)
+        if self._driver is None and not pending:
+            return
+        driver = await self.begun()
+        if pending:
+            await _flush_on(self._sync_engine.dialect, driver, pending)
+        await driver.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        self.info.pop(_PENDING, None)
+        driver = self._driver
+        if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+            await driver.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        """Roll back what is left and give the connection back to the pool (invalidated when broken)."""
+        fairy, self._fairy, self._driver = self._fairy, None, None
+        self.info.pop(_PENDING, None)
+        if fairy is None:
+            return
+        driver = fairy.driver_connection
+        broken = driver is None or driver.is_closed()
+        if not broken and driver.is_in_transaction():
+            try:
+                await driver.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - a connection that fails its rollback is not reused
+                broken = True
+        if broken:
+            await greenlet_spawn(fairy.invalidate)
+        await greenlet_spawn(fairy.close)
+
+    def _refuse(self, name: str) -> Any:
+        raise RuntimeError(f"{name}: this unit of work runs prepared statements (Sql) only; the route takes unit_of_work")
+
+    def __getattr__(self, name: str) -> Any:  # execute, scalar(s), stream, begin_nested, run_sync, …
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *_a, **_k: self._refuse(name)
+
+
 async def driver_of(session: AsyncSession) -> Any:
     """The asyncpg connection under a PostgreSQL session, in the session's transaction (begun if it was
     not yet), after the statements the session has queued. For ``COPY`` and :class:`Sql`."""
+    if isinstance(session, DriverSession):
+        driver = await session.begun()
+        if session.info.get(_PENDING):
+            await _flush_on(session.get_bind().dialect, driver, session.info.pop(_PENDING))
+        return driver
     driver = session.info.get(_DRIVER)
     if driver is None:
         from ti_shared.db import driver_connection

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from ti_shared.app import UnitOfWork, read_repository, unit_of_work
+from ti_shared.app import UnitOfWork, driver_unit_of_work, read_repository, unit_of_work
 from ti_shared.auth import Principal, scoped
 from ti_shared.http import (
     CSV_TYPES,
@@ -44,6 +44,8 @@ from action_tracker.schemas import (
 router = APIRouter(prefix="/v1/actions", tags=["actions"], route_class=TiRoute)
 
 UowDep = Annotated[UnitOfWork[service.Repository], Depends(unit_of_work)]
+#: a PUT's unit of work: its statements are all prepared ones, run on the driver's connection
+PutUowDep = Annotated[UnitOfWork[service.Repository], Depends(driver_unit_of_work)]
 ReadRepoDep = Annotated[service.Repository, Depends(read_repository)]
 WriterDep = Annotated[Principal, scoped("actions:write")]
 ActionIdPath = Annotated[
@@ -184,7 +186,7 @@ async def put_action(
     action_id: ActionIdPath,
     body: Annotated[ActionWrite, Body()],
     request: Request,
-    uow: UowDep,
+    uow: PutUowDep,
     principal: WriterDep,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from ti_shared.app import UnitOfWork, read_repository, unit_of_work
+from ti_shared.app import UnitOfWork, driver_unit_of_work, read_repository, unit_of_work
 from ti_shared.auth import Principal, scoped
 from ti_shared.http import (
     CSV_TYPES,
@@ -53,6 +53,8 @@ SiteIdPath = Annotated[
 ]
 WriterDep = Annotated[Principal, scoped(SITES_WRITE)]
 UowDep = Annotated[UnitOfWork[service.Repository], Depends(unit_of_work)]
+#: a PUT's unit of work: its statements are all prepared ones, run on the driver's connection
+PutUowDep = Annotated[UnitOfWork[service.Repository], Depends(driver_unit_of_work)]
 ReadRepoDep = Annotated[service.Repository, Depends(read_repository)]
 
 CSV_EXAMPLE = (
@@ -100,7 +102,7 @@ async def put_site(
         Body(openapi_examples={"site": {"summary": "A labelled site", "value": SITE_EXAMPLE}}),
     ],
     request: Request,
-    uow: UowDep,
+    uow: PutUowDep,
     principal: WriterDep,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from ti_shared.app import UnitOfWork, read_repository, unit_of_work
+from ti_shared.app import UnitOfWork, driver_unit_of_work, read_repository, unit_of_work
 from ti_shared.auth import Principal, scoped
 from ti_shared.http import (
     CSV_TYPES,
@@ -48,6 +48,8 @@ MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 WriterDep = Annotated[Principal, scoped(WRITE_SCOPE)]
 UowDep = Annotated[UnitOfWork[service.Repository], Depends(unit_of_work)]
+#: a PUT's unit of work: its statements are all prepared ones, run on the driver's connection
+PutUowDep = Annotated[UnitOfWork[service.Repository], Depends(driver_unit_of_work)]
 ReadRepoDep = Annotated[service.Repository, Depends(read_repository)]
 TerritoryIdPath = Annotated[str, Path(description="ANCT's id_ti, e.g. ti-8402", examples=["ti-8402"])]
 
@@ -97,7 +99,7 @@ async def put_territory(
         Body(openapi_examples={"territory": {"summary": "A labelled territory", "value": TERRITORY_EXAMPLE}}),
     ],
     principal: WriterDep,
-    uow: UowDep,
+    uow: PutUowDep,
     effective_at_header: EffectiveAtHeader = None,
 ) -> Response:
     result = await service.put_territory(

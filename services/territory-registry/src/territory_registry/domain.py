@@ -21,7 +21,7 @@ def territory_state(fields: TerritoryFields) -> dict[str, Any]:
 
 def territory_problems(fields: TerritoryFields) -> list[dict[str, Any]]:
     """Rules spanning several values: each EPCI SIREN and each département listed once."""
-    return state_problems(territory_state(fields))
+    return state_problems({"epcis": [{"siren": e.siren} for e in fields.epcis], "departement_codes": fields.departement_codes})
 
 
 def state_problems(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -67,14 +67,19 @@ def decide_write(current: Territory | None, body: TerritoryFields, *, territory_
     if new.get("communes") is None:
         new["communes"] = list(current.communes) if current is not None else []
     if current is None:
-        return Decision("registered", _territory(new, territory_id, 1, at), FIELDS)
+        return Decision("registered", _territory(body, new["communes"], territory_id, 1, at), FIELDS)
     state = current.model_dump(mode="json", include=set(FIELDS))
     changed = tuple(f for f in FIELDS if state.get(f) != new.get(f))
     if not changed:
         return Decision(None, current)
     withdrawn = new.get("status") == "withdrawn" and state.get("status") != "withdrawn"
-    return Decision("withdrawn" if withdrawn else "updated", _territory(new, territory_id, current.version + 1, at), changed)
+    version = current.version + 1
+    return Decision("withdrawn" if withdrawn else "updated", _territory(body, new["communes"], territory_id, version, at), changed)
 
 
-def _territory(state: dict[str, Any], territory_id: str, version: int, at: datetime) -> Territory:
-    return Territory.model_validate({**state, "id": territory_id, "version": version, "updated_at": at})
+def _territory(body: TerritoryFields, communes: list[str], territory_id: str, version: int, at: datetime) -> Territory:
+    """The territory of a validated body: its values as they are (validated once, in the body; the id is
+    the path's, checked by its pattern; ``at`` an aware instant), not validated again from their JSON form."""
+    values = {f: getattr(body, f) for f in FIELDS}
+    values["communes"] = communes
+    return Territory.model_construct(**values, id=territory_id, version=version, updated_at=at)

@@ -38,8 +38,8 @@ def _territory_of(row: sa.Row[Any]) -> Territory:
     return Territory.model_validate(dict(row._mapping))
 
 
-def _row_values(resource: Territory, actor: str) -> dict[str, Any]:
-    values = resource.model_dump(mode="json")
+def _row_values(resource: Territory, actor: str, state: dict[str, Any]) -> dict[str, Any]:
+    values = dict(state)
     values.update(
         labelled_on=resource.labelled_on,
         launch_copil_held_on=resource.launch_copil_held_on,
@@ -51,6 +51,14 @@ def _row_values(resource: Territory, actor: str) -> dict[str, Any]:
 
 class Repository(ti_shared.service.Repository):
     """The territories and their versions."""
+
+    _dumped: tuple[Territory, dict[str, Any]] | None = None
+
+    def _state_of(self, resource: Territory) -> dict[str, Any]:
+        """The JSON form of ``resource``, dumped once for its row and its history row."""
+        if self._dumped is None or self._dumped[0] is not resource:
+            self._dumped = (resource, resource.model_dump(mode="json"))
+        return self._dumped[1]
 
     def _locking(self, query: sa.Select[Any]) -> sa.Select[Any]:
         return query.with_for_update() if dialect_of(self.session) == "postgresql" else query
@@ -82,11 +90,11 @@ class Repository(ti_shared.service.Repository):
 
     async def insert_territory(self, resource: Territory, *, actor: str) -> None:
         """A new territory (another writer creating it first is a unique violation: 409)."""
-        await _INSERT.defer(self.session, expect=1, **_row_values(resource, actor))
+        await _INSERT.defer(self.session, expect=1, **_row_values(resource, actor, self._state_of(resource)))
 
     async def update_territory(self, resource: Territory, *, actor: str) -> None:
         """Replace a territory's state by its next version (409 when its version moved meanwhile)."""
-        values = _row_values(resource, actor)
+        values = _row_values(resource, actor, self._state_of(resource))
         await _UPDATE.defer(
             self.session, expect=1, on_mismatch=concurrent_write, territory_id=values.pop("id"),
             replaced=resource.version - 1, **values,
@@ -101,7 +109,7 @@ class Repository(ti_shared.service.Repository):
             version=resource.version,
             change=decision.change,
             changed_fields=list(decision.changed_fields),
-            state=resource.model_dump(mode="json"),
+            state=self._state_of(resource),
             actor=actor,
             effective_at=resource.updated_at,
             recorded_at=recorded_at,
