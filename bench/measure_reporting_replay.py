@@ -4,7 +4,7 @@ endpoint served the same way.
 
     source var/local.env && .venv/bin/python bench/measure_reporting_replay.py [--events 100000]
         [--actions 36000 --grants 3000 --sites 2000] [--reads 2000 --concurrency 32 --scope region:84]
-        [--baseline DIR [--baseline DIR2…] [--rounds 2]] [--trace-memory FRAMES]
+        [--baseline DIR [--baseline DIR2…] [--rounds 2]] [--trace-memory FRAMES] [--rss-every SECONDS]
 
 The parent generates the stream (≈100,000 events with the defaults; ``--events N`` scales the
 programme to about N events), publishes it to fresh topics and creates a fresh PostgreSQL database;
@@ -18,7 +18,10 @@ first on the child's ``PYTHONPATH``), then with this one, each into a fresh data
 times alternately (several ``--baseline``: each in turn, then this one); a line per baseline gives
 this code's figures over its own (the lowest peak RSS, the highest events/s of the rounds). ``--trace-memory
 FRAMES``: the child traces its allocations (``tracemalloc``, that many frames, several times slower)
-and prints, at the largest traced size seen during the replay, the lines and tracebacks holding most.
+and prints, at the largest traced size seen during the replay, the lines and tracebacks holding most;
+``--rss-every S`` prints its resident set and the events applied every S seconds. The child serves the
+app as deployed: its responses are not checked against the OpenAPI document (the tests' validator keeps
+the parsed document, ≈ 27 MiB, in the process measured).
 """
 
 from __future__ import annotations
@@ -167,12 +170,13 @@ async def _bare(prefix: str, expected: int) -> dict[str, Any]:
     return {"bare_events_per_s": round(seen / elapsed)}
 
 
-def _peak_rss_mib() -> int:
-    """This process's resident-set high-water mark (``VmHWM``). Not ``getrusage``'s ``ru_maxrss``: on
-    Linux that keeps the peak of the parent's memory copied by ``fork`` before ``exec``."""
+def _rss_mib(field: str = "VmHWM") -> int:
+    """This process's resident-set high-water mark (``VmHWM``), or its resident set now (``VmRSS``). Not
+    ``getrusage``'s ``ru_maxrss``: on Linux that keeps the peak of the parent's memory copied by ``fork``
+    before ``exec``."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return round(int(line.split()[1]) / 1024)
     return -1
 
@@ -214,20 +218,58 @@ class _MemoryTracer:
         return {"traced_peak_mib": round(peak / mib, 1), "traced_at_snapshot_mib": round(self.snapshot_size / mib, 1)}
 
 
-async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str, frames: int) -> None:
+def _malloc_mib() -> tuple[int, int]:
+    """glibc's heap: what its chunks hold in use and what it keeps free (``mallinfo2``), MiB; (-1, -1) elsewhere."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return -1, -1
+    mallinfo2.restype = Info
+    info = mallinfo2()
+    mib = 1024 * 1024
+    return round((info.uordblks + info.hblkhd) / mib), round(info.fordblks / mib)
+
+
+async def _sample_rss(consumer: Any, every_s: float) -> None:
+    """Print the resident set, glibc's heap in use and free, and the events applied so far every
+    ``every_s`` seconds (stderr)."""
+    started = time.perf_counter()
+    while True:
+        await asyncio.sleep(every_s)
+        used, free = _malloc_mib()
+        print(f"[rss] {time.perf_counter() - started:7.1f} s  applied {consumer.applied_count:9d}  "
+              f"RSS {_rss_mib('VmRSS'):5d} MiB  peak {_rss_mib():5d} MiB  malloc in use {used} MiB, free {free} MiB",
+              file=sys.stderr, flush=True)
+
+
+async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: int, scope: str, frames: int,
+                 rss_every: float) -> None:
     import reporting
     from reporting.main import create_app
     from ti_shared.testing import platform_settings, running, service_settings
 
     platform = platform_settings(topic_prefix=prefix)
     app = create_app(service_settings("reporting", url, platform))
-    async with running(app) as client:
+    imported = _rss_mib("VmRSS")
+    # the service as deployed: no check of its responses against the OpenAPI document (the tests'
+    # validator holds the parsed document, ≈ 27 MiB, in this process)
+    async with running(app, validate=False) as client:
+        started_rss = _rss_mib("VmRSS")
         tracer = _MemoryTracer(frames) if frames else None
         consumer = app.state.ctx.consumer("reporting")
+        sampler = asyncio.create_task(_sample_rss(consumer, rss_every)) if rss_every else None
         started = time.perf_counter()
         while consumer.applied_count + consumer.skipped_count < expected or await consumer.lag() > 0:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        if sampler is not None:
+            sampler.cancel()
         traced = tracer.report() if tracer is not None else {}
         national = (await client.get("/v1/indicators", params={"scope": "national"})).json()["indicators"]
         result: dict[str, Any] = {
@@ -235,7 +277,9 @@ async def _child(url: str, prefix: str, expected: int, reads: int, concurrency: 
             "applied": consumer.applied_count,
             "seconds": round(elapsed, 2),
             "events_per_s": round(consumer.applied_count / elapsed),
-            "peak_rss_mib": _peak_rss_mib(),
+            "peak_rss_mib": _rss_mib(),
+            "rss_imported_mib": imported,
+            "rss_started_mib": started_rss,
             "actions_count": national["actions.count"],
             "reporting_code": str(Path(reporting.__file__).parent),
             **traced,
@@ -260,7 +304,7 @@ async def _replay(args: argparse.Namespace, prefix: str, count: int, tree: Path 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--child", url, prefix, str(count), "--reads", str(args.reads),
             "--concurrency", str(args.concurrency), "--scope", args.scope, "--trace-memory", str(args.trace_memory),
-            stdout=asyncio.subprocess.PIPE, env=env,
+            "--rss-every", str(args.rss_every), stdout=asyncio.subprocess.PIPE, env=env,
         )
         out, _ = await proc.communicate()
         if proc.returncode:
@@ -323,13 +367,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: baseline, this, so many times")
     parser.add_argument("--trace-memory", type=int, default=0, metavar="FRAMES",
                         help="trace the child's allocations with so many frames (0: not)")
+    parser.add_argument("--rss-every", type=float, default=0, metavar="SECONDS",
+                        help="print the child's resident set and events applied every so many seconds (0: not)")
     args = parser.parse_args()
     if args.load:
         asyncio.run(_load(args.load[0], int(args.load[1]), int(args.load[2])))
         return
     if args.child:
         url, prefix, expected = args.child
-        asyncio.run(_child(url, prefix, int(expected), args.reads, args.concurrency, args.scope, args.trace_memory))
+        asyncio.run(_child(url, prefix, int(expected), args.reads, args.concurrency, args.scope, args.trace_memory,
+                           args.rss_every))
         return
     raise SystemExit(asyncio.run(_parent(args)))
 

@@ -20,6 +20,9 @@ from ti_shared.settings import PlatformSettings
 
 #: how long a Kafka fetch goes on gathering what is already buffered into one batch, at most
 GATHER_S = 0.05
+#: what one Kafka fetch brings at most, per partition and in all (see ``KafkaSource``)
+PARTITION_FETCH_BYTES = 1024 * 1024
+FETCH_BYTES = 8 * 1024 * 1024
 
 log = get_logger(__name__)
 
@@ -158,9 +161,11 @@ class KafkaSource:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # what a fetch may bring at once: enough for full batches when catching up, and a bound on
-            # the memory the prefetched records take (with 12 partitions, 4/16 MiB cost ~25 MiB more RSS)
-            max_partition_fetch_bytes=2 * 1024 * 1024,
-            fetch_max_bytes=8 * 1024 * 1024,
+            # the memory the prefetched records take — each partition keeps what one fetch brought for it
+            # until it is read, and a response's buffer lives until its last partition is read (with 12
+            # partitions, 4/16 MiB cost ~25 MiB more RSS than 2/8)
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
             request_timeout_ms=15000,
         )
         try:

@@ -6,10 +6,12 @@ import builtins
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
@@ -62,6 +64,10 @@ class CloudEvent(BaseModel):
     data: dict[str, Any]
 
 
+#: the extra attributes of an envelope that has none (one object for all, never changed)
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
 class Envelope:
     """A received event as consumers read it: the attributes of :class:`CloudEvent`, without a model.
 
@@ -76,7 +82,8 @@ class Envelope:
                  datacontenttype: str = "application/json", extra: dict[str, Any] | None = None) -> None:
         self.id, self.source, self.type, self.subject, self.time = id, source, type, subject, time
         self.entityversion, self.tiactor, self.data = entityversion, tiactor, data
-        self.specversion, self.datacontenttype, self.extra = specversion, datacontenttype, extra or {}
+        self.specversion, self.datacontenttype = specversion, datacontenttype
+        self.extra: Mapping[str, Any] = extra or _NO_EXTRA
 
     @classmethod
     def of(cls, event: CloudEvent) -> Envelope:
@@ -89,6 +96,20 @@ class Envelope:
 _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
 _ENVELOPE_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "time", "datacontenttype",
                             "entityversion", "tiactor", "data"))
+
+
+#: the attributes that every event of a kind repeats (type, source, actor), one object each for the
+#: envelopes that are held (a catch-up holds tens of thousands); bounded in count and length, any other
+#: value is kept as read
+_REPEATED: dict[str, str] = {}
+_REPEATED_AT_MOST = 4_096
+_REPEATED_LONGEST = 80
+
+
+def _repeated(text: str) -> str:
+    if len(text) > _REPEATED_LONGEST or len(_REPEATED) >= _REPEATED_AT_MOST:
+        return _REPEATED.get(text, text)
+    return _REPEATED.setdefault(text, text)
 
 
 def decode_envelope(value: bytes) -> Envelope:
@@ -116,8 +137,9 @@ def decode_envelope(value: bytes) -> Envelope:
                 instant = None
             if instant is not None:
                 extra = None if _ENVELOPE_KEYS.issuperset(doc) else {k: v for k, v in doc.items() if k not in _ENVELOPE_KEYS}
-                return Envelope(id=id_, source=source, type=type_, subject=subject, time=instant,
-                                entityversion=version, tiactor=actor, data=data, extra=extra)
+                return Envelope(id=id_, source=_repeated(source), type=_repeated(type_), subject=subject,
+                                time=instant, entityversion=version, tiactor=_repeated(actor), data=data,
+                                extra=extra)
     return Envelope.of(CloudEvent.model_validate_json(value))
 
 
