@@ -223,38 +223,3 @@ async def test_what_the_handler_reads_for_a_small_batch_is_what_has_committed_wi
     after = await tables(db)
     assert after["replica"] == {"T1": ("11", 2), "T2": ("53", 1), "T3": ("75", 1)}
     assert after["offsets"] == [4]
-
-
-async def test_statements_sent_together_are_each_written_only_when_their_own_guard_holds(
-    setup: tuple[Database, PlatformSettings],
-) -> None:
-    """Two consumers' statements as one: each one's parts written when its own guard holds; a part the
-    server refuses writes nothing of either."""
-    from ti_shared.consumer import _send_together
-
-    db, _ = setup
-    async with db.engine.begin() as conn:
-        await conn.execute(sa.text("CREATE TABLE written (consumer text, n integer PRIMARY KEY)"))
-    part = "INSERT INTO written (consumer, n) SELECT $1::text, n FROM unnest($2::integer[]) AS u(n) WHERE {where}"
-
-    def statement(tag: str, ns: list[int], guard: bool | None) -> OneStatement:
-        s = OneStatement(tag)
-        if guard is not None:
-            s.guard("$1::boolean", [guard], refused=lambda: RuntimeError("refused"))
-        s.add([part.format(where=s.where)], [tag, ns])
-        return s
-
-    async def written() -> list[tuple[str, int]]:
-        async with db.read_session() as session:
-            return [tuple(r) for r in await session.execute(sa.text("SELECT consumer, n FROM written ORDER BY n"))]
-
-    async with db.engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert await _send_together(driver, [statement("a_", [1, 2], True), statement("b_", [3], False), statement("c_", [4], None)]) == [
-            True, False, True]
-        assert await written() == [("a_", 1), ("a_", 2), ("c_", 4)]
-        with pytest.raises(sa.exc.IntegrityError):  # 2 again: the statement fails as a whole
-            await _send_together(driver, [statement("a_", [5], True), statement("b_", [2], None)])
-        assert await written() == [("a_", 1), ("a_", 2), ("c_", 4)]
-        with pytest.raises(ValueError):
-            OneStatement.together([statement("a_", [6], None), statement("a_", [7], None)])

@@ -13,19 +13,12 @@ transaction is, in one round trip instead of ``BEGIN``, the statements and ``COM
 reads meanwhile (through the session or on its driver) is read outside any transaction too, the
 connection in autocommit for the batch: each read sees what has committed (the consumer is the only
 writer of its rows), with no ``BEGIN`` before it nor ``COMMIT`` after the statement.
-
-Consumers reading one shared source (``ti_shared.shared_source``) that one fetch woke together — in
-live mode, each had applied everything — send their small batches' statements as ONE: the last of them
-ready sends them all (``OneStatement.together``: each one's parts guarded by its own guard; one round
-trip for the fetch instead of one per consumer). A consumer that writes its batch another way, or
-nothing, leaves the meeting at once; a statement the server refuses is sent again alone by each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import time
 import uuid
@@ -108,8 +101,6 @@ _SHIFTED_AT_MOST = 1_024
 
 def _shifted(text: str, offset: int) -> str:
     """``text`` with its placeholders ``$n`` renumbered ``$(n + offset)`` (renumbered once per text and offset)."""
-    if not offset:
-        return text
     key = (text, offset)
     found = _SHIFTED.get(key)
     if found is None:
@@ -133,9 +124,7 @@ class OneStatement:
     statement evaluates once: every part must include ``where`` in its condition, so that nothing at all
     is written when the guard does not hold — the consumer then raises what ``refused`` returns."""
 
-    def __init__(self, tag: str = "") -> None:
-        #: the names of its CTEs begin with it: statements of distinct tags go together (``together``)
-        self.tag = tag
+    def __init__(self) -> None:
         self.args: list[Any] = []
         self.parts: list[str] = []
         self._guard: str | None = None
@@ -151,7 +140,7 @@ class OneStatement:
     @property
     def where(self) -> str:
         """The condition to include in every part's ``WHERE``."""
-        return f"(SELECT ok FROM {self.tag}ti_guard)" if self._guard is not None else "TRUE"
+        return "(SELECT ok FROM ti_guard)" if self._guard is not None else "TRUE"
 
     def add(self, parts: Sequence[str], args: Sequence[Any]) -> None:
         """Parts sharing one numbering of their parameters, ``args``."""
@@ -163,28 +152,9 @@ class OneStatement:
         """The statement (it returns whether the guard held), or None when there is nothing to write."""
         if not self.parts:
             return None
-        return f"WITH {', '.join(self._ctes(0))} SELECT {self.where}"
-
-    def _ctes(self, offset: int) -> list[str]:
-        """Its guard and parts as CTEs, their parameters numbered from ``offset + 1``."""
-        tag = self.tag
-        ctes = [f"{tag}ti_guard AS (SELECT ({_shifted(self._guard, offset)}) AS ok)"] if self._guard is not None else []
-        ctes += [f"{tag}w{i} AS ({_shifted(part, offset)})" for i, part in enumerate(self.parts)]
-        return ctes
-
-    @staticmethod
-    def together(statements: Sequence[OneStatement]) -> tuple[str, list[Any]]:
-        """Several statements (of distinct tags, each with parts) as one, and its parameters: it returns
-        one row, whether each one's guard held. Each one's parts are written only when its own guard
-        holds; all of them, or none if the statement fails."""
-        if len({s.tag for s in statements}) != len(statements):
-            raise ValueError("statements sent together have distinct tags")
-        ctes: list[str] = []
-        args: list[Any] = []
-        for statement in statements:
-            ctes += statement._ctes(len(args))
-            args += statement.args
-        return f"WITH {', '.join(ctes)} SELECT {', '.join(s.where for s in statements)}", args
+        ctes = [f"ti_guard AS (SELECT ({self._guard}) AS ok)"] if self._guard is not None else []
+        ctes += [f"w{i} AS ({part})" for i, part in enumerate(self.parts)]
+        return f"WITH {', '.join(ctes)} SELECT {self.where}"
 
 
 async def _on_driver(session: AsyncSession, sql: str, *args: object) -> list[Any]:
@@ -220,31 +190,6 @@ async def _send(driver: Any, sql: str, args: list[Any]) -> bool:
         raise sa.exc.IntegrityError(sql[:200], None, exc) from exc
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         raise ConnectionError(f"the database connection failed: {exc!r}") from exc
-
-
-async def _send_together(driver: Any, statements: Sequence[OneStatement]) -> list[bool]:
-    """Several consumers' statements as one (``OneStatement.together``): whether each one's guard held."""
-    import asyncpg
-
-    sql, args = OneStatement.together(statements)
-    try:
-        row = await driver.fetchrow(sql, *args)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise sa.exc.IntegrityError(sql[:200], None, exc) from exc
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-        raise ConnectionError(f"the database connection failed: {exc!r}") from exc
-    return [bool(v) for v in row]
-
-
-class _Written:
-    """What a consumer hands in to a meeting of consumers (``ti_shared.shared_source.Meeting``): its
-    statement, then whether its guard held, or why it was not written."""
-
-    def __init__(self, statement: OneStatement, driver: Any) -> None:
-        self.statement = statement
-        #: its consumer's connection (outside any transaction while its consumer waits)
-        self.driver = driver
-        self.held: bool | None = None
 
 
 class Delivery(NamedTuple):
@@ -306,7 +251,6 @@ class EventRejected(Exception):
 
 
 CrashHook = Callable[[], Awaitable[None]]
-_TAGS = itertools.count(1)
 
 
 @dataclass
@@ -346,8 +290,6 @@ class EventConsumer:
     ) -> None:
         self.name = name
         self.service = service
-        #: the names of its statement's CTEs begin with it (several consumers' statements may go as one)
-        self._tag = f"c{next(_TAGS)}_"
         #: its metrics' children, looked up once
         labels = {"service": service, "consumer": name}
         self._fetched_metric = EVENTS_FETCHED.labels(**labels)
@@ -491,7 +433,6 @@ class EventConsumer:
             return 0
         try:
             if self._window_events and len(messages) >= self._batch_size and self._unwindowed <= 0:
-                self._leave_meeting()
                 return await self._apply_window(messages, timeout_s)
             self._unwindowed -= len(messages)
             try:
@@ -508,7 +449,6 @@ class EventConsumer:
                 async with self._session() as session:
                     await self._apply_batch(session, messages, isolate=True)
         finally:
-            self._leave_meeting()
             self._in_flight = 0
         return len(messages)
 
@@ -537,7 +477,6 @@ class EventConsumer:
                     and time.monotonic() - started < self._window_s
                 ):
                     messages = await self._fetch(timeout_s)
-                    self._leave_meeting()
                     if messages:
                         await self._add(session, batch, messages, isolate=False)
             except Exception as exc:
@@ -629,17 +568,11 @@ class EventConsumer:
     async def _apply_in_one_statement(self, messages: list[IncomingMessage]) -> bool:
         """Apply a small batch in one statement (see the module's docstring); False when it is not one
         for that (the handler does not write so, too many messages, SQLite, or the handler declined)."""
-        try:
-            if (
-                not self._handler.one_statement or len(messages) > ONE_STATEMENT_AT_MOST
-                or self._db.engine.dialect.name != "postgresql"
-            ):
-                return False
-            return await self._one_statement(messages)
-        finally:
-            self._leave_meeting()  # whatever happened, the consumers met by this fetch do not wait for this one
-
-    async def _one_statement(self, messages: list[IncomingMessage]) -> bool:
+        if (
+            not self._handler.one_statement or len(messages) > ONE_STATEMENT_AT_MOST
+            or self._db.engine.dialect.name != "postgresql"
+        ):
+            return False
         async with self._session() as session:
             assert self._connection is not None
             raw = await self._connection.get_raw_connection()
@@ -651,7 +584,7 @@ class EventConsumer:
                 candidates = self._candidates(batch, messages)
                 applied = await self._load_applied(session, candidates, batch, outside=driver)
                 fresh = self._fresh(batch, candidates, applied)
-                statement = OneStatement(self._tag)
+                statement = OneStatement()
                 if fresh:
                     try:
                         await self._handler.apply_in_statement(session, fresh, statement)
@@ -681,7 +614,7 @@ class EventConsumer:
                 sql = statement.sql()
                 if sql is not None:
                     began = adapter._transaction is not None  # something was read through the session
-                    held = await self._send(driver, sql, statement)
+                    held = await _send(driver, sql, statement.args)
                     if began:
                         await session.commit()
                     if not held:
@@ -690,53 +623,6 @@ class EventConsumer:
                 adapter.autocommit = False
         self._committed(batch)
         return True
-
-    async def _send(self, driver: Any, sql: str, statement: OneStatement) -> bool:
-        """Send a small batch's statement: with the statements of the other consumers woken by the same
-        fetch of a shared source (``ti_shared.shared_source.Meeting``), as one, by whichever of them is
-        the last ready; alone otherwise. Whether its guard held."""
-        meeting = getattr(self._source, "meeting", None)
-        if meeting is None:
-            return await _send(driver, sql, statement.args)
-        mine = _Written(statement, driver)
-        given = await meeting.join(self._source, mine)
-        if given is None:  # another consumer sent it
-            assert mine.held is not None
-            return mine.held
-        given = [w for w in given if w is mine or meeting.waits(w)]
-        if len(given) == 1:
-            return await _send(driver, sql, statement.args)
-        # in the same order, on the same connection whichever consumer sends: the same few texts, each
-        # prepared once
-        given.sort(key=lambda w: w.statement.tag)
-        try:
-            held = await _send_together(given[0].driver, [w.statement for w in given])
-        except BaseException as exc:
-            import asyncpg
-
-            refused = isinstance(exc, (sa.exc.IntegrityError, asyncpg.PostgresError)) and not isinstance(
-                exc, asyncpg.PostgresConnectionError
-            )
-            for w in given:  # refused by the server: nothing was written, each is sent alone (its own error)
-                if w is not mine:
-                    if refused:
-                        meeting.alone(w)
-                    else:  # the connection failed: whether it was written is not known
-                        meeting.failed(w, ConnectionError(f"the statement sent with other consumers' failed: {exc!r}"))
-            if not refused:
-                raise
-            return await _send(driver, sql, statement.args)
-        for w, h in zip(given, held, strict=True):
-            w.held = h
-            if w is not mine:
-                meeting.done(w)
-        assert mine.held is not None
-        return mine.held
-
-    def _leave_meeting(self) -> None:
-        leave = getattr(self._source, "leave_meeting", None)
-        if leave is not None:
-            leave()
 
     async def _commit(self, session: AsyncSession, batch: _Batch) -> None:
         positions, dead = batch.positions, batch.dead

@@ -14,10 +14,6 @@ A message handed to several views has its envelope kept, once decoded, only unti
 decoded it or let it go (moved on to its next fetch, sought elsewhere or stopped), and ``keep``
 envelopes at most: those decoded first, which the views behind read next (a view far behind decodes
 the others itself).
-
-The views that were waiting in a fetch when one inner fetch handed them messages (in live mode, every
-view: each consumer had applied all it had) *meet* (``Meeting``): their consumers may send what they
-write for those messages to the database together, one statement for all (``ti_shared.consumer``).
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from ti_shared.bus import IncomingMessage, Source, TopicPartition
 from ti_shared.events import Envelope, decode_envelope
@@ -37,94 +33,6 @@ HOLD = 20_000
 KEEP = 5_000
 
 Key = tuple[str, int, int]
-T = TypeVar("T")
-
-
-class Meeting(Generic[T]):
-    """The members woken by one fetch (views of a shared source), each *expected* until it hands in an
-    item (``join``) or ``leave``s. Once none is expected, one member is given every item handed in — the
-    last to join or, when the last expected one left, the first still waiting — to deal with them all
-    (its consumer sends every consumer's writes as one statement), then tells each other member
-    ``done`` (what became of its item is on the item), ``alone`` (it deals with its item itself) or
-    ``failed`` (what became of it is not known). A member that leaves never holds the others; one
-    cancelled while it waits is taken out, or, when it had been given the items, passes them on."""
-
-    def __init__(self, members: Iterable[object]) -> None:
-        self._expected = set(members)
-        #: the items handed in and not dealt with yet, each with what its member waits on
-        self._waiting: dict[int, tuple[T, asyncio.Future[list[T] | None]]] = {}
-        self._order: list[int] = []
-
-    @property
-    def expected(self) -> int:
-        """How many members have neither handed in nor left."""
-        return len(self._expected)
-
-    async def join(self, member: object, item: T) -> list[T] | None:
-        """Hand in ``item``: the items to deal with (``item`` among them) when this member is given them,
-        or None once another member dealt with it."""
-        self._expected.discard(member)
-        if not self._expected:
-            items = [self._waiting[k][0] for k in self._order if k in self._waiting] + [item]
-            self._order = []
-            return items
-        future: asyncio.Future[list[T] | None] = asyncio.get_running_loop().create_future()
-        self._waiting[id(item)] = (item, future)
-        self._order.append(id(item))
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self._waiting.pop(id(item), None)
-            given = future.result() if future.done() and not future.cancelled() and future.exception() is None else None
-            if given is not None:
-                others = [i for i in given if i is not item]
-                if others:  # it had been given the items: another of their members deals with them
-                    self._give(others)
-            raise
-
-    def leave(self, member: object) -> None:
-        """``member`` hands nothing in (it is no longer expected)."""
-        if member not in self._expected:
-            return
-        self._expected.discard(member)
-        if not self._expected and self._order:
-            items = [self._waiting[k][0] for k in self._order if k in self._waiting]
-            self._order = []
-            if items:
-                self._give(items)
-
-    def done(self, item: T) -> None:
-        """``item`` was dealt with: its member stops waiting (join returns None)."""
-        self._resolve(item, None)
-
-    def alone(self, item: T) -> None:
-        """``item``'s member is to deal with it itself (join returns ``[item]``)."""
-        self._resolve(item, [item])
-
-    def waits(self, item: T) -> bool:
-        """Whether ``item``'s member still waits for it to be dealt with."""
-        entry = self._waiting.get(id(item))
-        return entry is not None and not entry[1].done()
-
-    def failed(self, item: T, exc: BaseException) -> None:
-        """What became of ``item`` is not known (``join`` raises ``exc``)."""
-        entry = self._waiting.pop(id(item), None)
-        if entry is not None and not entry[1].done():
-            entry[1].set_exception(exc)
-
-    def _resolve(self, item: T, result: list[T] | None) -> None:
-        entry = self._waiting.pop(id(item), None)
-        if entry is not None and not entry[1].done():
-            entry[1].set_result(result)
-
-    def _give(self, items: list[T]) -> None:
-        """``items`` to the first of their members still waiting."""
-        for item in items:
-            entry = self._waiting.get(id(item))
-            if entry is not None and not entry[1].done():
-                del self._waiting[id(item)]
-                entry[1].set_result(items)
-                return
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:
@@ -144,10 +52,6 @@ class _View:
         self.buffer: deque[IncomingMessage] = deque()
         #: the messages of its last take that are shared with other views and that it has not decoded yet
         self.unread: set[Key] = set()
-        #: in a fetch, waiting for messages
-        self.waiting = False
-        #: the meeting of the views its last fetch woke, while it is expected there (see ``Meeting``)
-        self.meeting: Meeting[Any] | None = None
 
     async def start(self, topics: Sequence[str], positions: dict[TopicPartition, int]) -> None:
         await self._shared._start(self, topics, positions)
@@ -163,12 +67,6 @@ class _View:
 
     async def lag(self) -> int:
         return await self._shared._lag(self)
-
-    def leave_meeting(self) -> None:
-        """Its consumer writes what it took alone (or writes nothing): the others do not wait for it."""
-        meeting, self.meeting = self.meeting, None
-        if meeting is not None:
-            meeting.leave(self)
 
     def decode(self, message: IncomingMessage) -> Envelope:
         """The message's envelope, decoded once for every view (raises as ``decode_envelope``)."""
@@ -188,7 +86,6 @@ class _View:
 
     def drop(self) -> None:
         """Let go of everything it holds (its position moved, or it stopped)."""
-        self.leave_meeting()
         shared = self._shared
         shared._release(self.unread)
         shared._release([(m.topic, m.partition, m.offset) for m in self.buffer])
@@ -267,20 +164,12 @@ class SharedSource:
                 await self._inner.stop()
 
     async def _fetch(self, view: _View, max_records: int, timeout_s: float) -> list[IncomingMessage]:
-        view.leave_meeting()
         if view.buffer:
             return view.take(max_records)
         task = asyncio.ensure_future(self._fetch_for(view, max_records, timeout_s))
         task.add_done_callback(_retrieved)
-        view.waiting = True
-        try:
-            # a consumer stopped meanwhile does not cut short a fetch whose messages the others are handed
-            await asyncio.shield(task)
-        except BaseException:
-            view.leave_meeting()
-            raise
-        finally:
-            view.waiting = False
+        # a consumer stopped meanwhile does not cut short a fetch whose messages the others are handed
+        await asyncio.shield(task)
         return view.take(max_records)
 
     async def _fetch_for(self, view: _View, max_records: int, timeout_s: float) -> None:
@@ -302,7 +191,6 @@ class SharedSource:
     def _hand_out(self, messages: list[IncomingMessage]) -> None:
         views = [v for v in self._views if v.started]
         kept = self._kept
-        waited = {id(v): len(v.buffer) for v in views if v.waiting}
         for msg in messages:
             tp = (msg.topic, msg.partition)
             offset = msg.offset
@@ -319,12 +207,6 @@ class SharedSource:
                 entry[1] += handed
             elif handed > 1:
                 kept[key] = [None, handed]
-        woken = [v for v in views if id(v) in waited and len(v.buffer) > waited[id(v)]]
-        if len(woken) > 1:
-            meeting: Meeting[Any] = Meeting(woken)
-            for v in woken:
-                v.leave_meeting()
-                v.meeting = meeting
 
     def _release(self, keys: Iterable[Key]) -> None:
         """One view lets go of these messages: the envelope of one no view holds any longer is forgotten."""

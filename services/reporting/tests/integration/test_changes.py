@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import uvicorn
 from reporting.feed import repository
 from reporting.feed.handler import FEED_CONSUMER, ChangeFeed
@@ -24,7 +23,7 @@ from ti_shared.app import create_service_app
 from ti_shared.events import EVENT_TOPICS
 from ti_shared.http import decode_cursor
 from ti_shared.settings import PlatformSettings
-from ti_shared.streams import final_states, generate_stream
+from ti_shared.streams import generate_stream
 from ti_shared.testing import (
     bearer,
     create_database,
@@ -36,7 +35,6 @@ from ti_shared.testing import (
     running,
     service_settings,
     wait_settled,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -415,68 +413,6 @@ async def test_live_small_batches_go_in_one_statement_each_through_a_crash_and_a
     assert sorted(crashes) == sorted(["reporting", FEED_CONSUMER])
     expected = applied(events)
     assert sorted(e["id"] for e in every) == sorted(e["id"] for e in expected)
-    assert by_subject(every) == by_subject(expected)
-    assert_previous_and_changed(every, expected)
-    assert got == {s: expected_indicators(events, s) for s in scopes}
-
-
-async def test_a_live_fetch_is_written_by_both_consumers_in_one_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once caught up, each event fetched (duplicates and stale versions among them) is written by the
-    projection's consumer and the change feed's in ONE statement: their writes and positions sent
-    together, one round trip per fetch; the feed is the stream as applied, the indicators the reference's,
-    and the positions of both consumers committed with what they applied."""
-    import re
-
-    from reporting.rebuild import LIVE_CONSUMER
-    from ti_shared import consumer as consumer_module
-    from ti_shared.bus import make_publisher
-    from ti_testkit.reference import expected_indicators
-
-    #: the consumers (by their statements' tags) each round trip of a consumer wrote for
-    trips: list[list[str]] = []
-    send, send_together = consumer_module._send, consumer_module._send_together
-
-    def tags(sql: str) -> list[str]:
-        return sorted(set(re.findall(r"\b(c\d+_)w0 AS \(", sql)))
-
-    async def spied_send(driver: Any, sql: str, args: list[Any]) -> bool:
-        trips.append(tags(sql))
-        return await send(driver, sql, args)
-
-    async def spied_together(driver: Any, statements: Any) -> list[bool]:
-        trips.append(sorted(tag for s in statements for tag in tags(s.sql())))
-        return await send_together(driver, statements)
-
-    monkeypatch.setattr(consumer_module, "_send", spied_send)
-    monkeypatch.setattr(consumer_module, "_send_together", spied_together)
-    events = generate_stream(21, territories=5, actions=30, grants=12, sites=5, duplicate_rate=0.15, stale_rate=0.15, shuffle=True)
-    first, live = events[: len(events) - 40], events[len(events) - 40 :]
-    scopes = ["national", "region:84", *("territory:" + t for t in sorted(final_states(events)["territory"]))]
-    async with reporting() as rep:
-        await rep.publish(first)
-        projection, feed = rep.app.state.ctx.consumer(LIVE_CONSUMER), rep.app.state.ctx.consumer(FEED_CONSUMER)
-        both = sorted([projection._tag, feed._tag])
-        trips.clear()
-        publisher = make_publisher(rep.platform, "ti-test")
-        await publisher.start()
-        try:
-            for n, event in enumerate(live, start=len(first) + 1):  # one at a time: each consumer has applied the one before
-                await publish_events(rep.platform, [event], publisher=publisher)
-
-                async def caught_up(n: int = n) -> bool:
-                    return all(sum(c.positions.values()) == n and c.in_flight == 0 for c in (projection, feed))
-
-                await wait_until(caught_up, timeout_s=20)
-        finally:
-            await publisher.stop()
-        assert trips == [both] * len(live)  # one round trip per fetch, for both consumers
-        every = await rep.pages(bearer(rep.platform, "anct-admin", "admin"), limit=1000)
-        got = {s: (await rep.client.get("/v1/indicators", params={"scope": s})).json()["indicators"] for s in scopes}
-        async with rep.app.state.ctx.db.read_session() as session:
-            stored = dict((await session.execute(sa.text(
-                "SELECT consumer, sum(next_offset) FROM consumer_offset GROUP BY consumer"))).all())
-    assert stored == {LIVE_CONSUMER: len(events), FEED_CONSUMER: len(events)}
-    expected = applied(events)
     assert by_subject(every) == by_subject(expected)
     assert_previous_and_changed(every, expected)
     assert got == {s: expected_indicators(events, s) for s in scopes}
