@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,18 +99,10 @@ _ENVELOPE_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "t
                             "entityversion", "tiactor", "data"))
 
 
-#: the attributes that every event of a kind repeats (type, source, actor), one object each for the
-#: envelopes that are held (a catch-up holds tens of thousands); bounded in count and length, any other
-#: value is kept as read
-_REPEATED: dict[str, str] = {}
-_REPEATED_AT_MOST = 4_096
-_REPEATED_LONGEST = 80
-
-
-def _repeated(text: str) -> str:
-    if len(text) > _REPEATED_LONGEST or len(_REPEATED) >= _REPEATED_AT_MOST:
-        return _REPEATED.get(text, text)
-    return _REPEATED.setdefault(text, text)
+#: the attributes that every event of a kind repeats (type, source, actor): one object each for the
+#: envelopes held (a catch-up holds tens of thousands). ``sys.intern``: a value no envelope holds any
+#: longer is freed, so whatever a stream sends, only the values still held are kept
+_repeated = sys.intern
 
 
 def decode_envelope(value: bytes) -> Envelope:
