@@ -181,6 +181,16 @@ async def pg() -> AsyncIterator[Database]:
         await drop_database(url)
 
 
+async def _insert_committed(pg: Database, item_id: str) -> None:
+    """One item inserted and committed through a new driver session."""
+    session = DriverSession(pg.engine)
+    try:
+        await INSERT.defer(session, expect=1, id=item_id, version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
+        await session.commit()
+    finally:
+        await session.close()
+
+
 async def test_a_driver_session_commits_its_reads_and_queued_writes_in_one_transaction(pg: Database) -> None:
     session = DriverSession(pg.engine)
     try:
@@ -205,12 +215,7 @@ async def test_a_driver_session_closed_uncommitted_leaves_nothing_and_its_connec
         await INSERT.execute(session, id="a", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
         await session.close()  # rolled back
     assert await count(pg, item) == 0
-    again = DriverSession(pg.engine)
-    try:
-        await INSERT.defer(again, expect=1, id="a", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
-        await again.commit()
-    finally:
-        await again.close()
+    await _insert_committed(pg, "a")
     assert await count(pg, item) == 1
 
 
@@ -244,10 +249,5 @@ async def test_a_driver_session_on_a_connection_the_server_closed_gets_a_new_one
         if driver.is_closed():
             break
         await asyncio.sleep(0.02)
-    second = DriverSession(pg.engine)
-    try:
-        await INSERT.defer(second, expect=1, id="b", version=1, tags=[], at=AT, area=None)  # type: ignore[arg-type]
-        await second.commit()
-    finally:
-        await second.close()
+    await _insert_committed(pg, "b")
     assert await count(pg, item) == 1

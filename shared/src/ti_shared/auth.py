@@ -210,6 +210,10 @@ async def require_principal(
 ) -> Principal:
     """The principal of a required token: one dependency over the bearer scheme (each level of
     dependencies is solved on every request)."""
+    return _required_principal(request, credentials)
+
+
+def _required_principal(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     principal = _principal_of(request, credentials)
     if principal is None:
         raise unauthorized("A bearer token is required")
@@ -225,9 +229,7 @@ def scoped(scope: str) -> Any:
     the bearer scheme, as :func:`require_principal` (which ``ti_shared.openapi`` tells by ``ti_auth``)."""
 
     async def _dep(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-        principal = _principal_of(request, credentials)
-        if principal is None:
-            raise unauthorized("A bearer token is required")
+        principal = _required_principal(request, credentials)
         principal.require_scope(scope)
         return principal
 
