@@ -71,7 +71,7 @@ test: infra-up test-tools ## unit, integration, browser and end-to-end tests aga
 		echo "=== $$suite"; \
 		$(BIN)/python -m pytest -q $$suite --junitxml=var/test-results/$$(echo $$suite | tr / _).xml || status=1; \
 	done; \
-	$(BIN)/python -c 'import glob, xml.etree.ElementTree as ET; s = [ET.parse(f).getroot() for f in glob.glob("var/test-results/*.xml")]; s = [x.find("testsuite") if x.tag == "testsuites" else x for x in s]; t, f, e, k = (sum(int(x.get(a, 0)) for x in s) for a in ("tests", "failures", "errors", "skipped")); print(f"total: {t - f - e - k} passed, {f + e} failed, {k} skipped")'; \
+	$(BIN)/python -m ti_shared.devtools.test_summary var/test-results; \
 	exit $$status
 
 test-unit: install ## the tests that need neither PostgreSQL nor Kafka, one run per suite

@@ -192,13 +192,13 @@ _DECIMALS = st.one_of(
 )
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
 @given(st.text(alphabet="0123456789", max_size=40))
 def test_luhn_as_before(digits: str) -> None:
     assert types._luhn_ok(digits) == _reference_luhn_ok(digits)
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
 @given(
     st.one_of(
         st.from_regex(r"\A[0-9]{14}\Z"),
@@ -212,13 +212,13 @@ def test_siret_checks_as_before(value: str) -> None:
     assert types.siret_problem(value) == _reference_siret_problem(value)
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
 @given(st.one_of(_DECIMAL_TEXTS, _DECIMALS, st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=30)))
 def test_money_read_as_before(value: Any) -> None:
     assert _outcome(types._to_decimal, value) == _outcome(_reference_to_decimal, value)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
 @given(_DECIMALS)
 def test_money_checked_and_written_as_before(value: Decimal) -> None:
     assert _outcome(types.check_money, value) == _outcome(_reference_check_money, value)
@@ -243,7 +243,7 @@ def _validated(adapter: TypeAdapter[Decimal], value: Any) -> tuple[str, Any]:
         return "refused", [(e["type"], e["msg"]) for e in exc.errors()]
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
 @given(st.one_of(_DECIMAL_TEXTS, _DECIMALS, st.integers(), st.floats(), st.text(max_size=30)))
 def test_an_amount_validated_and_dumped_as_before(value: Any) -> None:
     assert _validated(_MONEY, value) == _validated(_REFERENCE_MONEY, value)
