@@ -29,7 +29,7 @@ def _suites(root: ET.Element) -> list[ET.Element]:
 def summarise(directory: Path) -> Summary:
     summary = Summary()
     for report in sorted(directory.glob("*.xml")):
-        for suite in _suites(ET.parse(report).getroot()):
+        for suite in _suites(ET.parse(report).getroot()):  # noqa: S314 (pytest wrote these reports here)
             for case in suite.iter("testcase"):
                 problem = case.find("failure")
                 if problem is None:
