@@ -11,7 +11,17 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ti_shared.copytext import NULL, InstantTexts, copy_text, escape, instant_text, lines_buffer, text_line
+from ti_shared.copytext import (
+    NULL,
+    InstantTexts,
+    bytes_line,
+    copy_text,
+    escape,
+    escape_bytes,
+    instant_text,
+    lines_buffer,
+    text_line,
+)
 from ti_shared.db import Database, JSONType, copy_records
 
 _meta = sa.MetaData()
@@ -115,3 +125,10 @@ async def test_text_copy_stores_what_binary_copy_stores() -> None:
         await drop_database(url)
     assert as_text == as_binary
     assert [r[1] for r in as_text] == strings  # type: ignore[index]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(st.lists(STRINGS, min_size=1, max_size=6))
+def test_a_line_of_bytes_is_the_line_of_its_texts(values: list[str]) -> None:
+    assert bytes_line([v.encode() for v in values]) == (text_line(values) + "\n").encode()
+    assert escape_bytes(values[0].encode()) == escape(values[0]).encode()

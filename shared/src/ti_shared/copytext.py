@@ -42,6 +42,20 @@ def text_line(values: Sequence[str | None]) -> str:
     return line
 
 
+def escape_bytes(value: bytes) -> bytes:
+    """:func:`escape` of a value given as UTF-8 bytes (a JSON text as its encoder returned it)."""
+    return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+def bytes_line(values: Sequence[bytes]) -> bytes:
+    """:func:`text_line` of values given as UTF-8 bytes (no NULL), with its line feed: sent as it is when
+    it holds no backslash, no tab but its separators and no line break, else escaped value by value."""
+    line = b"\t".join(values)
+    if b"\\" in line or line.count(b"\t") != len(values) - 1 or b"\n" in line or b"\r" in line:
+        line = b"\t".join([escape_bytes(v) for v in values])
+    return line + b"\n"
+
+
 def instant_text(value: datetime) -> str:
     """An instant as ``timestamptz`` reads it, in UTC; a naive ``datetime`` is refused, as
     ``ti_shared.db.UtcDateTime`` refuses it (it would mean the server's local time)."""

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NoReturn, TypeVar, cast
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.events import CloudEvent, NewEvent, new_event
@@ -80,7 +81,8 @@ class FakeUnitOfWork(Generic[R]):
     async def record_many(self, events: Sequence[NewEvent]) -> list[str]:
         recorded = [
             await self.record(
-                topic=e.topic, type_=e.type, subject=e.subject, version=e.version, actor=e.actor, data=e.data, time=e.time
+                topic=e.topic, type_=e.type, subject=e.subject, version=e.version, actor=e.actor,
+                data=orjson.loads(e.data) if type(e.data) is bytes else cast(dict[str, Any], e.data), time=e.time,
             )
             for e in events
         ]

@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ti_shared.bus import BusUnavailable, OutgoingMessage, Publisher
+from ti_shared.copytext import bytes_line, copy_text, instant_text
 from ti_shared.db import Database, dialect_of, insert_rows, outbox_message, outbox_relay
 from ti_shared.events import CONTENT_TYPE, CloudEvent, NewEvent, encode_new_event
 from ti_shared.logging import get_logger
@@ -111,20 +112,37 @@ async def add_many_to_outbox(session: AsyncSession, rows: list[dict[str, Any]]) 
     await insert_rows(session, outbox_message, [{**r, "created_at": now} for r in rows])
 
 
+#: the columns :func:`record_events` copies (``id`` and ``xact_id`` take their defaults)
+_COPY_COLUMNS = ("topic", "message_key", "event_id", "event_type", "payload", "created_at")
+
+
 async def record_events(session: AsyncSession, events: Sequence[NewEvent], *, source: str, time: datetime) -> list[str]:
-    """Add many events to the outbox in one bulk insert (``COPY`` on PostgreSQL), in the session's
-    transaction; an event without its own ``time`` takes ``time``. Returns their ids, in order."""
+    """Add many events to the outbox in one bulk insert (a text ``COPY`` of one buffer on PostgreSQL, the
+    envelopes' bytes as they are), in the session's transaction; an event without its own ``time``
+    takes ``time``. An event's ``data`` may be its JSON text already (:class:`NewEvent`). Returns their
+    ids, in order (the rows' order: the relay publishes them in it)."""
     ids: list[str] = []
-    rows: list[dict[str, Any]] = []
+    payloads: list[bytes] = []
     for e in events:
         event_id, payload = encode_new_event(
             source=source, type_=e.type, subject=e.subject, time=e.time or time, version=e.version, actor=e.actor, data=e.data
         )
         ids.append(event_id)
-        rows.append(
-            {"topic": e.topic, "message_key": e.subject, "event_id": event_id, "event_type": e.type, "payload": payload.decode()}
-        )
-    await add_many_to_outbox(session, rows)
+        payloads.append(payload)
+    if not ids:
+        return ids
+    if dialect_of(session) != "postgresql":
+        await add_many_to_outbox(session, [
+            {"topic": e.topic, "message_key": e.subject, "event_id": i, "event_type": e.type, "payload": p.decode()}
+            for e, i, p in zip(events, ids, payloads, strict=True)
+        ])
+        return ids
+    created = instant_text(datetime.now(UTC)).encode()
+    data = b"".join([
+        bytes_line((e.topic.encode(), e.subject.encode(), i.encode(), e.type.encode(), p, created))
+        for e, i, p in zip(events, ids, payloads, strict=True)
+    ])
+    await copy_text(session, outbox_message, _COPY_COLUMNS, data)
     return ids
 
 

@@ -18,7 +18,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import TypeAdapter
 from ti_shared.auth import ADMIN, Principal
 from ti_shared.events import NewEvent
 from ti_shared.http import Page, check_if_match, check_not_before, cursor_after, page_of
@@ -366,7 +365,8 @@ async def write_change(uow: Uow[Repository], decision: Decision, *, actor: str) 
 
 # --- batches -------------------------------------------------------------------------------------
 
-_GRANTS: TypeAdapter[list[Grant]] = TypeAdapter(list[Grant])
+#: a grant's JSON text, as its event's ``data`` (the outbox takes it as it is)
+_GRANT_JSON = Grant.__pydantic_serializer__.to_json
 
 
 async def write_changes(
@@ -383,10 +383,10 @@ async def write_changes(
     await uow.repo.add_ledger_entries(decisions, actor=actor)
     grants = [d.entity for d in decisions]
     events = []
-    for d, g, data in zip(decisions, grants, _GRANTS.dump_python(grants, mode="json"), strict=True):
+    for d, g in zip(decisions, grants, strict=True):
         assert d.change is not None
         spec = EVENT_OF_CHANGE[d.change]
-        events.append(NewEvent(spec.topic, spec.type, g.id, g.version, actor, data, g.updated_at))
+        events.append(NewEvent(spec.topic, spec.type, g.id, g.version, actor, _GRANT_JSON(g), g.updated_at))
     return await uow.record_many(events)
 
 

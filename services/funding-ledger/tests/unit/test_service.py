@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from funding_ledger import service
 from funding_ledger.batches import collector_paused, parse_control_query, parse_csv_batch, parse_json_batch
@@ -465,3 +466,17 @@ def test_a_batch_that_fails_turns_the_garbage_collector_on_again() -> None:
             raise RuntimeError("a batch's write failed")
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    "text", ["back\\slash", "tab\there", "line\nfeed\r", "\\N", 'quote " ', "é€😀", "\u2028\u2029", "\x01\x1f\x7f", " "]
+)
+async def test_a_batch_event_data_is_the_json_text_of_the_grant_a_put_dumps(text: str) -> None:
+    """A batch's events carry each grant as pydantic's JSON text (taken by the outbox as it is): the
+    bytes orjson writes of the document a PUT's event carries."""
+    u = uow()
+    await put(u, "FV-1", object=f"{text} objet", beneficiary={**FIELDS["beneficiary"], "name": f"Nom {text}"},
+              scdl={"referenceDecision": f"DEL {text}", "notificationUE": True})
+    grant = u.repo.grants[("ADEME", "FV-1")]
+    assert service._GRANT_JSON(grant) == orjson.dumps(grant.model_dump(mode="json"))
+    assert u.events[-1].data == grant.model_dump(mode="json")
