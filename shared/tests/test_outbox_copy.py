@@ -5,6 +5,7 @@ events' data given as a document or as its JSON text) stores the rows the per-ro
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ti_shared.db import Database, infra_metadata, outbox_message
-from ti_shared.events import TOPIC_GRANTS, NewEvent, encode_new_event, event_type
+from ti_shared.events import TOPIC_GRANTS, NewEvent, encode_new_event, event_type, new_event_ids
 from ti_shared.outbox import record_event, record_events
 
 SOURCE = "/services/funding-ledger"
@@ -129,3 +130,13 @@ async def test_record_events_copies_what_record_event_stores_on_postgresql() -> 
         await _compare(url)
     finally:
         await drop_database(url)
+
+
+def test_new_event_ids_are_distinct_random_uuids_as_uuid4_writes_them() -> None:
+    ids = new_event_ids(20_000)
+    assert len(set(ids)) == len(ids) and new_event_ids(0) == []
+    for text in ids:
+        value = uuid.UUID(text)
+        assert str(value) == text and value.version == 4 and value.variant == uuid.RFC_4122
+    # every hexadecimal digit but the version's and the variant's bits is drawn: all values appear
+    assert {t[19] for t in ids} == set("89ab") and {t[0] for t in ids} == set("0123456789abcdef")

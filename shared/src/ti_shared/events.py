@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import re
 import sys
 import uuid
@@ -181,12 +182,15 @@ def encode_new_event(
     version: int,
     actor: str,
     data: dict[str, Any] | bytes,
+    event_id: str | None = None,
 ) -> tuple[str, bytes]:
     """``(id, encode_event(new_event(...)))`` without the model round trip, for bulk writers.
 
     ``data`` must already be in JSON form (``model_dump(mode="json")``), or be its JSON text (pydantic's
-    ``dump_json``, orjson's ``dumps``: :func:`envelope_json` takes it as it is); the bytes are the same."""
-    event_id = str(uuid.uuid4())
+    ``dump_json``, orjson's ``dumps``: :func:`envelope_json` takes it as it is); the bytes are the same.
+    ``event_id``: one of :func:`new_event_ids` (None: a new one)."""
+    if event_id is None:
+        event_id = str(uuid.uuid4())
     if type(data) is bytes:
         return event_id, envelope_json(
             event_id, source=source, type_=type_, subject=subject, time=time, version=version, actor=actor, data=data
@@ -204,6 +208,20 @@ def encode_new_event(
         "data": data,
     }
     return event_id, orjson.dumps(doc)
+
+
+#: the hexadecimal digit of a UUID's variant (RFC 4122: ``10xx``) for each random one
+_VARIANT = {f"{d:x}": "89ab"[d & 3] for d in range(16)}
+
+
+def new_event_ids(count: int) -> list[str]:
+    """``count`` new event ids: random (version 4) UUIDs as ``str(uuid.uuid4())`` writes them, from one
+    read of the system's random source (``uuid4`` reads it and builds a ``UUID`` per id)."""
+    h, v = os.urandom(16 * count).hex(), _VARIANT
+    return [
+        f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{v[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 @lru_cache(maxsize=256)

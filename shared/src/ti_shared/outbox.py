@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ti_shared.bus import BusUnavailable, OutgoingMessage, Publisher
 from ti_shared.copytext import bytes_line, copy_text, instant_text
 from ti_shared.db import Database, dialect_of, insert_rows, outbox_message, outbox_relay
-from ti_shared.events import CONTENT_TYPE, CloudEvent, NewEvent, encode_new_event
+from ti_shared.events import CONTENT_TYPE, CloudEvent, NewEvent, encode_new_event, new_event_ids
 from ti_shared.logging import get_logger
 from ti_shared.metrics import EVENTS_PUBLISHED, OUTBOX_PUBLISH_FAILURES
 from ti_shared.statements import Sql
@@ -121,16 +121,16 @@ async def record_events(session: AsyncSession, events: Sequence[NewEvent], *, so
     envelopes' bytes as they are), in the session's transaction; an event without its own ``time``
     takes ``time``. An event's ``data`` may be its JSON text already (:class:`NewEvent`). Returns their
     ids, in order (the rows' order: the relay publishes them in it)."""
-    ids: list[str] = []
-    payloads: list[bytes] = []
-    for e in events:
-        event_id, payload = encode_new_event(
-            source=source, type_=e.type, subject=e.subject, time=e.time or time, version=e.version, actor=e.actor, data=e.data
-        )
-        ids.append(event_id)
-        payloads.append(payload)
-    if not ids:
-        return ids
+    if not events:
+        return []
+    ids = new_event_ids(len(events))
+    payloads = [
+        encode_new_event(
+            source=source, type_=e.type, subject=e.subject, time=e.time or time, version=e.version, actor=e.actor,
+            data=e.data, event_id=i,
+        )[1]
+        for e, i in zip(events, ids, strict=True)
+    ]
     if dialect_of(session) != "postgresql":
         await add_many_to_outbox(session, [
             {"topic": e.topic, "message_key": e.subject, "event_id": i, "event_type": e.type, "payload": p.decode()}
